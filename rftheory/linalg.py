@@ -1,0 +1,80 @@
+"""Small dense linear algebra on NumPy or CuPy: the Gram solve A α = b.
+
+A = ΦΦᵀ is symmetric positive semi-definite.  We try a Cholesky factorisation
+in float64 and check the conditioning from its diagonal,
+
+    κ̂(A) = (max_i L_ii / min_i L_ii)²  ≤ κ(A),
+
+and accept it when κ̂ < 1/(n·ε·RCOND_FACTOR).  Otherwise (factorisation
+failed or κ̂ too large) either raise :class:`SingularGramError` (``strict``)
+or fall back to the eigen-decomposition pseudo-inverse that drops eigenvalues
+below ``n·ε·λ_max``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import array_namespace
+
+__all__ = ["SingularGramError", "gram_solve"]
+
+RCOND_FACTOR = 10.0
+
+
+class SingularGramError(ValueError):
+    """ΦΦᵀ is numerically singular (duplicate samples, p too small, ...)."""
+
+
+def _cholesky(A, xp):
+    if xp is np:
+        try:
+            return np.linalg.cholesky(A)
+        except np.linalg.LinAlgError:
+            return None
+    L = xp.linalg.cholesky(A)  # CuPy returns NaN instead of raising
+    return L if bool(xp.all(xp.isfinite(L))) else None
+
+
+def _solve_triangular(L, b, xp, lower, trans):
+    if xp is np:
+        from scipy.linalg import solve_triangular  # noqa: PLC0415
+    else:  # pragma: no cover - GPU only
+        from cupyx.scipy.linalg import solve_triangular  # noqa: PLC0415
+    return solve_triangular(L, b, lower=lower, trans=trans)
+
+
+def gram_solve(A, b, *, what: str = "Gram matrix", strict: bool = False):
+    """Solve A x = b for symmetric PSD A (n×n), b of shape (n,) or (n, k).
+
+    Computed in float64; returns float64 on A's backend.
+
+    Raises
+    ------
+    SingularGramError
+        If ``strict`` and A is numerically singular.
+    """
+    xp = array_namespace(A, b)
+    A = xp.asarray(A, dtype=np.float64)
+    b = xp.asarray(b, dtype=np.float64)
+    n = A.shape[0]
+    eps = np.finfo(np.float64).eps
+    limit = 1.0 / (max(n, 1) * eps * RCOND_FACTOR)
+    L = _cholesky(A, xp)
+    if L is not None:
+        diag = xp.abs(xp.diagonal(L))
+        dmin = float(diag.min())
+        kappa_hat = (float(diag.max()) / dmin) ** 2 if dmin > 0 else np.inf
+        if kappa_hat < limit:
+            z = _solve_triangular(L, b, xp, lower=True, trans=0)
+            return _solve_triangular(L, z, xp, lower=True, trans=1)
+    w, Q = xp.linalg.eigh(A)
+    wmax = float(w.max()) if n else 0.0
+    if strict:
+        wmin = float(w.min())
+        raise SingularGramError(
+            f"{what} is numerically singular: eigenvalues in [{wmin:.3e}, {wmax:.3e}], "
+            f"condition number above {limit:.1e} (duplicate or collinear samples, or p too small?)"
+        )
+    keep = w > n * eps * max(wmax, 0.0) * RCOND_FACTOR
+    winv = xp.where(keep, 1.0 / xp.where(keep, w, 1.0), 0.0)
+    return Q @ (winv[:, None] * (Q.T @ b)) if b.ndim == 2 else Q @ (winv * (Q.T @ b))

@@ -1,0 +1,56 @@
+"""Input checks shared by the public functions: clear ValueError/TypeError
+messages for wrong shapes, non-finite values and wrong types."""
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import array_namespace, is_cupy_array
+
+__all__ = ["check_matrix", "check_vector", "check_finite"]
+
+
+def _as_array(a, name):
+    if is_cupy_array(a) or isinstance(a, np.ndarray):
+        return a
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}") from exc
+    return arr
+
+
+def check_finite(a, name: str):
+    """Raise ValueError if ``a`` contains NaN or ±inf."""
+    xp = array_namespace(a)
+    if not bool(xp.all(xp.isfinite(a))):
+        bad = int(xp.sum(~xp.isfinite(a)))
+        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
+    return a
+
+
+def check_matrix(a, name: str, *, cols: int | None = None, cols_name: str = "columns", rows: int | None = None, rows_name: str = "rows"):
+    """Return ``a`` as a finite real 2-D array, checking its shape."""
+    a = _as_array(a, name)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (one sample per row), got shape {tuple(a.shape)}")
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be real-valued, got dtype {a.dtype}")
+    if cols is not None and a.shape[1] != cols:
+        raise ValueError(f"{name} has {a.shape[1]} columns but {cols_name}={cols}")
+    if rows is not None and a.shape[0] != rows:
+        raise ValueError(f"{name} has {a.shape[0]} rows but {rows_name}={rows}")
+    if a.shape[0] == 0:
+        raise ValueError(f"{name} has no rows")
+    return check_finite(a, name)
+
+
+def check_vector(a, name: str, *, length: int | None = None, length_name: str = "length"):
+    """Return ``a`` as a finite real 1-D array of the given length."""
+    a = _as_array(a, name)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(a.shape)}")
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be real-valued, got dtype {a.dtype}")
+    if length is not None and a.shape[0] != length:
+        raise ValueError(f"{name} has length {a.shape[0]} but {length_name}={length}")
+    return check_finite(a, name)
