@@ -1,0 +1,341 @@
+"""The reconstruction attack: minimise the projection loss over X̂ on the
+product of √d-spheres.
+
+Problem (DESIGN.md): given θ (or Δθ), V (through the model) and n̂, find
+X̂ ∈ R^{n̂×d} with ‖x̂_i‖ = √d minimising
+
+    L(X̂) = ‖θ − Φ̂ᵀ(Φ̂Φ̂ᵀ)⁻¹Φ̂θ‖² / ‖θ‖²,    Φ̂ = σ(X̂Vᵀ).
+
+Optimisers (both Riemannian: the Euclidean gradient G is replaced by its
+tangent part g_i = G_i − (⟨G_i, x̂_i⟩/d) x̂_i, and every step is followed by the
+retraction x̂_i ← √d x̂_i/‖x̂_i‖):
+
+* ``"lbfgs"`` (default): limited-memory BFGS (two-loop recursion, memory m)
+  on the tangent gradients with an Armijo back-tracking line search starting
+  at the unit step; no learning rate to tune.
+* ``"momentum"``: heavy-ball projected gradient, b ← β·P(b) + g,
+  X̂ ← R(X̂ − η b), with a fixed learning rate η (the original authors'
+  scheme, kept for comparison).
+
+Greedy re-seeding (this package's heuristic, attacker-side only): when an
+optimiser stalls with L above the tolerance, the candidate whose removal
+raises the loss least is dropped and replaced by the best single-sample fit
+of the current residual r = θ − Φ̂ᵀα, i.e. the minimiser of the one-sample
+projection loss ‖r − P_{φ(x)} r‖²/‖r‖² started from the best of M random
+sphere points.  It uses only what the attacker knows (θ, V, σ, n̂).
+
+Nothing here reads the true X.  L = 0 does not mean success: below
+p ≈ dn many wrong X̂ reach L = 0 (see :mod:`rftheory.metrics`).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backend import array_namespace
+from .loss import projection_loss, retract_to_sphere, riemannian_gradient
+from .validation import check_finite, check_matrix, check_vector
+
+__all__ = ["ReconstructionResult", "reconstruct", "random_sphere", "OPTIMIZERS"]
+
+OPTIMIZERS = ("lbfgs", "momentum")
+
+
+@dataclass
+class ReconstructionResult:
+    """Outcome of :func:`reconstruct` (best restart, chosen by final loss).
+
+    Attributes
+    ----------
+    X_hat : array (n̂, d)
+        Reconstructed samples on the √d-sphere (same backend as θ).
+    loss : float
+        Final projection loss L(X̂) of the best restart.
+    loss_history : list of float
+        L after every iteration of the best restart.
+    iterations : int
+        Optimiser iterations of the best restart (all re-seeding rounds).
+    evaluations : int
+        Loss/gradient evaluations over all restarts.
+    restarts : list of float
+        Final loss of every restart run.
+    reseeds : int
+        Greedy re-seeding steps in the best restart.
+    converged : bool
+        Whether the best restart reached L ≤ tol.
+    wall_time : float
+        Seconds for the whole call.
+    """
+
+    X_hat: object
+    loss: float
+    loss_history: list = field(default_factory=list)
+    iterations: int = 0
+    evaluations: int = 0
+    restarts: list = field(default_factory=list)
+    reseeds: int = 0
+    converged: bool = False
+    wall_time: float = 0.0
+
+
+def random_sphere(n: int, d: int, rng: np.random.Generator, xp=np, dtype=np.float64):
+    """n points uniform on the sphere of radius √d in R^d (drawn on the host)."""
+    G = rng.standard_normal((n, d))
+    G *= math.sqrt(d) / np.linalg.norm(G, axis=1, keepdims=True)
+    return xp.asarray(G, dtype=dtype)
+
+
+class _Counter:
+    def __init__(self, theta, model, derivative):
+        self.theta, self.model, self.derivative = theta, model, derivative
+        self.evaluations = 0
+
+    def __call__(self, X, with_grad=True):
+        self.evaluations += 1
+        res = projection_loss(X, self.theta, self.model, with_grad=with_grad, derivative=self.derivative)
+        if with_grad:
+            res.grad = riemannian_gradient(X, res.grad)
+        return res
+
+
+def _vdot(a, b) -> float:
+    return float((a * b).sum())
+
+
+def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, history=None):
+    """Riemannian L-BFGS on the product of spheres; returns (X, loss, iterations).
+
+    Stops when L ≤ tol, after ``max_iter`` iterations, when the line search
+    fails, or when L fell by less than ``stall_rtol``·L over the last
+    ``stall_window`` iterations (a stall, handed to the re-seeding logic).
+    """
+    d = X.shape[1]
+    max_move = 0.5 * math.sqrt(d)  # cap a step's largest row displacement
+    res = fun(X)
+    L, g = res.loss, res.grad
+    S, Y = [], []
+    hist = history if history is not None else []
+    hist.append(L)
+    it = 0
+    while it < max_iter and L > tol:
+        it += 1
+        # two-loop recursion: direction = −H g
+        q = g.copy()
+        alphas = []
+        for s, y in zip(reversed(S), reversed(Y)):
+            a = _vdot(s, q) / _vdot(y, s)
+            alphas.append(a)
+            q -= a * y
+        if S:
+            q *= _vdot(S[-1], Y[-1]) / _vdot(Y[-1], Y[-1])
+        else:
+            q *= 1.0 / max(math.sqrt(_vdot(g, g)), 1e-300)
+        for (s, y), a in zip(zip(S, Y), reversed(alphas)):
+            b = _vdot(y, q) / _vdot(y, s)
+            q += (a - b) * s
+        direction = -riemannian_gradient(X, q)
+        slope = _vdot(direction, g)
+        if not slope < 0:  # not a descent direction: restart from steepest descent
+            S, Y = [], []
+            direction = -g / max(math.sqrt(_vdot(g, g)), 1e-300)
+            slope = _vdot(direction, g)
+        xp = array_namespace(direction)
+        biggest = float(xp.max(xp.linalg.norm(direction, axis=1)))
+        t = min(1.0, max_move / max(biggest, 1e-300))
+        accepted = False
+        for _ in range(40):
+            X_new = retract_to_sphere(X + t * direction)
+            res_new = fun(X_new)
+            if res_new.loss <= L + 1e-4 * t * slope:
+                accepted = True
+                break
+            t *= 0.5
+        if not accepted:
+            if S:  # drop the curvature memory and try steepest descent once more
+                S, Y = [], []
+                continue
+            break
+        s_vec = X_new - X
+        y_vec = res_new.grad - g
+        if _vdot(s_vec, y_vec) > 1e-12 * math.sqrt(_vdot(s_vec, s_vec) * _vdot(y_vec, y_vec)):
+            S.append(s_vec)
+            Y.append(y_vec)
+            if len(S) > memory:
+                S.pop(0)
+                Y.pop(0)
+        X, L, g = X_new, res_new.loss, res_new.grad
+        hist.append(L)
+        if len(hist) > stall_window and hist[-stall_window - 1] - L < stall_rtol * hist[-stall_window - 1]:
+            break
+    return X, L, it
+
+
+def _momentum(fun, X, max_iter, tol, lr, beta=0.9, stall_window=200, stall_rtol=1e-4, history=None):
+    """Heavy-ball Riemannian gradient descent with fixed learning rate ``lr``."""
+    res = fun(X)
+    L = res.loss
+    buf = riemannian_gradient(X, res.grad) * 0
+    hist = history if history is not None else []
+    hist.append(L)
+    it = 0
+    while it < max_iter and L > tol:
+        it += 1
+        buf = beta * riemannian_gradient(X, buf) + res.grad
+        X = retract_to_sphere(X - lr * buf)
+        res = fun(X)
+        L = res.loss
+        if not math.isfinite(L):
+            raise FloatingPointError("momentum diverged (loss is not finite); lower the learning rate")
+        hist.append(L)
+        if len(hist) > stall_window and hist[-stall_window - 1] - L < stall_rtol * hist[-stall_window - 1]:
+            break
+    return X, L, it
+
+
+def _least_useful_row(fun, X, L) -> int:
+    """Index of the candidate whose removal increases the loss least."""
+    xp = array_namespace(X)
+    n = X.shape[0]
+    if n == 1:
+        return 0
+    increases = []
+    for i in range(n):
+        keep = xp.asarray([j for j in range(n) if j != i])
+        increases.append(fun(X[keep], with_grad=False).loss - L)
+    return int(np.argmin(increases))
+
+
+def _best_single_fit(model, residual, rng, n_candidates, iters, derivative):
+    """Point x on the sphere minimising the one-sample projection loss of ``residual``."""
+    xp = array_namespace(residual)
+    C = random_sphere(n_candidates, model.d, rng, xp, model.dtype)
+    F = model.features(C).astype(np.float64)
+    score = xp.abs(F @ residual) / xp.maximum(xp.linalg.norm(F, axis=1), 1e-300)
+    x0 = C[int(xp.argmax(score))][None, :]
+    fun = _Counter(residual, model, derivative)
+    x, _, _ = _lbfgs(fun, x0, iters, tol=0.0)
+    return x[0], fun.evaluations + 1
+
+
+def reconstruct(
+    theta,
+    model,
+    n: int,
+    *,
+    restarts: int = 3,
+    max_iter: int = 3000,
+    tol: float = 1e-10,
+    optimizer: str = "lbfgs",
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    reseed: bool = True,
+    reseed_candidates: int = 512,
+    seed: int = 0,
+    init=None,
+    derivative: str = "true",
+    stop_at_tol: bool = True,
+    progress=None,
+) -> ReconstructionResult:
+    """Run the attack: recover n̂ = ``n`` samples from θ and the model's V, σ.
+
+    Parameters
+    ----------
+    theta : array (p,)
+        Attacked vector θ (or Δθ), NumPy or CuPy; the result uses its backend.
+    model : RandomFeatures
+        The attacker's copy of the feature map (V from its seed, σ).
+    n : int
+        Number of samples to reconstruct (the attacker's n or guess n̂).
+    restarts : int
+        Independent random initialisations; the lowest final loss wins.
+    max_iter : int
+        Iteration cap per restart (all re-seeding rounds together).
+    tol : float
+        Stop a restart once L ≤ tol.
+    optimizer : "lbfgs" or "momentum"
+    lr, momentum : float
+        Learning rate and β of the momentum optimiser (ignored by lbfgs).
+    reseed : bool
+        Greedy re-seeding of stalled restarts (see module docstring).
+    seed : int
+        Seed of the initialisations and re-seeding draws.
+    init : array (n, d), optional
+        Starting point of the first restart (rows are put on the sphere).
+    derivative : "true" or "relu"
+        σ' in the gradient (true derivative by default).
+    stop_at_tol : bool
+        Skip the remaining restarts once one reaches L ≤ tol.
+    progress : callable, optional
+        Called as ``progress(restart, loss)`` after each restart.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if n > model.p:
+        raise ValueError(f"n̂={n} > p={model.p}: the features of more than p samples are always linearly dependent")
+    for name, val in (("restarts", restarts), ("max_iter", max_iter)):
+        if int(val) < 1:
+            raise ValueError(f"{name} must be at least 1, got {val}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    theta = check_vector(theta, "theta", length=model.p, length_name="p")
+    xp = array_namespace(theta)
+    if xp is not model.xp:
+        theta = model.xp.asarray(theta)
+        xp = model.xp
+    if init is not None:
+        init = check_matrix(init, "init", rows=n, rows_name="n", cols=model.d, cols_name="d")
+        init = retract_to_sphere(xp.asarray(init, dtype=model.dtype))
+
+    start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    fun = _Counter(theta, model, derivative)
+    best = None
+    finals = []
+    for r in range(int(restarts)):
+        X = init if (r == 0 and init is not None) else random_sphere(n, model.d, rng, xp, model.dtype)
+        history: list = []
+        iters_left, reseeds, total_iters = int(max_iter), 0, 0
+        while True:
+            if optimizer == "lbfgs":
+                X, L, it = _lbfgs(fun, X, iters_left, tol, history=history)
+            else:
+                X, L, it = _momentum(fun, X, iters_left, tol, lr, momentum, history=history)
+            total_iters += it
+            iters_left -= it
+            if L <= tol or not reseed or iters_left <= 0 or it == 0 and reseeds > 0:
+                break
+            # greedy re-seeding of the least useful candidate
+            i = _least_useful_row(fun, X, L)
+            keep = xp.asarray([j for j in range(n) if j != i])
+            if n > 1:
+                rest = X[keep]
+                res = fun(rest, with_grad=False)
+                resid = theta - model.features(rest).astype(np.float64).T @ res.alpha
+            else:
+                resid = theta
+            x_new, evals = _best_single_fit(model, resid, rng, reseed_candidates, 100, derivative)
+            fun.evaluations += evals
+            X = X.copy()
+            X[i] = x_new
+            reseeds += 1
+        check_finite(X, "X_hat")
+        finals.append(float(L))
+        if best is None or L < best.loss:
+            best = ReconstructionResult(
+                X_hat=X, loss=float(L), loss_history=history, iterations=total_iters,
+                reseeds=reseeds, converged=bool(L <= tol),
+            )
+        if progress is not None:
+            progress(r, float(L))
+        if stop_at_tol and L <= tol:
+            break
+    best.restarts = finals
+    best.evaluations = fun.evaluations
+    best.wall_time = time.perf_counter() - start
+    return best
+
