@@ -57,8 +57,10 @@ def _erf(z):
 
 def _sigmoid(z):
     xp = array_namespace(z)
-    # 0.5 (1 + tanh(z/2)) is overflow-free and identical to 1/(1+e^{-z}).
-    return 0.5 * (1.0 + xp.tanh(0.5 * z))
+    # 1/(1+e^{-z}) for z ≥ 0 and e^{z}/(1+e^{z}) for z < 0: no overflow, full
+    # relative precision in both tails.
+    e = xp.exp(-xp.abs(z))
+    return xp.where(z >= 0, 1.0, e) / (1.0 + e)
 
 
 # --- elementwise definitions (z is an array of NumPy or CuPy) ------------------

@@ -1,0 +1,25 @@
+import os
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+from rftheory.backend import cupy_available
+
+settings.register_profile("ci", max_examples=25, deadline=None)
+settings.load_profile("ci")
+
+requires_gpu = pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device (none visible)")
+
+
+def sphere_rows(rng, n, d):
+    X = rng.standard_normal((n, d))
+    return X * (np.sqrt(d) / np.linalg.norm(X, axis=1, keepdims=True))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+os.environ.setdefault("RFTHEORY_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "rftheory"))

@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rftheory.loss import projection_loss, retract_to_sphere, riemannian_gradient
+from rftheory.random_features import RandomFeatures
+
+from conftest import sphere_rows
+
+ACTIVATIONS = ["relu+tanh", "tanh", "gelu", "softplus", "sigmoid", "erf", "silu", "relu", "abs", "leaky_relu"]
+
+
+def _problem(act, n=5, d=7, p=600, seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    X = sphere_rows(rng, n, d)
+    y = rng.standard_normal(n)
+    rf = RandomFeatures(p, d, act, seed=seed + 1, **kw).fit(X, y)
+    return rng, X, rf
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_gradient_matches_finite_differences(act):
+    rng, X, rf = _problem(act)
+    Xh = sphere_rows(rng, 5, 7)
+    res = projection_loss(Xh, rf.theta, rf)
+    for _ in range(3):
+        E = rng.standard_normal(Xh.shape)
+        h = 1e-6
+        plus = projection_loss(Xh + h * E, rf.theta, rf, with_grad=False).loss
+        minus = projection_loss(Xh - h * E, rf.theta, rf, with_grad=False).loss
+        fd = (plus - minus) / (2 * h)
+        analytic = float(np.sum(res.grad * E))
+        assert abs(fd - analytic) <= 1e-5 * abs(fd) + 1e-12, (fd, analytic)
+
+
+def test_loss_matches_direct_projection():
+    rng, X, rf = _problem("relu+tanh")
+    Xh = sphere_rows(rng, 5, 7)
+    Phi = rf.features(Xh)
+    proj = Phi.T @ np.linalg.lstsq(Phi.T, rf.theta, rcond=None)[0]
+    expected = np.sum((rf.theta - proj) ** 2) / np.sum(rf.theta**2)
+    assert projection_loss(Xh, rf.theta, rf).loss == pytest.approx(expected, rel=1e-10)
+
+
+def test_true_data_has_zero_loss_and_random_data_does_not():
+    rng, X, rf = _problem("relu+tanh", p=2000)
+    assert projection_loss(X, rf.theta, rf).loss < 1e-20
+    L = projection_loss(sphere_rows(rng, 5, 7), rf.theta, rf).loss
+    assert 0.05 < L <= 1.0
+
+
+def test_streamed_weights_give_the_same_loss_and_gradient():
+    rng, X, rf = _problem("gelu", p=9000)
+    streamed = RandomFeatures(9000, 7, "gelu", seed=1, store_weights=False, block_rows=4096)
+    Xh = sphere_rows(rng, 5, 7)
+    a = projection_loss(Xh, rf.theta, rf)
+    b = projection_loss(Xh, rf.theta, streamed)
+    assert b.loss == pytest.approx(a.loss, rel=1e-12)
+    np.testing.assert_allclose(b.grad, a.grad, rtol=1e-9, atol=1e-14)
+
+
+def test_float32_model_agrees_with_float64():
+    rng, X, rf = _problem("relu+tanh", p=3000)
+    rf32 = RandomFeatures(3000, 7, "relu+tanh", seed=1, dtype=np.float32)
+    Xh = sphere_rows(rng, 5, 7)
+    a = projection_loss(Xh, rf.theta, rf)
+    b = projection_loss(Xh, rf.theta, rf32)
+    assert b.grad.dtype == np.float32
+    assert b.loss == pytest.approx(a.loss, rel=1e-4)
+    np.testing.assert_allclose(b.grad, a.grad, rtol=1e-3, atol=1e-4 * np.abs(a.grad).max())
+
+
+def test_relu_surrogate_is_explicit_and_differs_for_tanh():
+    rng, X, rf = _problem("tanh")
+    Xh = sphere_rows(rng, 5, 7)
+    true = projection_loss(Xh, rf.theta, rf).grad
+    surrogate = projection_loss(Xh, rf.theta, rf, derivative="relu").grad
+    assert not np.allclose(true, surrogate)
+    with pytest.raises(ValueError, match="derivative"):
+        projection_loss(Xh, rf.theta, rf, derivative="bogus")
+
+
+def test_zero_theta_is_rejected():
+    rng, X, rf = _problem("tanh")
+    with pytest.raises(ValueError, match="zero vector"):
+        projection_loss(X, np.zeros(rf.p), rf)
+
+
+@given(st.permutations(list(range(5))), st.integers(0, 2**16))
+def test_loss_is_permutation_invariant_and_gradient_equivariant(perm, seed):
+    rng, X, rf = _problem("relu+tanh", p=300)
+    Xh = sphere_rows(np.random.default_rng(seed), 5, 7)
+    perm = np.array(perm)
+    a = projection_loss(Xh, rf.theta, rf)
+    b = projection_loss(Xh[perm], rf.theta, rf)
+    assert b.loss == pytest.approx(a.loss, rel=1e-9, abs=1e-14)
+    np.testing.assert_allclose(b.grad, a.grad[perm], rtol=1e-7, atol=1e-12)
+
+
+def test_riemannian_gradient_is_tangent_and_retraction_normalises(rng):
+    X = sphere_rows(rng, 4, 6)
+    G = rng.standard_normal((4, 6))
+    T = riemannian_gradient(X, G)
+    np.testing.assert_allclose(np.sum(T * X, axis=1), 0, atol=1e-12)
+    R = retract_to_sphere(3.7 * X + 0.1 * G)
+    np.testing.assert_allclose(np.linalg.norm(R, axis=1), np.sqrt(6))
