@@ -134,6 +134,38 @@ def _silu_d(z):
     return s * (1 + z * (1 - s))
 
 
+# --- fused (σ, σ') pairs: share the expensive transcendental --------------------
+
+
+def _relu_vd(z):
+    pos = z > 0
+    return array_namespace(z).where(pos, z, 0).astype(z.dtype, copy=False), pos.astype(z.dtype)
+
+
+def _tanh_vd(z):
+    t = array_namespace(z).tanh(z)
+    return t, 1 - t * t
+
+
+def _sigmoid_vd(z):
+    s = _sigmoid(z)
+    return s, s * (1 - s)
+
+
+def _silu_vd(z):
+    s = _sigmoid(z)
+    return z * s, s * (1 + z * (1 - s))
+
+
+def _softplus_vd(z):
+    return _softplus(z), _sigmoid(z)
+
+
+def _gelu_vd(z):
+    c = _normal_cdf(z)
+    return z * c, c + z * _INV_SQRT2PI * array_namespace(z).exp(-0.5 * z * z)
+
+
 # --- SymPy expressions (imported lazily: sympy is slow to import) -------------
 
 
@@ -211,6 +243,9 @@ class Activation:
         (so the symbolic path is worth trying).
     parts : tuple of (float, Activation)
         For a linear combination σ = Σ c_j σ_j, its parts; empty otherwise.
+    fused : callable, optional
+        ``fused(z) -> (σ(z), σ'(z))`` computed together (e.g. tanh once for
+        both); by default fn and deriv are called separately.
     """
 
     name: str
@@ -219,12 +254,15 @@ class Activation:
     sympy_expr: Callable | None = None
     closed_form_hermite: bool = False
     parts: tuple = field(default=())
+    fused: Callable | None = None
 
     def __call__(self, z):
         return self.fn(z)
 
     def value_and_derivative(self, z):
-        """Return (σ(z), σ'(z))."""
+        """Return (σ(z), σ'(z)), sharing work between the two when possible."""
+        if self.fused is not None:
+            return self.fused(z)
         return self.fn(z), self.deriv(z)
 
     @property
@@ -249,6 +287,16 @@ def _combine(name: str, parts: tuple) -> Activation:
             out = term if out is None else out + term
         return out
 
+    def fused(z):
+        F = D = None
+        for c, act in parts:
+            f, g = act.value_and_derivative(z)
+            if c != 1:
+                f, g = c * f, c * g
+            F = f if F is None else F + f
+            D = g if D is None else D + g
+        return F, D
+
     sym = None
     if all(act.sympy_expr is not None for _, act in parts):
 
@@ -262,6 +310,7 @@ def _combine(name: str, parts: tuple) -> Activation:
         sympy_expr=sym,
         closed_form_hermite=all(act.closed_form_hermite for _, act in parts),
         parts=parts,
+        fused=fused,
     )
 
 
@@ -278,15 +327,15 @@ def register_activation(act: Activation, *, overwrite: bool = False) -> Activati
 
 
 for _act in (
-    Activation("relu", _relu, _relu_d, _sym_relu, True),
-    Activation("tanh", _tanh, _tanh_d, _sym_tanh, False),
+    Activation("relu", _relu, _relu_d, _sym_relu, True, fused=_relu_vd),
+    Activation("tanh", _tanh, _tanh_d, _sym_tanh, False, fused=_tanh_vd),
     Activation("leaky_relu", _leaky, _leaky_d, _sym_leaky, True),
     Activation("abs", _abs, _abs_d, _sym_abs, True),
     Activation("erf", _erf, _erf_d, _sym_erf, True),
-    Activation("sigmoid", _sigmoid, _sigmoid_d, _sym_sigmoid, False),
-    Activation("softplus", _softplus, _sigmoid, _sym_softplus, False),
-    Activation("gelu", _gelu, _gelu_d, _sym_gelu, True),
-    Activation("silu", _silu, _silu_d, _sym_silu, False),
+    Activation("sigmoid", _sigmoid, _sigmoid_d, _sym_sigmoid, False, fused=_sigmoid_vd),
+    Activation("softplus", _softplus, _sigmoid, _sym_softplus, False, fused=_softplus_vd),
+    Activation("gelu", _gelu, _gelu_d, _sym_gelu, True, fused=_gelu_vd),
+    Activation("silu", _silu, _silu_d, _sym_silu, False, fused=_silu_vd),
 ):
     register_activation(_act)
 register_activation(_combine("relu+tanh", ((1.0, _REGISTRY["relu"]), (1.0, _REGISTRY["tanh"]))))

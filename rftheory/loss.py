@@ -19,6 +19,13 @@ Cost: the two n̂×d×p products X̂Vᵀ and (·)V (≈ 4n̂dp flops), plus n̂�
 A.  V is used block by block, so a streamed (regenerated) V works too: the
 first pass accumulates v and A, the second forms r and the gradient.  The
 big products run in the model's dtype; v, A, α, r and L are float64.
+
+Models other than random features (rftheory.adapters) plug in through the
+*feature-map protocol*: attributes ``p, d, dtype, xp`` and methods
+``features(X) -> Φ (n×p)`` and ``features_vjp(X, G) -> ∂⟨G, Φ(X)⟩/∂X (n×d)``.
+For them θ may also be a matrix Θ ∈ R^{p×C} (one column per output); the
+same formulas hold with v = Φ̂Θ, α = A⁻¹v ∈ R^{n×C}, r = Θ − Φ̂ᵀα and
+L = ‖r‖_F²/‖Θ‖_F², ∂L/∂Φ̂ = −2αrᵀ/‖Θ‖_F²  (Gram K ⊗ I_C: one n×n solve).
 """
 from __future__ import annotations
 
@@ -27,9 +34,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backend import array_namespace
+from .kernels import fused_value_and_derivative
 from .linalg import gram_solve
 
-__all__ = ["LossResult", "projection_loss", "riemannian_gradient", "retract_to_sphere"]
+__all__ = ["LossResult", "projection_loss", "feature_map_loss", "riemannian_gradient", "retract_to_sphere"]
 
 
 @dataclass
@@ -64,49 +72,89 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
     """
     if derivative not in ("true", "relu"):
         raise ValueError(f"derivative must be 'true' or 'relu', got {derivative!r}")
+    if not hasattr(model, "weight_blocks"):
+        if derivative != "true":
+            raise ValueError("derivative='relu' is only defined for random-features models")
+        return feature_map_loss(X_hat, theta, model, with_grad=with_grad)
     xp = array_namespace(X_hat, theta)
     X_hat = xp.asarray(X_hat, dtype=model.dtype)
     theta64 = xp.asarray(theta, dtype=np.float64)
-    theta_m = theta64.astype(model.dtype, copy=False)
     theta_sq = float(theta64 @ theta64)
     if theta_sq == 0.0:
         raise ValueError("θ is the zero vector: the projection loss is undefined")
     act = model.activation
     n_hat = X_hat.shape[0]
+    low = model.dtype != np.float64
 
-    blocks = list(model.weight_blocks()) if model.store_weights else None
-    single = blocks is not None and len(blocks) == 1
-    cache = None
+    # pass 1: Z_b = X̂V_bᵀ, (F_b, D_b) = (σ, σ')(Z_b); v and A accumulated in float64.
+    # F_b and D_b are kept (n̂×p in all, much smaller than V when n̂ < d), so the
+    # second pass needs V_b only for the gradient product.
     v = xp.zeros(n_hat, dtype=np.float64)
     A = xp.zeros((n_hat, n_hat), dtype=np.float64)
-    for rows, Vb in blocks if blocks is not None else model.weight_blocks():
+    kept = []
+    for rows, Vb in model.weight_blocks():
         Z = X_hat @ Vb.T
-        F = act.fn(Z)
-        v += (F @ theta_m[rows]).astype(np.float64)
-        A += (F @ F.T).astype(np.float64)
-        if single:
-            cache = (Z, F)
-    alpha = gram_solve(A, v)
-    alpha_m = alpha.astype(model.dtype, copy=False)
-
-    r_sq = 0.0
-    grad = xp.zeros_like(X_hat) if with_grad else None
-    scale = -2.0 / theta_sq
-    for rows, Vb in blocks if blocks is not None else model.weight_blocks():
-        if cache is not None:
-            Z, F = cache
+        if with_grad:
+            if derivative == "relu":
+                F, D = act.fn(Z), _relu_surrogate(Z)
+            else:
+                F, D = fused_value_and_derivative(act, Z)
         else:
-            Z = X_hat @ Vb.T
-            F = act.fn(Z)
-        r = theta64[rows] - (alpha_m @ F).astype(np.float64)
+            F, D = act.fn(Z), None
+        F64 = F.astype(np.float64) if low else F
+        v += F64 @ theta64[rows]
+        A += F64 @ F64.T
+        kept.append((rows, F, D))
+    alpha = gram_solve(A, v)
+
+    # pass 2: r_b = θ_b − F_bᵀα (float64);  ∂L/∂X̂ = α ⊙ ((D_b ⊙ r_bᵀ) V_b) · (−2/‖θ‖²)
+    r_sq = 0.0
+    W_all = []
+    for rows, F, D in kept:
+        F64 = F.astype(np.float64) if low else F
+        r = theta64[rows] - F64.T @ alpha
         r_sq += float(r @ r)
         if with_grad:
-            dsig = _relu_surrogate(Z) if derivative == "relu" else act.deriv(Z)
-            # (∂L/∂Φ̂ ⊙ σ') V with ∂L/∂Φ̂ = scale · α rᵀ, without forming α rᵀ twice
-            G_phi = xp.outer(alpha_m * scale, r.astype(model.dtype, copy=False))
-            G_phi *= dsig
-            grad += G_phi @ Vb
+            W_all.append((rows, D * r.astype(model.dtype, copy=False)))  # D_b ⊙ r_bᵀ
+    grad = None
+    if with_grad:
+        acc = xp.zeros((n_hat, model.d), dtype=model.dtype)
+        if len(W_all) == 1:
+            acc = W_all[0][1] @ model.weights
+        else:
+            for (rows, W), (rows_v, Vb) in zip(W_all, model.weight_blocks()):
+                acc += W @ Vb
+        scale = (-2.0 / theta_sq) * alpha
+        grad = acc * scale.astype(model.dtype, copy=False)[:, None]
     return LossResult(loss=r_sq / theta_sq, grad=grad, alpha=alpha)
+
+
+def feature_map_loss(X_hat, theta, model, *, with_grad: bool = True) -> LossResult:
+    """Projection loss for any model following the feature-map protocol.
+
+    θ is (p,) or Θ is (p, C).  With Φ̂ = model.features(X̂) (n̂×p):
+    v = Φ̂Θ, A = Φ̂Φ̂ᵀ, α = A⁻¹v, r = Θ − Φ̂ᵀα, L = ‖r‖_F²/‖Θ‖_F², and the
+    gradient is model.features_vjp(X̂, −2αrᵀ/‖Θ‖_F²).  One n̂×n̂ Cholesky
+    solve serves all C outputs (the Gram of the stacked Jacobian is A ⊗ I_C).
+    """
+    xp = array_namespace(X_hat, theta)
+    X_hat = xp.asarray(X_hat, dtype=model.dtype)
+    Theta = xp.asarray(theta, dtype=np.float64)
+    vector = Theta.ndim == 1
+    if vector:
+        Theta = Theta[:, None]
+    theta_sq = float(xp.sum(Theta * Theta))
+    if theta_sq == 0.0:
+        raise ValueError("θ is the zero vector: the projection loss is undefined")
+    F = model.features(X_hat).astype(np.float64)
+    alpha = gram_solve(F @ F.T, F @ Theta)
+    r = Theta - F.T @ alpha
+    loss = float(xp.sum(r * r)) / theta_sq
+    grad = None
+    if with_grad:
+        G_phi = (-2.0 / theta_sq) * (alpha @ r.T)
+        grad = model.features_vjp(X_hat, G_phi.astype(model.dtype, copy=False))
+    return LossResult(loss=loss, grad=grad, alpha=alpha[:, 0] if vector else alpha)
 
 
 def riemannian_gradient(X, G):

@@ -137,12 +137,50 @@ class RandomFeatures:
         return self.xp.asarray(random_weights(self.seed, self.p, self.d, self.dtype))
 
     def weight_blocks(self) -> Iterator[tuple[slice, object]]:
-        """Yield (row slice, V[rows]) covering V; one block when V is stored."""
+        """Yield (row slice, V[rows]) covering V; one block when V is stored.
+
+        Streamed blocks are generated one ahead on a worker thread (NumPy's
+        generators release the GIL), so regenerating block b+1 overlaps the
+        products on block b.
+        """
         if self._V is not None:
             yield slice(0, self.p), self._V
             return
-        for lo, hi in _block_ranges(self.p, self.block_rows):
+        ranges = list(_block_ranges(self.p, self.block_rows))
+        if len(ranges) == 1:
+            lo, hi = ranges[0]
             yield slice(lo, hi), self.xp.asarray(random_weights(self.seed, self.p, self.d, self.dtype, lo, hi))
+            return
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+        def make(bounds):
+            return random_weights(self.seed, self.p, self.d, self.dtype, *bounds)
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(make, ranges[0])
+            for k, (lo, hi) in enumerate(ranges):
+                block = pending.result()
+                if k + 1 < len(ranges):
+                    pending = pool.submit(make, ranges[k + 1])
+                yield slice(lo, hi), self.xp.asarray(block)
+
+    def astype(self, dtype) -> "RandomFeatures":
+        """The same model (same seed, V cast to ``dtype``, same θ if fitted) in another dtype.
+
+        Used by the attack to work in float32 on a model trained in float64:
+        V₃₂ = fl32(V₆₄) exactly, because V is always drawn in float64.
+        """
+        dtype = np.dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        other = RandomFeatures.__new__(RandomFeatures)
+        other.__dict__.update(self.__dict__)
+        other.dtype = dtype
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        if self._V is not None:
+            other._V = self._V.astype(dtype)
+        return other
 
     # -- features --------------------------------------------------------------
 

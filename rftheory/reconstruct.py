@@ -213,7 +213,9 @@ def _best_single_fit(model, residual, rng, n_candidates, iters, derivative):
     xp = array_namespace(residual)
     C = random_sphere(n_candidates, model.d, rng, xp, model.dtype)
     F = model.features(C).astype(np.float64)
-    score = xp.abs(F @ residual) / xp.maximum(xp.linalg.norm(F, axis=1), 1e-300)
+    proj = F @ residual
+    proj = xp.abs(proj) if proj.ndim == 1 else xp.linalg.norm(proj, axis=1)
+    score = proj / xp.maximum(xp.linalg.norm(F, axis=1), 1e-300)
     x0 = C[int(xp.argmax(score))][None, :]
     fun = _Counter(residual, model, derivative)
     x, _, _ = _lbfgs(fun, x0, iters, tol=0.0)
@@ -238,15 +240,18 @@ def reconstruct(
     derivative: str = "true",
     stop_at_tol: bool = True,
     progress=None,
+    dtype=np.float32,
 ) -> ReconstructionResult:
     """Run the attack: recover n̂ = ``n`` samples from θ and the model's V, σ.
 
     Parameters
     ----------
-    theta : array (p,)
+    theta : array (p,) or (p, C)
         Attacked vector θ (or Δθ), NumPy or CuPy; the result uses its backend.
-    model : RandomFeatures
-        The attacker's copy of the feature map (V from its seed, σ).
+        A matrix Θ (one column per output) is accepted for adapter models.
+    model : RandomFeatures or a feature-map model
+        The attacker's copy of the feature map (V from its seed, σ), or any
+        object following the feature-map protocol of :mod:`rftheory.loss`.
     n : int
         Number of samples to reconstruct (the attacker's n or guess n̂).
     restarts : int
@@ -270,6 +275,12 @@ def reconstruct(
         Skip the remaining restarts once one reaches L ≤ tol.
     progress : callable, optional
         Called as ``progress(restart, loss)`` after each restart.
+    dtype : float32 (default), float64 or None
+        Working precision of the big products X̂Vᵀ and (·)V.  The Gram
+        matrix, α, r and L are always accumulated in float64; the reported
+        ``loss`` is re-evaluated in the model's own dtype at the end.  None
+        keeps the model's dtype.  (Random-features models only; adapters
+        run in their own dtype.)
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
@@ -282,7 +293,10 @@ def reconstruct(
             raise ValueError(f"{name} must be at least 1, got {val}")
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr}")
-    theta = check_vector(theta, "theta", length=model.p, length_name="p")
+    if getattr(theta, "ndim", 1) == 2 and not hasattr(model, "weight_blocks"):
+        theta = check_matrix(theta, "theta", rows=model.p, rows_name="p")  # multi-output head Θ (p×C)
+    else:
+        theta = check_vector(theta, "theta", length=model.p, length_name="p")
     xp = array_namespace(theta)
     if xp is not model.xp:
         theta = model.xp.asarray(theta)
@@ -292,6 +306,11 @@ def reconstruct(
         init = retract_to_sphere(xp.asarray(init, dtype=model.dtype))
 
     start = time.perf_counter()
+    caller_model = model
+    if dtype is not None and hasattr(model, "astype"):
+        model = model.astype(dtype)
+        if init is not None:
+            init = init.astype(model.dtype)
     rng = np.random.default_rng(seed)
     fun = _Counter(theta, model, derivative)
     best = None
@@ -334,6 +353,10 @@ def reconstruct(
             progress(r, float(L))
         if stop_at_tol and L <= tol:
             break
+    if model is not caller_model:  # report X̂ and L in the caller's precision
+        best.X_hat = retract_to_sphere(best.X_hat.astype(caller_model.dtype))
+        best.loss = projection_loss(best.X_hat, theta, caller_model, with_grad=False).loss
+        best.converged = bool(best.loss <= tol)
     best.restarts = finals
     best.evaluations = fun.evaluations
     best.wall_time = time.perf_counter() - start

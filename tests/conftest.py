@@ -23,3 +23,9 @@ def rng():
 
 
 os.environ.setdefault("RFTHEORY_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "rftheory"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """An empty selection must never pass: turn "no tests collected" (5) into a failure."""
+    if exitstatus == 5:
+        session.exitstatus = 1

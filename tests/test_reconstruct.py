@@ -45,8 +45,15 @@ def test_reconstruction_is_reproducible_and_on_the_sphere():
     np.testing.assert_allclose(np.linalg.norm(a.X_hat, axis=1), np.sqrt(D))
 
 
+def test_float32_attack_reports_the_float64_loss_of_its_x_hat():
+    _, model, result, _ = _attack(4, ratio=3, max_iter=100, restarts=1)
+    assert result.X_hat.dtype == np.float64
+    np.testing.assert_allclose(np.linalg.norm(result.X_hat, axis=1), np.sqrt(D), rtol=1e-14)
+    assert result.loss == projection_loss(result.X_hat, model.theta, model, with_grad=False).loss
+
+
 def test_result_loss_is_the_loss_of_x_hat():
-    _, model, result, _ = _attack(4, ratio=3, max_iter=300, restarts=2)
+    _, model, result, _ = _attack(4, ratio=3, max_iter=300, restarts=2, dtype=None)
     assert result.loss == pytest.approx(projection_loss(result.X_hat, model.theta, model).loss, rel=1e-9, abs=1e-15)
     assert min(result.restarts) == pytest.approx(result.loss)
     assert result.loss_history[-1] == pytest.approx(result.loss)

@@ -1,0 +1,64 @@
+"""The console script: help texts, a small complete run, one-line errors."""
+import subprocess
+import sys
+
+import pytest
+
+from rftheory.cli import build_parser, main
+
+
+def _commands():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sorted(sub.choices)
+
+
+def test_reconstruct_is_a_command():
+    assert "reconstruct" in _commands() and "hermite" in _commands()
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_command_explains_itself(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: rftheory " + command) and len(out) > 200
+
+
+def test_small_reconstruct_run_prints_the_report(capsys):
+    assert main(["reconstruct", "--n", "3", "--d", "4", "--ratio", "20", "--restarts", "2", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    for field in ("p/(dn)", "train residual", "loss", "recovered", "signed", "sign-aware", "entrywise-abs", "wall time"):
+        assert field in out
+    assert "recovered   3/3" in out
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["reconstruct", "--activation", "swish9"], "unknown activation 'swish9'"),
+        (["reconstruct", "--n", "30", "--d", "3", "--p", "10"], "p=10 < n=30"),
+        (["reconstruct", "--backend", "cupy", "--n", "3", "--d", "3"], "cupy"),
+    ],
+)
+def test_user_errors_are_one_line(argv, message, capsys):
+    if "cupy" in argv:
+        from rftheory.backend import cupy_available
+
+        if cupy_available():
+            pytest.skip("a GPU is present, so --backend cupy is not an error")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rftheory: error:") and message in err and "\n" not in err
+
+
+def test_argparse_rejects_bad_numbers(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["reconstruct", "--n", "0"])
+    assert exc.value.code == 2
+    assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_console_script_entry_point():
+    out = subprocess.run([sys.executable, "-m", "rftheory", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("rftheory ")
