@@ -30,7 +30,7 @@ except Exception:  # pragma: no cover
     _HAVE_NUMBA = False
 
 # Which kernels are on by default (set from benchmarks/bench_kernels.py).
-NUMBA_DEFAULT = {"relu": True, "relu+tanh": False, "retract": False}
+NUMBA_DEFAULT = {"relu": False, "relu+tanh": False, "retract": False}
 
 
 def numba_available() -> bool:
