@@ -78,7 +78,9 @@ def add_parser(sub):
     p.add_argument("--no-reseed", action="store_true", help="disable greedy re-seeding of stalled candidates")
     p.add_argument("--derivative", choices=("true", "relu"), default="true",
                    help="σ' used in the gradient: the activation's own (true) or the ReLU surrogate 1[z>0]")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="dtype of V and features")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="working precision of the attack's big products (the Gram, α, r and the loss are always "
+                        "float64; the model is trained in float64 and the final loss re-evaluated in float64)")
     p.add_argument("--stream-weights", action="store_true",
                    help="do not store V; regenerate it block by block from the seed (for p·d beyond memory)")
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="array backend (cupy needs a GPU)")
@@ -98,12 +100,12 @@ def run(args) -> int:
     p = args.p if args.p is not None else max(1, int(round(args.ratio * d * n)))
     n_guess = args.n_guess or n
     model = RandomFeatures(
-        p, d, args.activation, seed=args.seed + 1000, dtype=np.dtype(args.dtype),
+        p, d, args.activation, seed=args.seed + 1000, dtype=np.float64,
         store_weights=not args.stream_weights, backend=args.backend,
     )
     print("rftheory reconstruct")
     print(f"  data        {ds.description}")
-    print(f"  model       RF p={p}, d={d}, σ={model.activation.name}, V seed={model.seed}, dtype={args.dtype}, "
+    print(f"  model       RF p={p}, d={d}, σ={model.activation.name}, V seed={model.seed}, attack dtype={args.dtype}, "
           f"V {'streamed' if args.stream_weights else 'stored'}, backend={args.backend}")
     print(f"  p/(dn)      {p / (d * n):.3g}   (threshold of the law ≈ 1; p/n = {p / n:.3g})")
     model.fit(ds.X, ds.y)
@@ -117,7 +119,7 @@ def run(args) -> int:
     result = reconstruct(
         model.theta, model, n_guess, restarts=args.restarts, max_iter=args.max_iter, tol=args.tol,
         optimizer=args.optimizer, lr=args.lr, reseed=not args.no_reseed, seed=args.seed,
-        derivative=args.derivative, progress=progress,
+        derivative=args.derivative, progress=progress, dtype=np.dtype(args.dtype),
     )
     print(f"  loss        {result.loss:.3e} after {result.iterations} iterations "
           f"({result.evaluations} evaluations, {result.reseeds} re-seeds, {result.wall_time:.1f} s)")
