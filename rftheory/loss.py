@@ -58,8 +58,10 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
 
     Parameters
     ----------
-    X_hat : array (n̂, d)
+    X_hat : array (n̂, d), or (R, n̂, d) for R candidate sets at once
         Candidate samples (any norm; the attack keeps them on the √d-sphere).
+        A stack of R sets (batched restarts) shares the products with V and
+        returns a loss per set (array (R,)), gradients (R, n̂, d) and α (R, n̂).
     theta : array (p,)
         Attacked vector θ (or Δθ = θ − θ₀).
     model : RandomFeatures
@@ -78,22 +80,27 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
         return feature_map_loss(X_hat, theta, model, with_grad=with_grad)
     xp = array_namespace(X_hat, theta)
     X_hat = xp.asarray(X_hat, dtype=model.dtype)
+    batched = X_hat.ndim == 3
+    if not batched:
+        X_hat = X_hat[None]
+    R, n_hat, d = X_hat.shape
     theta64 = xp.asarray(theta, dtype=np.float64)
     theta_sq = float(theta64 @ theta64)
     if theta_sq == 0.0:
         raise ValueError("θ is the zero vector: the projection loss is undefined")
     act = model.activation
-    n_hat = X_hat.shape[0]
     low = model.dtype != np.float64
+    X_flat = X_hat.reshape(R * n_hat, d)
 
-    # pass 1: Z_b = X̂V_bᵀ, (F_b, D_b) = (σ, σ')(Z_b); v and A accumulated in float64.
-    # F_b and D_b are kept (n̂×p in all, much smaller than V when n̂ < d), so the
-    # second pass needs V_b only for the gradient product.
-    v = xp.zeros(n_hat, dtype=np.float64)
-    A = xp.zeros((n_hat, n_hat), dtype=np.float64)
+    # pass 1: Z_b = X̂V_bᵀ (one product for all R·n̂ rows), (F_b, D_b) = (σ, σ')(Z_b);
+    # v and A accumulated in float64.  F_b and D_b are kept (R·n̂×p in all, much
+    # smaller than V when n̂ < d), so the second pass needs V_b only for the
+    # gradient product.
+    v = xp.zeros((R, n_hat), dtype=np.float64)
+    A = xp.zeros((R, n_hat, n_hat), dtype=np.float64)
     kept = []
     for rows, Vb in model.weight_blocks():
-        Z = X_hat @ Vb.T
+        Z = X_flat @ Vb.T
         if with_grad:
             if derivative == "relu":
                 F, D = act.fn(Z), _relu_surrogate(Z)
@@ -101,32 +108,36 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
                 F, D = fused_value_and_derivative(act, Z)
         else:
             F, D = act.fn(Z), None
-        F64 = F.astype(np.float64) if low else F
+        F64 = (F.astype(np.float64) if low else F).reshape(R, n_hat, -1)
         v += F64 @ theta64[rows]
-        A += F64 @ F64.T
-        kept.append((rows, F, D))
-    alpha = gram_solve(A, v)
+        A += F64 @ F64.transpose(0, 2, 1)
+        kept.append((rows, F64, D))
+    alpha = xp.stack([gram_solve(A[k], v[k]) for k in range(R)])
 
     # pass 2: r_b = θ_b − F_bᵀα (float64);  ∂L/∂X̂ = α ⊙ ((D_b ⊙ r_bᵀ) V_b) · (−2/‖θ‖²)
-    r_sq = 0.0
+    r_sq = xp.zeros(R, dtype=np.float64)
     W_all = []
     for rows, F, D in kept:
-        F64 = F.astype(np.float64) if low else F
-        r = theta64[rows] - F64.T @ alpha
-        r_sq += float(r @ r)
+        F64 = F
+        r = theta64[rows][None, :] - (alpha[:, None, :] @ F64)[:, 0, :]  # (R, p_b)
+        r_sq += xp.sum(r * r, axis=1)
         if with_grad:
-            W_all.append((rows, D * r.astype(model.dtype, copy=False)))  # D_b ⊙ r_bᵀ
+            W = D.reshape(R, n_hat, -1) * r.astype(model.dtype, copy=False)[:, None, :]  # D_b ⊙ r_bᵀ
+            W_all.append(W.reshape(R * n_hat, -1))
     grad = None
     if with_grad:
-        acc = xp.zeros((n_hat, model.d), dtype=model.dtype)
         if len(W_all) == 1:
-            acc = W_all[0][1] @ model.weights
+            acc = W_all[0] @ model.weights
         else:
-            for (rows, W), (rows_v, Vb) in zip(W_all, model.weight_blocks()):
+            acc = xp.zeros((R * n_hat, d), dtype=model.dtype)
+            for W, (_, Vb) in zip(W_all, model.weight_blocks()):
                 acc += W @ Vb
-        scale = (-2.0 / theta_sq) * alpha
-        grad = acc * scale.astype(model.dtype, copy=False)[:, None]
-    return LossResult(loss=r_sq / theta_sq, grad=grad, alpha=alpha)
+        scale = ((-2.0 / theta_sq) * alpha).astype(model.dtype, copy=False)
+        grad = acc.reshape(R, n_hat, d) * scale[:, :, None]
+    loss = r_sq / theta_sq
+    if not batched:
+        return LossResult(loss=float(loss[0]), grad=None if grad is None else grad[0], alpha=alpha[0])
+    return LossResult(loss=loss, grad=grad, alpha=alpha)
 
 
 def feature_map_loss(X_hat, theta, model, *, with_grad: bool = True) -> LossResult:
@@ -160,7 +171,7 @@ def feature_map_loss(X_hat, theta, model, *, with_grad: bool = True) -> LossResu
 def riemannian_gradient(X, G):
     """Tangent part of G on the product of spheres: g_i − (⟨g_i, x_i⟩/‖x_i‖²) x_i."""
     xp = array_namespace(X, G)
-    coef = xp.sum(G * X, axis=1, keepdims=True) / xp.sum(X * X, axis=1, keepdims=True)
+    coef = xp.sum(G * X, axis=-1, keepdims=True) / xp.sum(X * X, axis=-1, keepdims=True)
     return G - coef * X
 
 
@@ -168,6 +179,6 @@ def retract_to_sphere(X, radius=None):
     """Rescale every row to norm ``radius`` (default √d)."""
     xp = array_namespace(X)
     if radius is None:
-        radius = float(np.sqrt(X.shape[1]))
-    norms = xp.linalg.norm(X, axis=1, keepdims=True)
+        radius = float(np.sqrt(X.shape[-1]))
+    norms = xp.linalg.norm(X, axis=-1, keepdims=True)
     return X * (radius / xp.maximum(norms, 1e-300))

@@ -41,7 +41,9 @@ WEIGHT_BLOCK_ROWS = 4096
 def weight_block(seed: int, block: int, d: int, rows: int | None = None) -> np.ndarray:
     """Rows [block·B, block·B + rows) of V in float64, B = WEIGHT_BLOCK_ROWS.
 
-    Entries are N(0, 1/d) drawn from ``Philox(key=seed, counter=block)``.  A
+    Entries are N(0, 1/d) drawn from ``Philox(key=seed, counter=(0, 0, 0, block))``
+    (the block index in the most significant counter word, so the streams of
+    different blocks never overlap).  A
     shorter block (``rows`` < B) is the prefix of the full block, because the
     generator emits normals in row-major order.
     """
@@ -50,7 +52,9 @@ def weight_block(seed: int, block: int, d: int, rows: int | None = None) -> np.n
     if not 0 < rows <= WEIGHT_BLOCK_ROWS:
         raise ValueError(f"rows must be in 1..{WEIGHT_BLOCK_ROWS}, got {rows}")
     key = np.uint64(int(seed) % 2**64)
-    counter = np.array([block, 0, 0, 0], dtype=np.uint64)
+    # Philox advances counter word 0 first, so the block index goes in the top
+    # word: block b's stream starts 2^192 draws after block b−1's and never overlaps it.
+    counter = np.array([0, 0, 0, block], dtype=np.uint64)
     gen = np.random.Generator(np.random.Philox(key=key, counter=counter))
     return gen.standard_normal((rows, d)) / np.sqrt(d)
 

@@ -22,7 +22,9 @@ optimiser stalls with L above the tolerance, the candidate whose removal
 raises the loss least is dropped and replaced by the best single-sample fit
 of the current residual r = θ − Φ̂ᵀα, i.e. the minimiser of the one-sample
 projection loss ‖r − P_{φ(x)} r‖²/‖r‖² started from the best of M random
-sphere points.  It uses only what the attacker knows (θ, V, σ, n̂).
+sphere points.  It uses only what the attacker knows (θ, V, σ, n̂).  A
+restart gives up after MAX_FRUITLESS_RESEEDS consecutive re-seeds that lower
+its loss by less than 0.1 %.
 
 Nothing here reads the true X.  L = 0 does not mean success: below
 p ≈ dn many wrong X̂ reach L = 0 (see :mod:`rftheory.metrics`).
@@ -42,6 +44,7 @@ from .validation import check_finite, check_matrix, check_vector
 __all__ = ["ReconstructionResult", "reconstruct", "random_sphere", "OPTIMIZERS"]
 
 OPTIMIZERS = ("lbfgs", "momentum")
+MAX_FRUITLESS_RESEEDS = 4  # stop a restart after this many re-seeds in a row that lower L by < 0.1 %
 
 
 @dataclass
@@ -122,21 +125,7 @@ def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, h
     it = 0
     while it < max_iter and L > tol:
         it += 1
-        # two-loop recursion: direction = −H g
-        q = g.copy()
-        alphas = []
-        for s, y in zip(reversed(S), reversed(Y)):
-            a = _vdot(s, q) / _vdot(y, s)
-            alphas.append(a)
-            q -= a * y
-        if S:
-            q *= _vdot(S[-1], Y[-1]) / _vdot(Y[-1], Y[-1])
-        else:
-            q *= 1.0 / max(math.sqrt(_vdot(g, g)), 1e-300)
-        for (s, y), a in zip(zip(S, Y), reversed(alphas)):
-            b = _vdot(y, q) / _vdot(y, s)
-            q += (a - b) * s
-        direction = -riemannian_gradient(X, q)
+        direction = -riemannian_gradient(X, _two_loop(g, S, Y))  # −H g, made tangent
         slope = _vdot(direction, g)
         if not slope < 0:  # not a descent direction: restart from steepest descent
             S, Y = [], []
@@ -168,9 +157,100 @@ def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, h
                 Y.pop(0)
         X, L, g = X_new, res_new.loss, res_new.grad
         hist.append(L)
-        if len(hist) > stall_window and hist[-stall_window - 1] - L < stall_rtol * hist[-stall_window - 1]:
+        if it > stall_window and hist[-stall_window - 1] - L < stall_rtol * hist[-stall_window - 1]:
             break
     return X, L, it
+
+
+def _two_loop(g, S, Y):
+    """L-BFGS two-loop recursion: returns H·g for the memory (S, Y)."""
+    q = g.copy()
+    alphas = []
+    for s, y in zip(reversed(S), reversed(Y)):
+        a = _vdot(s, q) / _vdot(y, s)
+        alphas.append(a)
+        q -= a * y
+    if S:
+        q *= _vdot(S[-1], Y[-1]) / _vdot(Y[-1], Y[-1])
+    else:
+        q *= 1.0 / max(math.sqrt(_vdot(g, g)), 1e-300)
+    for (s, y), a in zip(zip(S, Y), reversed(alphas)):
+        b = _vdot(y, q) / _vdot(y, s)
+        q += (a - b) * s
+    return q
+
+
+def _lbfgs_batched(fun, X, max_iter, tol, stop_at_tol, memory=20, stall_window=10, stall_rtol=1e-4):
+    """R independent Riemannian L-BFGS runs whose evaluations are batched.
+
+    ``X`` is (R, n, d); ``fun(Xs)`` evaluates a stack (k, n, d) in one pass
+    over V and returns losses (k,) and Riemannian gradients (k, n, d).  Each
+    run keeps its own curvature memory, step and Armijo line search (same
+    rules as :func:`_lbfgs`); a trial evaluation covers every run still
+    searching.  Returns (X, losses, iterations, histories).
+    """
+    xp = array_namespace(X)
+    R, _, d = X.shape
+    max_move = 0.5 * math.sqrt(d)
+    res = fun(X)
+    L = [float(v) for v in res.loss]
+    G = [res.grad[k] for k in range(R)]
+    X = [X[k] for k in range(R)]
+    S = [[] for _ in range(R)]
+    Y = [[] for _ in range(R)]
+    hist = [[L[k]] for k in range(R)]
+    active = [L[k] > tol for k in range(R)]
+    it = 0
+    while it < max_iter and any(active):
+        it += 1
+        dirs, slopes, steps = {}, {}, {}
+        for k in (k for k in range(R) if active[k]):
+            direction = -riemannian_gradient(X[k], _two_loop(G[k], S[k], Y[k]))
+            slope = _vdot(direction, G[k])
+            if not slope < 0:
+                S[k], Y[k] = [], []
+                direction = -G[k] / max(math.sqrt(_vdot(G[k], G[k])), 1e-300)
+                slope = _vdot(direction, G[k])
+            biggest = float(xp.max(xp.linalg.norm(direction, axis=1)))
+            dirs[k], slopes[k], steps[k] = direction, slope, min(1.0, max_move / max(biggest, 1e-300))
+        searching = list(dirs)
+        accepted = {}
+        for _ in range(40):
+            if not searching:
+                break
+            trial = xp.stack([retract_to_sphere(X[k] + steps[k] * dirs[k]) for k in searching])
+            out = fun(trial)
+            still = []
+            for j, k in enumerate(searching):
+                if float(out.loss[j]) <= L[k] + 1e-4 * steps[k] * slopes[k]:
+                    accepted[k] = (trial[j], float(out.loss[j]), out.grad[j])
+                else:
+                    steps[k] *= 0.5
+                    still.append(k)
+            searching = still
+        for k in dirs:
+            if k not in accepted:
+                if S[k]:
+                    S[k], Y[k] = [], []
+                else:
+                    active[k] = False
+                continue
+            X_new, L_new, g_new = accepted[k]
+            s_vec, y_vec = X_new - X[k], g_new - G[k]
+            if _vdot(s_vec, y_vec) > 1e-12 * math.sqrt(_vdot(s_vec, s_vec) * _vdot(y_vec, y_vec)):
+                S[k].append(s_vec)
+                Y[k].append(y_vec)
+                if len(S[k]) > memory:
+                    S[k].pop(0)
+                    Y[k].pop(0)
+            X[k], L[k], G[k] = X_new, L_new, g_new
+            h = hist[k]
+            h.append(L_new)
+            if L_new <= tol or (len(h) > stall_window and h[-stall_window - 1] - L_new < stall_rtol * h[-stall_window - 1]):
+                active[k] = False
+        if stop_at_tol and min(L) <= tol:
+            break
+    return xp.stack(X), L, it, hist
 
 
 def _momentum(fun, X, max_iter, tol, lr, beta=0.9, stall_window=200, stall_rtol=1e-4, history=None):
@@ -190,7 +270,7 @@ def _momentum(fun, X, max_iter, tol, lr, beta=0.9, stall_window=200, stall_rtol=
         if not math.isfinite(L):
             raise FloatingPointError("momentum diverged (loss is not finite); lower the learning rate")
         hist.append(L)
-        if len(hist) > stall_window and hist[-stall_window - 1] - L < stall_rtol * hist[-stall_window - 1]:
+        if it > stall_window and hist[-stall_window - 1] - L < stall_rtol * hist[-stall_window - 1]:
             break
     return X, L, it
 
@@ -241,6 +321,7 @@ def reconstruct(
     stop_at_tol: bool = True,
     progress=None,
     dtype=np.float32,
+    batch_restarts: bool = False,
 ) -> ReconstructionResult:
     """Run the attack: recover n̂ = ``n`` samples from θ and the model's V, σ.
 
@@ -275,6 +356,13 @@ def reconstruct(
         Skip the remaining restarts once one reaches L ≤ tol.
     progress : callable, optional
         Called as ``progress(restart, loss)`` after each restart.
+    batch_restarts : bool
+        Solve the restarts together (L-BFGS only, random-features models):
+        their R·n̂ candidates share one pass over V per evaluation, each
+        restart keeping its own memory and line search; the best one then
+        continues alone with re-seeding if it has not reached ``tol``.
+        Sequential restarts (default) stop early once one succeeds, which is
+        cheaper when the first restart usually does.
     dtype : float32 (default), float64 or None
         Working precision of the big products X̂Vᵀ and (·)V.  The Gram
         matrix, α, r and L are always accumulated in float64; the reported
@@ -315,18 +403,39 @@ def reconstruct(
     fun = _Counter(theta, model, derivative)
     best = None
     finals = []
-    for r in range(int(restarts)):
-        X = init if (r == 0 and init is not None) else random_sphere(n, model.d, rng, xp, model.dtype)
+    starts = [init if (r == 0 and init is not None) else random_sphere(n, model.d, rng, xp, model.dtype)
+              for r in range(int(restarts))]
+    histories = [None] * len(starts)
+    if batch_restarts and optimizer == "lbfgs" and len(starts) > 1 and hasattr(model, "weight_blocks"):
+        # phase 1 together; phase 2 (re-seeding) per restart, best first
+        Xs, Ls, _, hists = _lbfgs_batched(fun, xp.stack(starts), int(max_iter), tol, stop_at_tol)
+        order = sorted(range(len(Ls)), key=lambda k: Ls[k])
+        starts = [Xs[k] for k in order]
+        histories = [hists[k] for k in order]
+    for r, X in enumerate(starts):
         history: list = []
         iters_left, reseeds, total_iters = int(max_iter), 0, 0
-        while True:
+        L = math.inf
+        if histories[r] is not None:
+            history = list(histories[r])
+            total_iters = len(history) - 1
+            iters_left -= total_iters
+            L = history[-1]
+            if L <= tol:
+                iters_left = 0
+        best_round, fruitless = math.inf, 0
+        while iters_left > 0:
             if optimizer == "lbfgs":
                 X, L, it = _lbfgs(fun, X, iters_left, tol, history=history)
             else:
                 X, L, it = _momentum(fun, X, iters_left, tol, lr, momentum, history=history)
             total_iters += it
             iters_left -= it
-            if L <= tol or not reseed or iters_left <= 0 or it == 0 and reseeds > 0:
+            if L < best_round * (1 - 1e-3):
+                best_round, fruitless = L, 0
+            else:
+                fruitless += 1
+            if L <= tol or not reseed or iters_left <= 0 or fruitless > MAX_FRUITLESS_RESEEDS:
                 break
             # greedy re-seeding of the least useful candidate
             i = _least_useful_row(fun, X, L)

@@ -105,3 +105,17 @@ def test_riemannian_gradient_is_tangent_and_retraction_normalises(rng):
     np.testing.assert_allclose(np.sum(T * X, axis=1), 0, atol=1e-12)
     R = retract_to_sphere(3.7 * X + 0.1 * G)
     np.testing.assert_allclose(np.linalg.norm(R, axis=1), np.sqrt(6))
+
+
+@pytest.mark.parametrize("store", [True, False])
+def test_batched_sets_equal_separate_evaluations(store, rng):
+    X = sphere_rows(rng, 4, 6)
+    rf = RandomFeatures(5000, 6, "relu+tanh", seed=2, store_weights=store, block_rows=2048).fit(X, rng.standard_normal(4))
+    stack = np.stack([sphere_rows(rng, 4, 6) for _ in range(3)])
+    both = projection_loss(stack, rf.theta, rf)
+    assert both.loss.shape == (3,) and both.grad.shape == (3, 4, 6)
+    for k in range(3):
+        one = projection_loss(stack[k], rf.theta, rf)
+        assert both.loss[k] == pytest.approx(one.loss, rel=1e-12)
+        np.testing.assert_allclose(both.grad[k], one.grad, rtol=1e-10, atol=1e-15)
+        np.testing.assert_allclose(both.alpha[k], one.alpha, rtol=1e-10)

@@ -105,3 +105,28 @@ def test_bad_dtype_and_predict_before_fit():
         RandomFeatures(10, 3, dtype=np.int32)
     with pytest.raises(ValueError, match="fit"):
         RandomFeatures(10, 3).predict(np.ones((2, 3)))
+
+
+def test_astype_shares_seed_theta_and_casts_v(rng):
+    X = rng.standard_normal((4, 6))
+    rf = RandomFeatures(300, 6, "tanh", seed=5).fit(X, rng.standard_normal(4))
+    rf32 = rf.astype(np.float32)
+    assert rf32.dtype == np.float32 and rf.dtype == np.float64
+    assert np.array_equal(rf32.weights, rf.weights.astype(np.float32))
+    assert rf32.theta is rf.theta and rf.astype(np.float64) is rf
+    streamed = RandomFeatures(300, 6, "tanh", seed=5, store_weights=False, block_rows=64).astype(np.float32)
+    assert np.array_equal(np.vstack([Vb for _, Vb in streamed.weight_blocks()]), rf32.weights)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        rf.astype(np.int32)
+
+
+def test_blocks_are_not_shifted_copies_of_each_other():
+    """Regression: with the block index in the low Philox counter word, block b+1
+    was block b shifted by 4 draws.  No overlap at any small shift now."""
+    d = 8
+    V = random_weights(3, 2 * WEIGHT_BLOCK_ROWS, d).ravel()
+    half = WEIGHT_BLOCK_ROWS * d
+    a, b = V[:half], V[half:]
+    for shift in range(0, 64):
+        assert not np.allclose(a[shift : shift + 1000], b[:1000])
+    assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(half)

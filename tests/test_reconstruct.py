@@ -101,3 +101,10 @@ def test_bad_theta():
         reconstruct(np.full(100, np.nan), model, 3)
     with pytest.raises(ValueError, match="length 99 but p=100"):
         reconstruct(np.ones(99), model, 3)
+
+
+def test_batched_restarts_recover_and_are_reproducible():
+    ds, model, result, errs = _attack(1, ratio=20, batch_restarts=True, restarts=3)
+    assert result.converged and np.all(errs.sign_aware < 0.05)
+    again = _attack(1, ratio=20, batch_restarts=True, restarts=3)[2]
+    assert np.array_equal(result.X_hat, again.X_hat)
