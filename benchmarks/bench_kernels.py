@@ -27,12 +27,12 @@ def main() -> int:
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
         Z = rng.standard_normal((20, 20000)).astype(dtype)
-        for name in ("relu", "relu+tanh"):
+        for name in ("relu", "tanh", "relu+tanh"):
             act = get_activation(name)
             t_np = best_time(lambda: fused_value_and_derivative(act, Z, force=False))
             t_nb = best_time(lambda: fused_value_and_derivative(act, Z, force=True))
             print(f"{np.dtype(dtype).name:8s} {name:10s} numpy {t_np * 1e3:7.3f} ms  numba {t_nb * 1e3:7.3f} ms  "
-                  f"-> {'numba' if t_nb < t_np else 'numpy'} faster (default: {'numba' if NUMBA_DEFAULT[name] else 'numpy'})")
+                  f"-> {'numba' if t_nb < t_np else 'numpy'} faster (default: {'numba' if NUMBA_DEFAULT['relu_tanh'] else 'numpy'})")
         X = rng.standard_normal((20, 100)).astype(dtype)
         t_np = best_time(lambda: retract_rows(X, 10.0, force=False))
         t_nb = best_time(lambda: retract_rows(X, 10.0, force=True))

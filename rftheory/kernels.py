@@ -1,10 +1,13 @@
 """Numba CPU kernels with NumPy fallbacks: fused σ, σ' and row retraction.
 
-Each kernel computes, in one parallel pass over Z (n×p, C-contiguous NumPy
-float32/float64), what the NumPy path computes in several:
+Each kernel computes, in one serial, vectorised pass over Z (n×p,
+C-contiguous NumPy float32/float64), what the NumPy path computes in several:
 
-    F = σ(Z),  D = σ'(Z)                    (relu, relu+tanh)
-    x_i ← √d · x_i / ‖x_i‖                   (retraction on the √d-sphere)
+    F = σ(Z),  D = σ'(Z)       for σ = a·relu + b·tanh (relu, tanh, relu+tanh, ...)
+    x_i ← √d · x_i / ‖x_i‖     (retraction on the √d-sphere)
+
+Serial on purpose: the sweeps run one process per core, and threaded kernels
+oversubscribe a busy machine badly (measured: 30× slower under load).
 
 They are used only where ``benchmarks/bench_kernels.py`` measured them
 faster than NumPy on this package's reference machine (see
@@ -30,7 +33,7 @@ except Exception:  # pragma: no cover
     _HAVE_NUMBA = False
 
 # Which kernels are on by default (set from benchmarks/bench_kernels.py).
-NUMBA_DEFAULT = {"relu": False, "relu+tanh": False, "retract": False}
+NUMBA_DEFAULT = {"relu_tanh": True, "retract": True}
 
 
 def numba_available() -> bool:
@@ -48,40 +51,53 @@ def _enabled(kind: str) -> bool:
     return NUMBA_DEFAULT.get(kind, False)
 
 
+# float32 tanh: the rational minimax approximation of Eigen's generic_fast_tanh_float,
+# x·P(x²)/Q(x²) on |x| ≤ 7.905 (clamped beyond, where tanh = ±1 in float32).  It
+# vectorises (no libm call); measured max |error| vs float64 tanh: 6.6e-7
+# (tests/test_kernels.py checks ≤ 1e-6).
+_TANH_P = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
+           -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)
+_TANH_Q = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)
+_TANH_CLAMP = 7.90531110763549805
+
 if _HAVE_NUMBA:
+    _a1, _a3, _a5, _a7, _a9, _a11, _a13 = (np.float32(c) for c in _TANH_P)
+    _b0, _b2, _b4, _b6 = (np.float32(c) for c in _TANH_Q)
+    _lim, _zero32, _one32 = np.float32(_TANH_CLAMP), np.float32(0), np.float32(1)
 
-    @njit(parallel=True, cache=True)
-    def _relu_vd_kernel(Z, F, D):  # pragma: no cover - compiled
-        n, p = Z.shape
-        for i in prange(n):
-            for j in range(p):
-                z = Z[i, j]
-                if z > 0:
-                    F[i, j] = z
-                    D[i, j] = 1
-                else:
-                    F[i, j] = 0
-                    D[i, j] = 0
+    @njit(fastmath=True, error_model="numpy", cache=True)
+    def _relu_tanh_f32_kernel(Z, F, D, a, b):  # pragma: no cover - compiled
+        """F = a·relu(z) + b·tanh(z), D = a·1[z>0] + b·(1 − tanh²z), float32, one pass."""
+        n = Z.size
+        Zf, Ff, Df = Z.reshape(n), F.reshape(n), D.reshape(n)
+        for i in range(n):
+            z = Zf[i]
+            x = min(max(z, -_lim), _lim)
+            x2 = x * x
+            p = x * (_a1 + x2 * (_a3 + x2 * (_a5 + x2 * (_a7 + x2 * (_a9 + x2 * (_a11 + x2 * _a13))))))
+            q = _b0 + x2 * (_b2 + x2 * (_b4 + x2 * _b6))
+            t = p / q
+            step = _one32 if z > _zero32 else _zero32
+            Ff[i] = a * max(z, _zero32) + b * t
+            Df[i] = a * step + b * (_one32 - t * t)
 
-    @njit(parallel=True, cache=True)
-    def _relu_tanh_vd_kernel(Z, F, D):  # pragma: no cover - compiled
-        n, p = Z.shape
-        for i in prange(n):
-            for j in range(p):
-                z = Z[i, j]
-                t = math.tanh(z)
-                if z > 0:
-                    F[i, j] = z + t
-                    D[i, j] = 2 - t * t
-                else:
-                    F[i, j] = t
-                    D[i, j] = 1 - t * t
+    @njit(error_model="numpy", cache=True)
+    def _relu_tanh_f64_kernel(Z, F, D, a, b):  # pragma: no cover - compiled
+        """Same in float64 with libm tanh (full precision)."""
+        n = Z.size
+        Zf, Ff, Df = Z.reshape(n), F.reshape(n), D.reshape(n)
+        for i in range(n):
+            z = Zf[i]
+            t = math.tanh(z) if b != 0.0 else 0.0
+            step = 1.0 if z > 0.0 else 0.0
+            Ff[i] = a * max(z, 0.0) + b * t
+            Df[i] = a * step + b * (1.0 - t * t)
 
-    @njit(parallel=True, cache=True)
+    @njit(fastmath=True, cache=True)
     def _retract_kernel(X, radius):  # pragma: no cover - compiled
         n, d = X.shape
         out = np.empty_like(X)
-        for i in prange(n):
+        for i in range(n):
             s = 0.0
             for j in range(d):
                 s += X[i, j] * X[i, j]
@@ -91,7 +107,15 @@ if _HAVE_NUMBA:
         return out
 
 
-_KERNELS = {"relu": "_relu_vd_kernel", "relu+tanh": "_relu_tanh_vd_kernel"}
+def _relu_tanh_coefficients(activation):
+    """(a, b) with σ = a·relu + b·tanh, or None if σ is not of that form."""
+    parts = activation.parts or ((1.0, activation),)
+    coef = {"relu": 0.0, "tanh": 0.0}
+    for c, act in parts:
+        if act.name not in coef or act.parts:
+            return None
+        coef[act.name] += float(c)
+    return coef["relu"], coef["tanh"]
 
 
 def _numba_ok(Z) -> bool:
@@ -101,17 +125,21 @@ def _numba_ok(Z) -> bool:
 def fused_value_and_derivative(activation, Z, force: bool | None = None):
     """(σ(Z), σ'(Z)) for an :class:`~rftheory.activations.Activation`.
 
-    Uses the Numba kernel for ``activation.name`` when one exists and is
-    enabled (``force`` overrides the default/environment choice), else
-    ``activation.value_and_derivative``.
+    σ = a·relu + b·tanh (relu, tanh, relu+tanh, 0.5*relu+2*tanh, ...) on
+    C-contiguous NumPy float32/float64 uses the one-pass Numba kernel when
+    enabled (``force`` overrides the default/environment choice); anything
+    else uses ``activation.value_and_derivative``.
     """
-    name = activation.name
-    use = (_enabled(name) if force is None else (force and _HAVE_NUMBA)) and name in _KERNELS and _numba_ok(Z)
+    coef = _relu_tanh_coefficients(activation) if _numba_ok(Z) else None
+    if coef is not None and Z.dtype == np.float64 and coef[0] == 0.0 and force is None:
+        coef = None  # pure tanh in float64: NumPy's tanh is faster (benchmarks/bench_kernels.py)
+    use = coef is not None and (_enabled("relu_tanh") if force is None else (force and _HAVE_NUMBA))
     if not use:
         return activation.value_and_derivative(Z)
     F = np.empty_like(Z)
     D = np.empty_like(Z)
-    globals()[_KERNELS[name]](Z, F, D)
+    kernel = _relu_tanh_f32_kernel if Z.dtype == np.float32 else _relu_tanh_f64_kernel
+    kernel(Z, F, D, Z.dtype.type(coef[0]), Z.dtype.type(coef[1]))
     return F, D
 
 

@@ -108,18 +108,24 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
                 F, D = fused_value_and_derivative(act, Z)
         else:
             F, D = act.fn(Z), None
-        F64 = (F.astype(np.float64) if low else F).reshape(R, n_hat, -1)
-        v += F64 @ theta64[rows]
-        A += F64 @ F64.transpose(0, 2, 1)
+        F64 = F.astype(np.float64) if low else F  # (R·n̂, p_b)
+        v += (F64 @ theta64[rows]).reshape(R, n_hat)
+        if R == 1:  # plain 2-D product: BLAS syrk/gemm, faster than a stacked matmul
+            A[0] += F64 @ F64.T
+        else:
+            F3 = F64.reshape(R, n_hat, -1)
+            A += F3 @ F3.transpose(0, 2, 1)
         kept.append((rows, F64, D))
     alpha = xp.stack([gram_solve(A[k], v[k]) for k in range(R)])
 
     # pass 2: r_b = θ_b − F_bᵀα (float64);  ∂L/∂X̂ = α ⊙ ((D_b ⊙ r_bᵀ) V_b) · (−2/‖θ‖²)
     r_sq = xp.zeros(R, dtype=np.float64)
     W_all = []
-    for rows, F, D in kept:
-        F64 = F
-        r = theta64[rows][None, :] - (alpha[:, None, :] @ F64)[:, 0, :]  # (R, p_b)
+    for rows, F, D in kept:  # F is float64 here
+        if R == 1:
+            r = (theta64[rows] - alpha[0] @ F)[None, :]  # (1, p_b)
+        else:
+            r = theta64[rows][None, :] - (alpha[:, None, :] @ F.reshape(R, n_hat, -1))[:, 0, :]  # (R, p_b)
         r_sq += xp.sum(r * r, axis=1)
         if with_grad:
             W = D.reshape(R, n_hat, -1) * r.astype(model.dtype, copy=False)[:, None, :]  # D_b ⊙ r_bᵀ

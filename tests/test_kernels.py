@@ -22,7 +22,7 @@ def test_value_and_derivative_equals_fn_and_deriv(name, rng):
 
 
 @pytest.mark.skipif(not numba_available(), reason="numba not installed")
-@pytest.mark.parametrize("name", ["relu", "relu+tanh"])
+@pytest.mark.parametrize("name", ["relu", "tanh", "relu+tanh", "0.5*relu+2*tanh"])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-14), (np.float32, 1e-6)])
 def test_numba_kernels_match_numpy(name, dtype, tol, rng):
     act = get_activation(name)
