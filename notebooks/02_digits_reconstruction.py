@@ -39,38 +39,15 @@
 # `cifar-10-batches-py` folder, a CIFAR-10 example runs as well.
 
 # %%
-import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-import matplotlib
+# the notebook's folder holds _notebook_setup.py (in Jupyter __file__ is undefined: the working directory)
+sys.path.insert(0, str(Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()))
+from _notebook_setup import IN_JUPYTER, notebook_settings  # noqa: E402
 
-if "ipykernel" not in sys.modules:  # run as a script: draw off-screen
-    matplotlib.use("Agg")
-
-
-def notebook_settings(name):
-    """Size ("small" or "full") and output folder, from flags or environment."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--full", action="store_true")
-    parser.add_argument("--small", action="store_true")
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--cifar", default=None)
-    args, _ = parser.parse_known_args()  # a Jupyter kernel passes arguments of its own
-    size = "full" if args.full else "small" if args.small else os.environ.get("RFTHEORY_NOTEBOOK_SIZE", "small")
-    if size not in ("small", "full"):
-        raise ValueError(f"RFTHEORY_NOTEBOOK_SIZE must be 'small' or 'full', got {size!r}")
-    out = args.out or os.environ.get("RFTHEORY_NOTEBOOK_OUT") or tempfile.mkdtemp(prefix=f"rftheory_{name}_")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return size, out, args.cifar or os.environ.get("RFTHEORY_CIFAR_DIR")
-
-
-SIZE, OUT, CIFAR_DIR = notebook_settings("02")
+SIZE, OUT, CIFAR_DIR = notebook_settings("02", cifar="RFTHEORY_CIFAR_DIR")
 FULL = SIZE == "full"
-print(f"size: {SIZE}; figures in {OUT}")
 
 # %%
 import numpy as np
@@ -110,7 +87,7 @@ def report(label, model, result, cmp, ds):
 
 
 def show(path):
-    if "ipykernel" in sys.modules:
+    if IN_JUPYTER:
         from IPython.display import Image, display
 
         display(Image(filename=str(path)))

@@ -35,47 +35,17 @@
 # figures go to `--out DIR` (or `RFTHEORY_NOTEBOOK_OUT`), else a temporary folder.
 
 # %%
-import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-import matplotlib
-
-if "ipykernel" not in sys.modules:  # run as a script: draw off-screen
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-
-def notebook_settings(name):
-    """Size ("small" or "full") and output folder, from flags or environment."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--full", action="store_true")
-    parser.add_argument("--small", action="store_true")
-    parser.add_argument("--out", default=None)
-    args, _ = parser.parse_known_args()  # a Jupyter kernel passes arguments of its own
-    size = "full" if args.full else "small" if args.small else os.environ.get("RFTHEORY_NOTEBOOK_SIZE", "small")
-    if size not in ("small", "full"):
-        raise ValueError(f"RFTHEORY_NOTEBOOK_SIZE must be 'small' or 'full', got {size!r}")
-    out = args.out or os.environ.get("RFTHEORY_NOTEBOOK_OUT") or tempfile.mkdtemp(prefix=f"rftheory_{name}_")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return size, out
-
+# the notebook's folder holds _notebook_setup.py (in Jupyter __file__ is undefined: the working directory)
+sys.path.insert(0, str(Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()))
+from _notebook_setup import figure_saver, notebook_settings  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 
 SIZE, OUT = notebook_settings("03")
 FULL = SIZE == "full"
-print(f"size: {SIZE}; figures in {OUT}")
-
-
-def save(fig, name):
-    path = OUT / name
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    if "ipykernel" in sys.modules:
-        plt.show()
-    plt.close(fig)
-    print(f"  wrote {path}")
+save = figure_saver(OUT)
 
 
 # %% [markdown]

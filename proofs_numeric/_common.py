@@ -4,7 +4,9 @@ Each check module defines ``CLAIM`` (one line), ``SIZES`` (a dict of named
 configurations: "tiny" for the test-suite, "small" for the default run,
 "full" for ``--full``) and ``run(size="small", seeds=None) -> ClaimReport``.
 Verdicts are :class:`rftheory.identifiability.Check` objects: a measured
-number compared with a stated threshold.
+number compared with a stated threshold.  Every check draws, for seed s, the
+data X = synthetic_sphere(n, d, seed=s).X (rows on the √d-sphere) and V of
+RandomFeatures seeded 1000 + s (:func:`seeded_problems`).
 """
 from __future__ import annotations
 
@@ -15,9 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rftheory.identifiability import Check
+from rftheory.data import synthetic_sphere
+from rftheory.identifiability import DEFAULT_ORDER, Check
+from rftheory.random_features import RandomFeatures
 
 SIZE_NAMES = ("tiny", "small", "full")
+MODEL_SEED_OFFSET = 1000  # V of seed s is drawn with seed 1000 + s
+SEEDING = f"data seed s, V seed {MODEL_SEED_OFFSET}+s"
 
 
 @dataclass
@@ -115,6 +121,48 @@ def get_size(sizes: dict, size: str) -> dict:
     return sizes[size]
 
 
+def configure(sizes: dict, size: str, seeds) -> tuple[dict, list]:
+    """``(cfg, seed_list)``: the configuration named ``size`` and its seeds 0..S−1 (``seeds`` overrides S)."""
+    cfg = get_size(sizes, size)
+    return cfg, seeds_for(cfg, seeds)
+
+
+def seed_note(seed_list) -> str:
+    """The seeds part of a report's config line: how many, and what seed s draws."""
+    return f"seeds={len(seed_list)} ({SEEDING})"
+
+
+def kernel_config(n: int, d: int, seed_list) -> str:
+    """Config line of the checks built on rftheory.identifiability.kernel_concentration (K∞ at its default order)."""
+    return f"n={n}, d={d}, {seed_note(seed_list)}, K∞ Hermite order {DEFAULT_ORDER}"
+
+
+def seeded_data(n: int, d: int, seed: int):
+    """The n × d data of seed s: rows on the √d-sphere (rftheory.data.synthetic_sphere)."""
+    return synthetic_sphere(n, d, seed=seed).X
+
+
+def seeded_model(p: int, d: int, activation, seed: int) -> RandomFeatures:
+    """The random-features model of seed s: V (p × d) drawn with seed 1000 + s."""
+    return RandomFeatures(p, d, activation, seed=MODEL_SEED_OFFSET + seed)
+
+
+def seeded_problems(n: int, d: int, p: int, activation, seed_list):
+    """``(X, model)`` for each seed s in ``seed_list``: :func:`seeded_data` and :func:`seeded_model`."""
+    for s in seed_list:
+        yield seeded_data(n, d, s), seeded_model(p, d, activation, s)
+
+
+def module_main(module):
+    """The ``main(argv=None) -> int`` of a check module: :func:`main_for` with the module's
+    ``run`` (looked up at call time) and the first line of its docstring."""
+
+    def main(argv=None) -> int:
+        return main_for(module.run, module.__doc__.splitlines()[0], argv)
+
+    return main
+
+
 def main_for(module_run, description: str, argv=None) -> int:
     """Command line of a single check module: ``[--full | --size S] [--seeds N] [--markdown]``."""
     parser = argparse.ArgumentParser(description=description)
@@ -146,6 +194,13 @@ __all__ = [
     "render",
     "seeds_for",
     "get_size",
+    "configure",
+    "seed_note",
+    "kernel_config",
+    "seeded_data",
+    "seeded_model",
+    "seeded_problems",
+    "module_main",
     "main_for",
     "timed",
 ]

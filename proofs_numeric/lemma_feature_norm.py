@@ -21,12 +21,10 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import numpy as np
 
-from proofs_numeric._common import ClaimReport, get_size, main_for, seeds_for
+from proofs_numeric._common import ClaimReport, configure, module_main, seed_note, seeded_problems
 from rftheory.backend import to_numpy
-from rftheory.data import synthetic_sphere
 from rftheory.hermite import hermite_coefficients
 from rftheory.identifiability import Check, activation_moments, feature_norms, gaussian_union_z
-from rftheory.random_features import RandomFeatures
 
 NAME = "Lemma: feature norm"
 CLAIM = "for ‖x‖ = √d, ‖φ(x)‖²/p = E[σ(g)²] ± O(p^{-1/2}) with the exact CLT scale ((Eσ⁴ − (Eσ²)²)/p)^{1/2}"
@@ -44,9 +42,8 @@ MOMENT_AGREEMENT = 1e-8  # quadrature vs Hermite (Parseval) E[σ²], relative
 
 
 def run(size: str = "small", seeds=None) -> ClaimReport:
-    cfg = get_size(SIZES, size)
+    cfg, seed_list = configure(SIZES, size, seeds)
     n, d = cfg["n"], cfg["d"]
-    seed_list = seeds_for(cfg, seeds)
     count = n * len(cfg["ps"]) * len(seed_list)
     z = gaussian_union_z(count, ALPHA)
     rows, checks = [], []
@@ -56,9 +53,8 @@ def run(size: str = "small", seeds=None) -> ClaimReport:
         worst = 0.0
         for p in cfg["ps"]:
             vals, zs, sd = [], [], None
-            for s in seed_list:
-                X = synthetic_sphere(n, d, seed=s).X
-                fn = feature_norms(X, RandomFeatures(p, d, act, seed=1000 + s), moments=(m2, m4))
+            for X, model in seeded_problems(n, d, p, act, seed_list):
+                fn = feature_norms(X, model, moments=(m2, m4))
                 vals.append(to_numpy(fn.norms_sq))
                 zs.append(fn.max_z)
                 sd = fn.sd
@@ -69,12 +65,11 @@ def run(size: str = "small", seeds=None) -> ClaimReport:
         checks.append(Check(f"{act}: |Eσ² quad − Hermite|/Eσ²", abs(m2 - herm) / m2, MOMENT_AGREEMENT, "<=",
                             "two independent computations"))
     headers = ["σ", "p", "E[σ²]", "mean ‖φ‖²/p", "s.d. measured", "s.d. predicted", "max |z|"]
-    config = f"n={n} samples per seed, d={d}, seeds={len(seed_list)} (data seed s, V seed 1000+s)"
+    config = f"n={n} samples per seed, d={d}, {seed_note(seed_list)}"
     return ClaimReport(NAME, CLAIM, size, config, headers, rows, checks)
 
 
-def main(argv=None) -> int:
-    return main_for(run, __doc__.splitlines()[0], argv)
+main = module_main(sys.modules[__name__])
 
 
 if __name__ == "__main__":

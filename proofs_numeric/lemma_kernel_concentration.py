@@ -20,10 +20,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import numpy as np
 
-from proofs_numeric._common import ClaimReport, get_size, main_for, seeds_for
-from rftheory.data import synthetic_sphere
+from proofs_numeric._common import ClaimReport, configure, kernel_config, module_main, seeded_problems
 from rftheory.identifiability import Check, kernel_concentration
-from rftheory.random_features import RandomFeatures
 
 NAME = "Lemma: kernel concentration"
 CLAIM = "ΦΦᵀ/p → K∞ = Σ_k μ_k² (XXᵀ/d)^{∘k} at rate p^{-1/2}, in operator and max norm"
@@ -40,18 +38,14 @@ SLOPE_TOL = 0.15  # |fitted exponent + 1/2| ≤ 0.15
 
 
 def run(size: str = "small", seeds=None) -> ClaimReport:
-    cfg = get_size(SIZES, size)
+    cfg, seed_list = configure(SIZES, size, seeds)
     n, d = cfg["n"], cfg["d"]
-    seed_list = seeds_for(cfg, seeds)
     rows, checks = [], []
     for act in cfg["activations"]:
         op_over, max_over = 0.0, 0.0  # worst measured/ceiling ratios
         mean_op = []
         for p in cfg["ps"]:
-            res = []
-            for s in seed_list:
-                X = synthetic_sphere(n, d, seed=s).X
-                res.append(kernel_concentration(X, RandomFeatures(p, d, act, seed=1000 + s)))
+            res = [kernel_concentration(X, model) for X, model in seeded_problems(n, d, p, act, seed_list)]
             op = np.array([r.op_error for r in res])
             mx = np.array([r.max_error for r in res])
             op_c = np.array([r.op_ceiling for r in res])
@@ -68,12 +62,10 @@ def run(size: str = "small", seeds=None) -> ClaimReport:
                             f"fitted exponent {slope:.3f}"))
     headers = ["σ", "p", "‖E‖_op mean", "‖E‖_op max", "op ceiling (min)", "√p·‖E‖_op", "max|E_ij| max",
                "max ceiling (min)", "K∞ trunc. bound"]
-    config = f"n={n}, d={d}, seeds={len(seed_list)} (data seed s, V seed 1000+s), K∞ Hermite order 60"
-    return ClaimReport(NAME, CLAIM, size, config, headers, rows, checks)
+    return ClaimReport(NAME, CLAIM, size, kernel_config(n, d, seed_list), headers, rows, checks)
 
 
-def main(argv=None) -> int:
-    return main_for(run, __doc__.splitlines()[0], argv)
+main = module_main(sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -19,10 +19,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import numpy as np
 
-from proofs_numeric._common import ClaimReport, get_size, main_for, seeds_for
-from rftheory.data import synthetic_sphere
+from proofs_numeric._common import ClaimReport, configure, kernel_config, module_main, seeded_problems
 from rftheory.identifiability import Check, feature_rank, kernel_concentration
-from rftheory.random_features import RandomFeatures
 
 NAME = "Lemma: λ_min and rank"
 CLAIM = ("λ_min(ΦΦᵀ)/p concentrates at λ_min(K∞) > 0 (Weyl + kernel concentration), so for p ≥ n the "
@@ -38,17 +36,14 @@ HALF = 0.5  # λ_min(ΦΦᵀ)/p ≥ ½ λ_min(K∞) on the whole grid (p ≥ 8n)
 
 
 def run(size: str = "small", seeds=None) -> ClaimReport:
-    cfg = get_size(SIZES, size)
+    cfg, seed_list = configure(SIZES, size, seeds)
     n, d = cfg["n"], cfg["d"]
-    seed_list = seeds_for(cfg, seeds)
     rows, checks = [], []
     for act in cfg["activations"]:
         worst_weyl, worst_ratio, min_cert, rank_def = 0.0, np.inf, np.inf, 0
         for p in cfg["ps"]:
             lam_e, lam_i, dev, ceil, ranks = [], [], [], [], []
-            for s in seed_list:
-                X = synthetic_sphere(n, d, seed=s).X
-                model = RandomFeatures(p, d, act, seed=1000 + s)
+            for X, model in seeded_problems(n, d, p, act, seed_list):
                 kc = kernel_concentration(X, model)
                 lam_e.append(kc.lambda_min_emp)
                 lam_i.append(kc.lambda_min_inf)
@@ -70,12 +65,10 @@ def run(size: str = "small", seeds=None) -> ClaimReport:
         checks.append(Check(f"{act}: max (n − numerical rank Φ)", rank_def, 0, "==", "full rank"))
     headers = ["σ", "p", "λ_min(K∞) (median)", "λ_min(ΦΦᵀ)/p (median)", "ratio (min)", "|Δ| (max)",
                "ceiling (min)", "rank Φ (min)"]
-    config = f"n={n}, d={d}, seeds={len(seed_list)} (data seed s, V seed 1000+s), K∞ Hermite order 60"
-    return ClaimReport(NAME, CLAIM, size, config, headers, rows, checks)
+    return ClaimReport(NAME, CLAIM, size, kernel_config(n, d, seed_list), headers, rows, checks)
 
 
-def main(argv=None) -> int:
-    return main_for(run, __doc__.splitlines()[0], argv)
+main = module_main(sys.modules[__name__])
 
 
 if __name__ == "__main__":

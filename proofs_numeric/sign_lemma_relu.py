@@ -21,11 +21,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import numpy as np
 
-from proofs_numeric._common import ClaimReport, get_size, main_for, seeds_for
-from rftheory.data import synthetic_sphere
+from proofs_numeric._common import ClaimReport, configure, module_main, seed_note, seeded_problems
 from rftheory.hermite import IDENTIFIABLE, SIGN_SYMMETRIC
 from rftheory.identifiability import ROUNDOFF_RESIDUAL, SIGN_VISIBLE, Check, sign_lemma
-from rftheory.random_features import RandomFeatures
 
 NAME = "Sign lemma (ReLU) and parity predictions"
 CLAIM = ("ReLU: φ(x) − φ(−x) = Vx exactly, so a sample's sign is invisible modulo col([1, V]); the Hermite "
@@ -44,18 +42,16 @@ EXACT = 4 * np.finfo(np.float64).eps  # relu(z) − relu(−z) − z in floating
 
 
 def run(size: str = "small", seeds=None) -> ClaimReport:
-    cfg = get_size(SIZES, size)
+    cfg, seed_list = configure(SIZES, size, seeds)
     n, d = cfg["n"], cfg["d"]
-    seed_list = seeds_for(cfg, seeds)
     rows, checks = [], []
     for act in cfg["activations"]:
         aff_all, flip_all, ident_all, pred = [], [], [], None
         for mult in cfg["mults"]:
             p = mult * d
             aff, flip, ident = [], [], []
-            for s in seed_list:
-                X = synthetic_sphere(n, d, seed=s).X
-                sl = sign_lemma(X, RandomFeatures(p, d, act, seed=1000 + s))
+            for X, model in seeded_problems(n, d, p, act, seed_list):
+                sl = sign_lemma(X, model)
                 aff.append(sl.affine_residual)
                 flip.append(sl.span_flip_residual)
                 ident.append(sl.identity_error)
@@ -76,13 +72,12 @@ def run(size: str = "small", seeds=None) -> ClaimReport:
                                 "exact symmetry: the span ignores signs"))
     headers = ["σ", "parity prediction", "p", "|φ(x)−φ(−x)−Vx| rel.", "mod col([1,V]) min", "mod col([1,V]) max",
                "on span Φ max"]
-    config = (f"n={n}, d={d}, p = d·{list(cfg['mults'])}, seeds={len(seed_list)} (data seed s, V seed 1000+s); "
+    config = (f"n={n}, d={d}, p = d·{list(cfg['mults'])}, {seed_note(seed_list)}; "
               "residuals are relative, max over samples")
     return ClaimReport(NAME, CLAIM, size, config, headers, rows, checks)
 
 
-def main(argv=None) -> int:
-    return main_for(run, __doc__.splitlines()[0], argv)
+main = module_main(sys.modules[__name__])
 
 
 if __name__ == "__main__":

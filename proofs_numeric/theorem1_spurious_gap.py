@@ -20,9 +20,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np
 from scipy.stats import spearmanr
 
-from proofs_numeric._common import ClaimReport, get_size, main_for, seeds_for
+from proofs_numeric._common import ClaimReport, configure, module_main, seed_note, seeded_data, seeded_model
 from rftheory.backend import to_numpy
-from rftheory.data import synthetic_sphere
 from rftheory.identifiability import (
     ROUNDOFF_RESIDUAL,
     Check,
@@ -30,7 +29,6 @@ from rftheory.identifiability import (
     path_profile,
     spurious_gap,
 )
-from rftheory.random_features import RandomFeatures
 
 NAME = "Theorem 1: spurious gap"
 CLAIM = (
@@ -53,9 +51,8 @@ KERNEL_FRACTION = 0.5  # gap ≥ ½ gap∞ there
 
 
 def run(size: str = "small", seeds=None) -> ClaimReport:
-    cfg = get_size(SIZES, size)
+    cfg, seed_list = configure(SIZES, size, seeds)
     n, d, delta = cfg["n"], cfg["d"], cfg["delta"]
-    seed_list = seeds_for(cfg, seeds)
     ratios = list(cfg["ratios"])
     gaps = np.full((len(ratios), len(seed_list)), np.nan)
     recovered = np.full_like(gaps, np.nan)
@@ -64,12 +61,12 @@ def run(size: str = "small", seeds=None) -> ClaimReport:
     kernel_gaps = []
     last = None
     for si, s in enumerate(seed_list):
-        X = synthetic_sphere(n, d, seed=s).X
+        X = seeded_data(n, d, s)
         kernel_gaps.append(kernel_spurious_gap(X, ACTIVATION, delta=delta, starts=cfg["starts"],
                                                max_iter=cfg["max_iter"], seed=s))
         for ri, ratio in enumerate(ratios):
             p = max(1, int(round(ratio * d * n)))
-            model = RandomFeatures(p, d, ACTIVATION, seed=1000 + s)
+            model = seeded_model(p, d, ACTIVATION, s)
             g = spurious_gap(X, model, delta=delta, starts=cfg["starts"], max_iter=cfg["max_iter"], seed=s)
             gaps[ri, si] = g.gap
             recovered[ri, si] = g.free_recovered
@@ -118,13 +115,12 @@ def run(size: str = "small", seeds=None) -> ClaimReport:
         )
     checks.append(Check("gap (seed 0, largest p/(dn)) vs min R on far path points", g.gap, path_far_min, "<=",
                         "the optimiser finds a point at least as low as any path point"))
-    config = (f"n={n}, d={d}, σ={ACTIVATION}, δ={delta:g}, seeds={len(seed_list)} (data seed s, V seed 1000+s), "
+    config = (f"n={n}, d={d}, σ={ACTIVATION}, δ={delta:g}, {seed_note(seed_list)}, "
               f"{cfg['starts']} starts per minimisation (half on the cap boundaries)")
     return ClaimReport(NAME, CLAIM, size, config, headers, rows, checks, notes)
 
 
-def main(argv=None) -> int:
-    return main_for(run, __doc__.splitlines()[0], argv)
+main = module_main(sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -18,10 +18,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import numpy as np
 
-from proofs_numeric._common import ClaimReport, get_size, main_for, seeds_for
-from rftheory.data import synthetic_sphere
+from proofs_numeric._common import ClaimReport, configure, module_main, seed_note, seeded_data, seeded_model
 from rftheory.identifiability import MISMATCH_FLOOR, ROUNDOFF_RESIDUAL, Check, distinctness_check
-from rftheory.random_features import RandomFeatures
 
 NAME = "Theorem 2: distinctness (n = 2)"
 CLAIM = (
@@ -42,9 +40,8 @@ CONTROL_ZERO = 1e-4  # at p = d/2 + 1 the pair has spare freedom: the optimiser 
 
 
 def run(size: str = "small", seeds=None) -> ClaimReport:
-    cfg = get_size(SIZES, size)
+    cfg, seed_list = configure(SIZES, size, seeds)
     d, eps = cfg["d"], cfg["eps"]
-    seed_list = seeds_for(cfg, seeds)
     p_control = d // 2 + 1  # ≤ d + 1: the pair has d + 1 − p ≥ d/2 spare degrees of freedom each
     ps = [p_control] + [int(r * d) for r in cfg["ratios"]]
     ratios = [p / d for p in ps]
@@ -52,9 +49,9 @@ def run(size: str = "small", seeds=None) -> ClaimReport:
     ang = np.full_like(M, np.nan)
     truth = 0.0
     for si, s in enumerate(seed_list):
-        X = synthetic_sphere(2, d, seed=s).X
+        X = seeded_data(2, d, s)
         for ri, p in enumerate(ps):
-            model = RandomFeatures(p, d, ACTIVATION, seed=1000 + s)
+            model = seeded_model(p, d, ACTIVATION, s)
             r = distinctness_check(X, model, eps=eps, starts=cfg["starts"], max_iter=cfg["max_iter"], seed=s)
             M[ri, si] = r.mismatch
             ang[ri, si] = r.angle
@@ -72,13 +69,12 @@ def run(size: str = "small", seeds=None) -> ClaimReport:
     checks.append(Check(f"control: max mismatch at p = d/2 + 1 = {p_control}", float(M[0].max()), CONTROL_ZERO, "<=",
                         "p ≤ d + 1: a pair near x_1 can reach span Φ; the search must find it"))
     checks.append(Check("mismatch of the true pair (x_1, x_2)", truth, ROUNDOFF_RESIDUAL, "<=", "round-off"))
-    config = (f"d={d}, n=2, σ={ACTIVATION}, ε={eps:g}, seeds={len(seed_list)} (data seed s, V seed 1000+s), "
+    config = (f"d={d}, n=2, σ={ACTIVATION}, ε={eps:g}, {seed_note(seed_list)}, "
               f"{cfg['starts']} starting pairs per minimisation")
     return ClaimReport(NAME, CLAIM, size, config, headers, rows, checks)
 
 
-def main(argv=None) -> int:
-    return main_for(run, __doc__.splitlines()[0], argv)
+main = module_main(sys.modules[__name__])
 
 
 if __name__ == "__main__":

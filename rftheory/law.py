@@ -249,7 +249,7 @@ def make_grid(
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
             raise ValueError(f"seeds must be non-negative integers, got {s!r}")
         ss.append(int(s))
-    unknown = set(attack) - set(KEY_COLUMNS)
+    unknown = set(attack) - (set(KEY_COLUMNS) - {"activation", "n", "d", "ratio", "seed"})  # those are the grid
     if unknown:
         raise TypeError(f"unknown cell option(s): {', '.join(sorted(unknown))}")
     attack = dict(attack)
@@ -628,24 +628,7 @@ class SweepResult:
 
 
 def sweep(
-    activations: Sequence[str] = DEFAULT_ACTIVATIONS,
-    sizes: Sequence[tuple[int, int]] | None = None,
-    ratios: Sequence[float] = DEFAULT_RATIOS,
-    seeds: Sequence[int] = DEFAULT_SEEDS,
-    *,
-    n: Sequence[int] | None = None,
-    d: Sequence[int] | None = None,
-    restarts: int = 3,
-    max_iter: int = 1000,
-    tol: float = 1e-10,
-    optimizer: str = "lbfgs",
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    reseed: bool = True,
-    derivative: str = "true",
-    threshold: float = 0.05,
-    noise: float = 0.1,
-    dtype: str = "float64",
+    *grid,
     out=None,
     workers: int | None = None,
     scheduler=None,
@@ -654,13 +637,19 @@ def sweep(
     mp_context=None,
     on_start: Callable[[int, int], None] | None = None,
     callback: Callable[[dict], None] | None = None,
+    **cell_options,
 ) -> SweepResult:
     """Run the phase-diagram sweep over (activation, (n, d), ratio, seed).
+
+    The cells are ``make_grid(*grid, **cell_options)``: the grid and the
+    options of every cell have the names, defaults and checks of
+    :func:`make_grid` and the fields of :class:`CellConfig`.
 
     Parameters
     ----------
     activations, sizes, ratios, seeds, n, d
-        The grid, see :func:`make_grid` (ratio r = p/(dn)).
+        The grid, see :func:`make_grid` (ratio r = p/(dn)); the first four
+        may also be given by position.
     restarts, max_iter, tol, optimizer, lr, momentum, reseed, derivative
         Passed to :func:`rftheory.reconstruct.reconstruct` in every cell.
     threshold : float
@@ -694,15 +683,13 @@ def sweep(
 
     Raises
     ------
+    ValueError, TypeError
+        From :func:`make_grid`: a bad grid value or an unknown cell option.
     KeyboardInterrupt
         Re-raised after the finished cells are safely in ``out``.
     """
     start = time.perf_counter()
-    cells = make_grid(
-        activations, sizes, ratios, seeds, n=n, d=d, restarts=restarts, max_iter=max_iter, tol=tol,
-        optimizer=optimizer, lr=lr, momentum=momentum, reseed=reseed, derivative=derivative,
-        threshold=threshold, noise=noise, dtype=dtype,
-    )
+    cells = make_grid(*grid, **cell_options)
     if workers is not None:
         workers = _positive_int(workers, "workers")
     out = Path(out) if out is not None else None

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from threadpoolctl import threadpool_limits
+
 from .backend import array_namespace
 from .loss import projection_loss, retract_to_sphere, riemannian_gradient
 from .validation import check_finite, check_matrix, check_vector
@@ -44,6 +46,7 @@ from .validation import check_finite, check_matrix, check_vector
 __all__ = ["ReconstructionResult", "reconstruct", "random_sphere", "OPTIMIZERS"]
 
 OPTIMIZERS = ("lbfgs", "momentum")
+SMALL_PROBLEM_FLOPS = 2e7  # 4·n·d·p below which the attack runs single-threaded BLAS
 MAX_FRUITLESS_RESEEDS = 4  # stop a restart after this many re-seeds in a row that lower L by < 0.1 %
 
 
@@ -92,9 +95,11 @@ def random_sphere(n: int, d: int, rng: np.random.Generator, xp=np, dtype=np.floa
 
 
 class _Counter:
-    def __init__(self, theta, model, derivative):
+    def __init__(self, theta, model, derivative, callback=None):
         self.theta, self.model, self.derivative = theta, model, derivative
         self.evaluations = 0
+        self.callback = callback  # callback(X, L) after each iteration; True stops the attack
+        self.stopped = False
 
     def __call__(self, X, with_grad=True):
         self.evaluations += 1
@@ -122,6 +127,7 @@ def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, h
     S, Y = [], []
     hist = history if history is not None else []
     hist.append(L)
+    h0 = len(hist)  # stall test only over this call's own iterations
     it = 0
     while it < max_iter and L > tol:
         it += 1
@@ -157,7 +163,10 @@ def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, h
                 Y.pop(0)
         X, L, g = X_new, res_new.loss, res_new.grad
         hist.append(L)
-        if it > stall_window and hist[-stall_window - 1] - L < stall_rtol * hist[-stall_window - 1]:
+        if fun.callback is not None and fun.callback(X, L):
+            fun.stopped = True
+            break
+        if len(hist) - h0 > stall_window and hist[-stall_window - 1] - L < stall_rtol * hist[-stall_window - 1]:
             break
     return X, L, it
 
@@ -260,6 +269,7 @@ def _momentum(fun, X, max_iter, tol, lr, beta=0.9, stall_window=200, stall_rtol=
     buf = riemannian_gradient(X, res.grad) * 0
     hist = history if history is not None else []
     hist.append(L)
+    h0 = len(hist)  # stall test only over this call's own iterations
     it = 0
     while it < max_iter and L > tol:
         it += 1
@@ -270,7 +280,10 @@ def _momentum(fun, X, max_iter, tol, lr, beta=0.9, stall_window=200, stall_rtol=
         if not math.isfinite(L):
             raise FloatingPointError("momentum diverged (loss is not finite); lower the learning rate")
         hist.append(L)
-        if it > stall_window and hist[-stall_window - 1] - L < stall_rtol * hist[-stall_window - 1]:
+        if fun.callback is not None and fun.callback(X, L):
+            fun.stopped = True
+            break
+        if len(hist) - h0 > stall_window and hist[-stall_window - 1] - L < stall_rtol * hist[-stall_window - 1]:
             break
     return X, L, it
 
@@ -322,6 +335,7 @@ def reconstruct(
     progress=None,
     dtype=np.float32,
     batch_restarts: bool = False,
+    callback=None,
 ) -> ReconstructionResult:
     """Run the attack: recover n̂ = ``n`` samples from θ and the model's V, σ.
 
@@ -363,6 +377,11 @@ def reconstruct(
         continues alone with re-seeding if it has not reached ``tol``.
         Sequential restarts (default) stop early once one succeeds, which is
         cheaper when the first restart usually does.
+    callback : callable, optional
+        ``callback(X_hat, loss)`` after every accepted iteration of the
+        sequential optimisers (X̂ in the working dtype); returning True stops
+        the whole attack at once (e.g. to measure time to recovery against
+        known data in a benchmark).
     dtype : float32 (default), float64 or None
         Working precision of the big products X̂Vᵀ and (·)V.  The Gram
         matrix, α, r and L are always accumulated in float64; the reported
@@ -393,6 +412,19 @@ def reconstruct(
         init = check_matrix(init, "init", rows=n, rows_name="n", cols=model.d, cols_name="d")
         init = retract_to_sphere(xp.asarray(init, dtype=model.dtype))
 
+    # Small problems gain nothing from threaded BLAS and lose a lot on a busy
+    # machine (oversubscribed OpenBLAS threads spin): use one thread below
+    # SMALL_PROBLEM_FLOPS per evaluation.
+    flops = 4.0 * n * model.d * model.p * (int(restarts) if batch_restarts else 1)
+    with threadpool_limits(limits=1 if flops < SMALL_PROBLEM_FLOPS else None, user_api="blas"):
+        return _reconstruct(theta, model, n, restarts, max_iter, tol, optimizer, lr, momentum, reseed,
+                            reseed_candidates, seed, init, derivative, stop_at_tol, progress, dtype,
+                            batch_restarts, callback, xp)
+
+
+def _reconstruct(theta, model, n, restarts, max_iter, tol, optimizer, lr, momentum, reseed,
+                 reseed_candidates, seed, init, derivative, stop_at_tol, progress, dtype,
+                 batch_restarts, callback, xp):
     start = time.perf_counter()
     caller_model = model
     if dtype is not None and hasattr(model, "astype"):
@@ -400,7 +432,7 @@ def reconstruct(
         if init is not None:
             init = init.astype(model.dtype)
     rng = np.random.default_rng(seed)
-    fun = _Counter(theta, model, derivative)
+    fun = _Counter(theta, model, derivative, callback)
     best = None
     finals = []
     starts = [init if (r == 0 and init is not None) else random_sphere(n, model.d, rng, xp, model.dtype)
@@ -435,7 +467,7 @@ def reconstruct(
                 best_round, fruitless = L, 0
             else:
                 fruitless += 1
-            if L <= tol or not reseed or iters_left <= 0 or fruitless > MAX_FRUITLESS_RESEEDS:
+            if L <= tol or not reseed or iters_left <= 0 or fruitless > MAX_FRUITLESS_RESEEDS or fun.stopped:
                 break
             # greedy re-seeding of the least useful candidate
             i = _least_useful_row(fun, X, L)
@@ -460,7 +492,7 @@ def reconstruct(
             )
         if progress is not None:
             progress(r, float(L))
-        if stop_at_tol and L <= tol:
+        if (stop_at_tol and L <= tol) or fun.stopped:
             break
     if model is not caller_model:  # report X̂ and L in the caller's precision
         best.X_hat = retract_to_sphere(best.X_hat.astype(caller_model.dtype))

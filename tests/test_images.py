@@ -42,6 +42,14 @@ image_pairs = st.tuples(
 )
 
 
+def noisy_pair(h, w, seed, noise, channels=()):
+    """(a, b, R): a ~ N(0, 1) of shape (h, w, *channels), b = a + noise·N(0, 1), R = max a − min a."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((h, w, *channels))
+    b = a + noise * rng.standard_normal((h, w, *channels))
+    return a, b, a.max() - a.min()
+
+
 # ---------------------------------------------------------------- PSNR
 
 
@@ -60,11 +68,7 @@ def test_psnr_closed_form_constant_offset():
 def test_psnr_matches_skimage(args):
     from skimage.metrics import peak_signal_noise_ratio
 
-    h, w, seed, noise = args
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((h, w))
-    b = a + noise * rng.standard_normal((h, w))
-    R = a.max() - a.min()
+    a, b, R = noisy_pair(*args)
     assert psnr(a, b) == pytest.approx(peak_signal_noise_ratio(a, b, data_range=R), rel=1e-12)
 
 
@@ -95,11 +99,7 @@ def test_ssim_single_window_closed_form():
 
 @given(image_pairs)
 def test_ssim_matches_filter_reference(args):
-    h, w, seed, noise = args
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((h, w))
-    b = a + noise * rng.standard_normal((h, w))
-    R = a.max() - a.min()
+    a, b, R = noisy_pair(*args)
     assert ssim(a, b) == pytest.approx(ssim_filter_reference(a, b, R), rel=1e-10, abs=1e-12)
 
 
@@ -108,11 +108,7 @@ def test_ssim_matches_filter_reference(args):
 def test_ssim_matches_skimage_gray(args, win):
     from skimage.metrics import structural_similarity
 
-    h, w, seed, noise = args
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((h, w))
-    b = a + noise * rng.standard_normal((h, w))
-    R = a.max() - a.min()
+    a, b, R = noisy_pair(*args)
     ref = structural_similarity(a, b, data_range=R, win_size=win)
     assert ssim(a, b, data_range=R, win_size=win) == pytest.approx(ref, rel=1e-10, abs=1e-12)
 
@@ -122,23 +118,15 @@ def test_ssim_matches_skimage_gray(args, win):
 def test_ssim_matches_skimage_colour(args):
     from skimage.metrics import structural_similarity
 
-    h, w, seed, noise = args
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((h, w, 3))
-    b = a + noise * rng.standard_normal((h, w, 3))
-    R = a.max() - a.min()
+    a, b, R = noisy_pair(*args, channels=(3,))
     ref = structural_similarity(a, b, data_range=R, channel_axis=-1)
     assert ssim(a, b) == pytest.approx(ref, rel=1e-10, abs=1e-12)
 
 
 @given(image_pairs)
 def test_ssim_invariants(args):
-    h, w, seed, noise = args
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((h, w))
-    b = a + noise * rng.standard_normal((h, w))
+    a, b, R = noisy_pair(*args)
     assert ssim(a, a) == pytest.approx(1.0, abs=1e-12)
-    R = a.max() - a.min()
     assert ssim(a, b, data_range=R) == pytest.approx(ssim(b, a, data_range=R), rel=1e-12)
     assert ssim(a, b) < 1.0
 

@@ -108,3 +108,17 @@ def test_batched_restarts_recover_and_are_reproducible():
     assert result.converged and np.all(errs.sign_aware < 0.05)
     again = _attack(1, ratio=20, batch_restarts=True, restarts=3)[2]
     assert np.array_equal(result.X_hat, again.X_hat)
+
+
+def test_callback_sees_iterates_and_can_stop_the_attack():
+    ds = synthetic_sphere(5, 6, seed=2)
+    model = RandomFeatures(800, 6, "tanh", seed=3).fit(ds.X, ds.y)
+    seen = []
+
+    def stop_after_five(X, loss):
+        seen.append(loss)
+        assert X.shape == (5, 6)
+        return len(seen) >= 5
+
+    result = reconstruct(model.theta, model, 5, restarts=3, callback=stop_after_five)
+    assert len(seen) == 5 and result.iterations == 5 and len(result.restarts) == 1
