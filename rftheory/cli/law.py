@@ -24,28 +24,9 @@ from ..law import (
 from ..data import synthetic_sphere
 from ..metrics import DEFAULT_THRESHOLD, chance_levels
 from ..reconstruct import OPTIMIZERS
+from ._types import positive_float, positive_int
 
 HELP = "phase diagram: reconstruction success vs p/(dn), critical ratio with bootstrap interval"
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def size_pair(text: str) -> tuple[int, int]:
