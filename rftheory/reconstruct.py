@@ -455,7 +455,7 @@ def _reconstruct(theta, model, n, restarts, max_iter, tol, optimizer, lr, moment
             L = history[-1]
             if L <= tol:
                 iters_left = 0
-        best_round, fruitless = math.inf, 0
+        best_round, fruitless, best_X = math.inf, 0, None
         while iters_left > 0:
             if optimizer == "lbfgs":
                 X, L, it = _lbfgs(fun, X, iters_left, tol, history=history)
@@ -464,9 +464,11 @@ def _reconstruct(theta, model, n, restarts, max_iter, tol, optimizer, lr, moment
             total_iters += it
             iters_left -= it
             if L < best_round * (1 - 1e-3):
-                best_round, fruitless = L, 0
+                fruitless = 0
             else:
                 fruitless += 1
+            if L < best_round:  # re-seeding may make things worse: keep the best X̂ seen
+                best_round, best_X = L, X
             if L <= tol or not reseed or iters_left <= 0 or fruitless > MAX_FRUITLESS_RESEEDS or fun.stopped:
                 break
             # greedy re-seeding of the least useful candidate
@@ -483,6 +485,9 @@ def _reconstruct(theta, model, n, restarts, max_iter, tol, optimizer, lr, moment
             X = X.copy()
             X[i] = x_new
             reseeds += 1
+        if best_X is not None and best_round < L:
+            X, L = best_X, best_round
+            history.append(L)  # the returned X̂ is the best round's, not the last
         check_finite(X, "X_hat")
         finals.append(float(L))
         if best is None or L < best.loss:

@@ -2,6 +2,10 @@
 
 The default is a complete embedded example (synthetic sphere data n=10,
 d=20, relu+tanh, p = 20·dn) that needs no download and no GPU.
+
+``--model mlp|resnet`` trains a torch-free network (rftheory.adapters) by
+full-batch gradient descent instead, attacks Θ = (W_L − W_L^init)ᵀ with the
+last-layer features of the trained body, and prints p_L/(dn) and total p.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from ..data import digits, synthetic_sphere
 from ..metrics import DEFAULT_THRESHOLD, chance_levels, reconstruction_errors
 from ..random_features import RandomFeatures
 from ..reconstruct import OPTIMIZERS, reconstruct
+from ..subspace import estimate_subspace_from_training, subspace_reconstruct, synthetic_subspace
 
 HELP = "train a random-features model and reconstruct its training set from θ"
 
@@ -86,6 +91,19 @@ def add_parser(sub):
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="array backend (cupy needs a GPU)")
     p.add_argument("--threshold", type=positive_float, default=DEFAULT_THRESHOLD,
                    help="a sample is recovered when its sign-aware relative error is at most this")
+    p.add_argument("--save-images", metavar="DIR", default=None,
+                   help="image data only (e.g. --data digits): write DIR/<data>_reconstruction.png (originals "
+                        "above, Hungarian-matched sign-corrected reconstructions below, errors annotated, each "
+                        "picture min-max scaled) and print per-image PSNR/SSIM")
+    p.add_argument("--subspace", choices=("none", "auto", "known"), default="none",
+                   help="search X̂ = Z Uᵀ inside an r-dim subspace U (rows of norm √d): known = the true "
+                        "subspace of --data synthetic (rank --subspace-rank); auto = estimated from ΔW₁ of a "
+                        "two-layer net (no bias, no weight decay, GD from a seeded init) trained on the same "
+                        "data, r by the largest singular-value gap; none = search all of R^d")
+    p.add_argument("--subspace-rank", type=positive_int, default=None,
+                   help="synthetic data only: put the rows in a random r-dim subspace (default 4 when "
+                        "--subspace is known/auto, full-dimensional data otherwise)")
+    _add_network_arguments(p)
     p.set_defaults(func=run)
     return p
 
@@ -94,8 +112,14 @@ def run(args) -> int:
     start = time.perf_counter()
     if args.data == "digits":
         ds = digits(args.n, seed=args.seed)
+    elif _subspace_data_rank(args) is not None:
+        ds = synthetic_subspace(args.n, args.d, _subspace_data_rank(args), seed=args.seed)
     else:
         ds = synthetic_sphere(args.n, args.d, seed=args.seed)
+    if getattr(args, "save_images", None) and ds.image_shape is None:
+        raise ValueError(f"--save-images needs image data (e.g. --data digits); --data {args.data} rows are not images")
+    if getattr(args, "model", "rf") != "rf":
+        return _run_network(args, ds, start)
     n, d = ds.X.shape
     p = args.p if args.p is not None else max(1, int(round(args.ratio * d * n)))
     n_guess = args.n_guess or n
@@ -110,16 +134,187 @@ def run(args) -> int:
     print(f"  p/(dn)      {p / (d * n):.3g}   (threshold of the law ≈ 1; p/n = {p / n:.3g})")
     model.fit(ds.X, ds.y)
     print(f"  train       min-norm interpolator, relative train residual {model.train_residual:.2e}")
+    attack = _subspace_attack(args, ds, model, n)
     print(f"  attack      n̂={n_guess}, optimizer={args.optimizer}, restarts={args.restarts}, "
           f"max_iter={args.max_iter}, tol={args.tol:g}, reseed={not args.no_reseed}, σ'={args.derivative}")
 
     def progress(r, loss):
         print(f"    restart {r + 1}/{args.restarts}: loss {loss:.3e}", flush=True)
 
-    result = reconstruct(
+    result = attack(
         model.theta, model, n_guess, restarts=args.restarts, max_iter=args.max_iter, tol=args.tol,
         optimizer=args.optimizer, lr=args.lr, reseed=not args.no_reseed, seed=args.seed,
         derivative=args.derivative, progress=progress, dtype=np.dtype(args.dtype),
+    )
+    print(f"  loss        {result.loss:.3e} after {result.iterations} iterations "
+          f"({result.evaluations} evaluations, {result.reseeds} re-seeds, {result.wall_time:.1f} s)")
+    if n_guess != n:
+        print(f"  metrics     skipped: n̂={n_guess} ≠ n={n} (one-to-one matching needs n̂ = n)")
+        if getattr(args, "save_images", None):
+            print("  images      not written: --save-images matches samples one to one and needs n̂ = n")
+    else:
+        errs = reconstruction_errors(ds.X, to_numpy(result.X_hat), args.threshold)
+        chance = chance_levels(ds.X, seed=args.seed, threshold=args.threshold)
+        print(f"  recovered   {errs.recovered.sum()}/{n} = {errs.recovered_fraction:.0%} "
+              f"(sign-aware error ≤ {args.threshold:g}); chance {chance['recovered_fraction']:.0%}")
+        print(f"  wrong sign  {errs.wrong_sign.sum()}/{n} recovered only as −x_i")
+        print("  errors      mean (max)        chance (random sphere points, matched the same way)")
+        print(f"    signed         {errs.signed.mean():.4f} ({errs.signed.max():.4f})   {chance['signed']:.4f}")
+        print(f"    sign-aware     {errs.sign_aware.mean():.4f} ({errs.sign_aware.max():.4f})   {chance['sign_aware']:.4f}")
+        print(f"    entrywise-abs  {errs.entrywise_abs.mean():.4f} ({errs.entrywise_abs.max():.4f})   "
+              f"{chance['entrywise_abs']:.4f}   (lenient metric of the original code)")
+        if getattr(args, "save_images", None):
+            from ..images import compare_images, save_image_grid  # noqa: PLC0415
+
+            cmp = compare_images(ds.X, to_numpy(result.X_hat), ds.image_shape, args.threshold)
+            png = save_image_grid(
+                f"{args.save_images}/{args.data}_reconstruction.png", cmp,
+                title=f"{ds.description}; RF p={p} (p/(dn)={p / (d * n):.3g}), σ={model.activation.name}, L={result.loss:.1e}",
+            )
+            s = cmp.summary()
+            print(f"  images      PSNR mean {s['psnr_mean']:.2f} dB (min {s['psnr_min']:.2f}), SSIM mean "
+                  f"{s['ssim_mean']:.4f} (min {s['ssim_min']:.4f}); data space, range of each original, matched + sign-corrected")
+            print(f"  saved       {png}")
+    print(f"  wall time   {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _subspace_data_rank(args):
+    """r of the synthetic low-rank data (--subspace-rank; 4 by default for --subspace known/auto), or None."""
+    sub = getattr(args, "subspace", "none")
+    rank = getattr(args, "subspace_rank", None)
+    if args.data != "synthetic":
+        if rank is not None:
+            raise ValueError(f"--subspace-rank applies to --data synthetic only, not --data {args.data}")
+        return None
+    if rank is None and sub in ("known", "auto"):
+        rank = min(4, args.d)
+    if rank is not None and rank > args.d:
+        raise ValueError(f"--subspace-rank {rank} exceeds --d {args.d}")
+    return rank
+
+
+def _subspace_attack(args, ds, model, n):
+    """Print the --subspace choice and return the attack callable (reconstruct or its subspace form)."""
+    sub = getattr(args, "subspace", "none")
+    _subspace_data_rank(args)  # validates --subspace-rank for non-synthetic data
+    true_basis = getattr(ds, "basis", None)
+    if sub == "none":
+        return reconstruct
+    if sub == "known":
+        if true_basis is None:
+            raise ValueError(f"--subspace known needs data with a known subspace (--data synthetic); "
+                             f"--data {args.data} has none: use --subspace auto")
+        basis = true_basis
+        print(f"  subspace    known: the true {basis.shape[1]}-dim subspace; search X̂ = √(d/r)·Z Uᵀ, "
+              f"p/(rn) = {model.p / (basis.shape[1] * n):.3g}")
+    else:
+        est, net = estimate_subspace_from_training(ds.X, ds.y, activation=args.activation, seed=args.seed,
+                                                   true_basis=true_basis)
+        basis = est.basis
+        angle = "" if est.max_angle is None else f"; largest principal angle to the true subspace {est.max_angle:.2e} rad"
+        print(f"  subspace    auto: r̂={est.rank} by the largest singular-value gap of ΔW₁ (s_r̂/s_r̂+1 = {est.gap:.3g})"
+              f"{angle}; p/(r̂n) = {model.p / (est.rank * n):.3g}")
+        print(f"  ΔW₁ from    {net.description}")
+
+    def attack(theta, model, k, **kwargs):
+        return subspace_reconstruct(theta, model, model.xp.asarray(basis), k, **kwargs)
+
+    return attack
+
+
+# ---- --model mlp|resnet (rftheory.adapters) ---------------------------------------------------
+
+def _add_network_arguments(p):
+    net = p.add_argument_group(
+        "networks (--model mlp|resnet)",
+        "Train a torch-free network (rftheory.adapters) by full-batch gradient descent on the squared loss "
+        "(one-hot targets for --data digits, y for synthetic data) from a seeded init (seed+1000), then attack "
+        "Θ = (W_L − W_L^init)ᵀ with the last-layer features h(x) of the trained body (multi-output head: one "
+        "n×n Gram solve for all outputs). --p/--ratio set the last-layer feature count p_L (the MLP width; "
+        "the ResNet's channels ⌈p_L/(H·W)⌉ with --pool flatten); --activation is σ of every layer.",
+    )
+    net.add_argument("--model", choices=("rf", "mlp", "resnet"), default="rf",
+                     help="rf: random features, min-norm interpolator; mlp: two-layer MLP W₂σ(W₁x+b₁)+b₂; "
+                          "resnet: 3×3 conv stem, residual blocks of two 3×3 convs, linear head "
+                          "(synthetic rows are read as 1×1×d images)")
+    net.add_argument("--width", type=positive_int, default=None,
+                     help="MLP hidden width m = p_L (unset: from --p/--ratio)")
+    net.add_argument("--channels", type=positive_int, default=None,
+                     help="ResNet channels c (unset: ⌈p_L/(H·W)⌉ with --pool flatten, p_L with --pool avg)")
+    net.add_argument("--blocks", type=int, choices=range(0, 9), default=1, metavar="B",
+                     help="ResNet residual blocks of two 3×3 convs (0..8)")
+    net.add_argument("--pool", choices=("flatten", "avg"), default="flatten",
+                     help="ResNet last-layer features: the flattened map (p_L = c·H·W) or its global average (p_L = c)")
+    net.add_argument("--train", choices=("all", "last"), default="all",
+                     help="GD on all layers, or on the head only (the body stays at its random init)")
+    net.add_argument("--train-tol", type=positive_float, default=1e-8,
+                     help="GD stops once the relative train loss ‖F−Y‖²/‖Y‖² is at most this")
+    net.add_argument("--train-steps", type=positive_int, default=20000, help="cap on GD steps")
+    net.add_argument("--train-lr", type=positive_float, default=None,
+                     help="initial GD step (unset: n/λ_max of the head's Gram [H,1][H,1]ᵀ); halved whenever "
+                          "a step does not lower the loss")
+    net.add_argument("--reseed", action="store_true",
+                     help="networks only: turn greedy re-seeding on (off by default for networks: when all "
+                          "layers train, the loss at the true X is a small floor > 0, and re-seeding at a stall "
+                          "above --tol replaces correct candidates)")
+
+
+def _run_network(args, ds, start) -> int:
+    """--model mlp|resnet: train the adapter by GD, attack ΔW_L, print as the RF case."""
+    from ..adapters import SmallResNet, TwoLayerMLP, one_hot_targets  # noqa: PLC0415
+    from ..loss import projection_loss  # noqa: PLC0415
+
+    if getattr(args, "subspace", "none") != "none":
+        raise ValueError("--subspace applies to --model rf only")
+    if getattr(args, "save_images", None):
+        raise ValueError("--save-images applies to --model rf only")
+    if args.derivative != "true":
+        raise ValueError("--derivative relu is defined for --model rf only; networks use the true σ'")
+    if args.stream_weights:
+        raise ValueError("--stream-weights applies to --model rf only")
+    n, d = ds.X.shape
+    p_target = args.p if args.p is not None else max(1, int(round(args.ratio * d * n)))
+    if args.data == "digits":
+        Y, _ = one_hot_targets(ds.y)
+        targets = f"one-hot, C={Y.shape[1]} classes"
+    else:
+        Y, targets = ds.y[:, None], "y, C=1 output"
+    dtype = np.dtype(args.dtype)
+    seed = args.seed + 1000
+    if args.model == "mlp":
+        model = TwoLayerMLP(d, args.width or p_target, Y.shape[1], args.activation, seed=seed, dtype=dtype,
+                            backend=args.backend)
+    else:
+        shape = (1,) + tuple(ds.image_shape) if ds.image_shape is not None else (1, 1, d)
+        hw = shape[1] * shape[2]
+        channels = args.channels or (max(1, math.ceil(p_target / hw)) if args.pool == "flatten" else p_target)
+        model = SmallResNet(shape, channels, args.blocks, Y.shape[1], args.activation, pool=args.pool, seed=seed,
+                            dtype=dtype, backend=args.backend)
+    n_guess = args.n_guess or n
+    reseed = bool(args.reseed) and not args.no_reseed
+    p_L = model.p
+    print("rftheory reconstruct")
+    print(f"  data        {ds.description}")
+    print(f"  model       {model.describe()}, dtype={args.dtype}, backend={args.backend}")
+    print(f"  p_L/(dn)    {p_L / (d * n):.3g}   (threshold of the law ≈ 1; p_L = {p_L} last-layer features, "
+          f"p_L/n = {p_L / n:.3g}); total p = {model.n_params} (p/(dn) = {model.n_params / (d * n):.3g})")
+    report = model.fit(ds.X, model.xp.asarray(Y), train=args.train, lr=args.train_lr, tol=args.train_tol,
+                       max_steps=args.train_steps)
+    print(f"  train       {report.summary()}, targets {targets}, {report.wall_time:.1f} s")
+    theta = model.delta_theta()
+    floor = projection_loss(model.xp.asarray(ds.X, dtype=model.dtype), theta, model, with_grad=False).loss
+    print(f"  Θ           (W_L − W_L^init)ᵀ, {theta.shape[0]}×{theta.shape[1]}; loss at the true X {floor:.2e} "
+          f"(reference only: > 0 when the body moved during training)")
+    print(f"  attack      n̂={n_guess}, optimizer={args.optimizer}, restarts={args.restarts}, "
+          f"max_iter={args.max_iter}, tol={args.tol:g}, reseed={reseed}, σ'=true")
+
+    def progress(r, loss):
+        print(f"    restart {r + 1}/{args.restarts}: loss {loss:.3e}", flush=True)
+
+    result = reconstruct(
+        theta, model, n_guess, restarts=args.restarts, max_iter=args.max_iter, tol=args.tol,
+        optimizer=args.optimizer, lr=args.lr, reseed=reseed, seed=args.seed, progress=progress,
     )
     print(f"  loss        {result.loss:.3e} after {result.iterations} iterations "
           f"({result.evaluations} evaluations, {result.reseeds} re-seeds, {result.wall_time:.1f} s)")
