@@ -19,10 +19,10 @@ retraction x̂_i ← √d x̂_i/‖x̂_i‖):
 
 Greedy re-seeding (this package's heuristic, attacker-side only): when an
 optimiser stalls with L above the tolerance, the candidate whose removal
-raises the loss least is dropped and replaced by the best single-sample fit
-of the current residual r = θ − Φ̂ᵀα, i.e. the minimiser of the one-sample
-projection loss ‖r − P_{φ(x)} r‖²/‖r‖² started from the best of M random
-sphere points.  It uses only what the attacker knows (θ, V, σ, n̂).  A
+raises the loss least is dropped and refitted to what the other rows leave
+unexplained: among M random sphere points the one whose feature, projected
+off the others' row span (P⊥), best aligns with r = P⊥θ, then polished by
+L-BFGS on that row alone (the loss as a function of one row).  It uses only what the attacker knows (θ, V, σ, n̂).  A
 restart gives up after MAX_FRUITLESS_RESEEDS consecutive re-seeds that lower
 its loss by less than 0.1 %.
 
@@ -40,6 +40,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .backend import array_namespace
+from .linalg import gram_solve
 from .loss import projection_loss, retract_to_sphere, riemannian_gradient
 from .validation import check_finite, check_matrix, check_vector
 
@@ -301,18 +302,61 @@ def _least_useful_row(fun, X, L) -> int:
     return int(np.argmin(increases))
 
 
-def _best_single_fit(model, residual, rng, n_candidates, iters, derivative):
-    """Point x on the sphere minimising the one-sample projection loss of ``residual``."""
-    xp = array_namespace(residual)
-    C = random_sphere(n_candidates, model.d, rng, xp, model.dtype)
-    F = model.features(C).astype(np.float64)
-    proj = F @ residual
-    proj = xp.abs(proj) if proj.ndim == 1 else xp.linalg.norm(proj, axis=1)
-    score = proj / xp.maximum(xp.linalg.norm(F, axis=1), 1e-300)
-    x0 = C[int(xp.argmax(score))][None, :]
-    fun = _Counter(residual, model, derivative)
-    x, _, _ = _lbfgs(fun, x0, iters, tol=0.0)
-    return x[0], fun.evaluations + 1
+class _OneRow:
+    """The loss as a function of row ``i`` of X̂ alone (the other rows frozen)."""
+
+    callback = None
+    stopped = False
+
+    def __init__(self, fun, X, i):
+        self.fun, self.X, self.i = fun, X, i
+
+    def __call__(self, x, with_grad=True):
+        X = self.X.copy()
+        X[self.i] = x[0]
+        res = self.fun(X, with_grad=with_grad)
+        if with_grad:
+            res.grad = res.grad[self.i : self.i + 1]
+        return res
+
+
+def _refit_row(fun, model, X, i, theta, rng, n_candidates, iters, chunk=128):
+    """Replace row i of X̂ by the best fit of what the other rows leave unexplained.
+
+    With Φ_o the features of the other rows and P⊥ the projection onto the
+    complement of their row span, the loss as a function of row i alone is
+    minimised where P⊥φ(x) is most aligned with r = P⊥θ, i.e. where
+    ⟨P⊥φ(x), r⟩²/‖P⊥φ(x)‖² is largest.  That score is evaluated on
+    ``n_candidates`` random sphere points (in chunks), and the best one is
+    polished by L-BFGS on row i with the other rows frozen.
+    """
+    xp = array_namespace(X)
+    n = X.shape[0]
+    keep = xp.asarray([j for j in range(n) if j != i])
+    F_o = model.features(X[keep]).astype(np.float64) if n > 1 else None
+    if F_o is not None:
+        A_o = F_o @ F_o.T
+        resid = theta - F_o.T @ gram_solve(A_o, F_o @ theta)
+    else:
+        resid = theta
+    best_score, best_x = -1.0, None
+    for lo in range(0, n_candidates, chunk):
+        C = random_sphere(min(chunk, n_candidates - lo), model.d, rng, xp, model.dtype)
+        F = model.features(C).astype(np.float64)
+        if F_o is not None:
+            F = F - gram_solve(A_o, F_o @ F.T).T @ F_o  # P⊥ φ(c) for every candidate
+        proj = F @ resid
+        proj = proj * proj if proj.ndim == 1 else xp.sum(proj * proj, axis=1)
+        score = proj / xp.maximum(xp.sum(F * F, axis=1), 1e-300)
+        k = int(xp.argmax(score))
+        if float(score[k]) > best_score:
+            best_score, best_x = float(score[k]), C[k]
+    X = X.copy()
+    X[i] = best_x
+    one = _OneRow(fun, X, i)
+    x, _, _ = _lbfgs(one, X[i : i + 1], iters, tol=0.0)
+    X[i] = x[0]
+    return X
 
 
 def reconstruct(
@@ -473,17 +517,7 @@ def _reconstruct(theta, model, n, restarts, max_iter, tol, optimizer, lr, moment
                 break
             # greedy re-seeding of the least useful candidate
             i = _least_useful_row(fun, X, L)
-            keep = xp.asarray([j for j in range(n) if j != i])
-            if n > 1:
-                rest = X[keep]
-                res = fun(rest, with_grad=False)
-                resid = theta - model.features(rest).astype(np.float64).T @ res.alpha
-            else:
-                resid = theta
-            x_new, evals = _best_single_fit(model, resid, rng, reseed_candidates, 100, derivative)
-            fun.evaluations += evals
-            X = X.copy()
-            X[i] = x_new
+            X = _refit_row(fun, model, X, i, theta, rng, reseed_candidates, 100)
             reseeds += 1
         if best_X is not None and best_round < L:
             X, L = best_X, best_round
