@@ -18,7 +18,7 @@ from ..backend import resolve_backend
 from ..data import synthetic_sphere
 from ..identifiability import DEFAULT_DELTA, DEFAULT_EPS, DEFAULT_ORDER, identifiability_checks
 from ..random_features import RandomFeatures
-from .reconstruct import positive_float, positive_int
+from ._types import positive_float, positive_int
 
 HELP = "check the identifiability conditions (Theorems 1, 2 and lemmas) for one configuration"
 

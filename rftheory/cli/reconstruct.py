@@ -22,28 +22,9 @@ from ..metrics import DEFAULT_THRESHOLD, chance_levels, reconstruction_errors
 from ..random_features import RandomFeatures
 from ..reconstruct import OPTIMIZERS, reconstruct
 from ..subspace import estimate_subspace_from_training, subspace_reconstruct, synthetic_subspace
+from ._types import positive_float, positive_int
 
 HELP = "train a random-features model and reconstruct its training set from θ"
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def add_parser(sub):
@@ -153,16 +134,7 @@ def run(args) -> int:
         if getattr(args, "save_images", None):
             print("  images      not written: --save-images matches samples one to one and needs n̂ = n")
     else:
-        errs = reconstruction_errors(ds.X, to_numpy(result.X_hat), args.threshold)
-        chance = chance_levels(ds.X, seed=args.seed, threshold=args.threshold)
-        print(f"  recovered   {errs.recovered.sum()}/{n} = {errs.recovered_fraction:.0%} "
-              f"(sign-aware error ≤ {args.threshold:g}); chance {chance['recovered_fraction']:.0%}")
-        print(f"  wrong sign  {errs.wrong_sign.sum()}/{n} recovered only as −x_i")
-        print("  errors      mean (max)        chance (random sphere points, matched the same way)")
-        print(f"    signed         {errs.signed.mean():.4f} ({errs.signed.max():.4f})   {chance['signed']:.4f}")
-        print(f"    sign-aware     {errs.sign_aware.mean():.4f} ({errs.sign_aware.max():.4f})   {chance['sign_aware']:.4f}")
-        print(f"    entrywise-abs  {errs.entrywise_abs.mean():.4f} ({errs.entrywise_abs.max():.4f})   "
-              f"{chance['entrywise_abs']:.4f}   (lenient metric of the original code)")
+        print_errors(ds.X, result.X_hat, args.threshold, args.seed)
         if getattr(args, "save_images", None):
             from ..images import compare_images, save_image_grid  # noqa: PLC0415
 
@@ -321,15 +293,21 @@ def _run_network(args, ds, start) -> int:
     if n_guess != n:
         print(f"  metrics     skipped: n̂={n_guess} ≠ n={n} (one-to-one matching needs n̂ = n)")
     else:
-        errs = reconstruction_errors(ds.X, to_numpy(result.X_hat), args.threshold)
-        chance = chance_levels(ds.X, seed=args.seed, threshold=args.threshold)
-        print(f"  recovered   {errs.recovered.sum()}/{n} = {errs.recovered_fraction:.0%} "
-              f"(sign-aware error ≤ {args.threshold:g}); chance {chance['recovered_fraction']:.0%}")
-        print(f"  wrong sign  {errs.wrong_sign.sum()}/{n} recovered only as −x_i")
-        print("  errors      mean (max)        chance (random sphere points, matched the same way)")
-        print(f"    signed         {errs.signed.mean():.4f} ({errs.signed.max():.4f})   {chance['signed']:.4f}")
-        print(f"    sign-aware     {errs.sign_aware.mean():.4f} ({errs.sign_aware.max():.4f})   {chance['sign_aware']:.4f}")
-        print(f"    entrywise-abs  {errs.entrywise_abs.mean():.4f} ({errs.entrywise_abs.max():.4f})   "
-              f"{chance['entrywise_abs']:.4f}   (lenient metric of the original code)")
+        print_errors(ds.X, result.X_hat, args.threshold, args.seed)
     print(f"  wall time   {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def print_errors(X, X_hat, threshold: float, seed: int) -> None:
+    """Recovered fraction, wrong signs and the three error metrics beside chance level."""
+    n = X.shape[0]
+    errs = reconstruction_errors(X, to_numpy(X_hat), threshold)
+    chance = chance_levels(X, seed=seed, threshold=threshold)
+    print(f"  recovered   {errs.recovered.sum()}/{n} = {errs.recovered_fraction:.0%} "
+          f"(sign-aware error ≤ {threshold:g}); chance {chance['recovered_fraction']:.0%}")
+    print(f"  wrong sign  {errs.wrong_sign.sum()}/{n} recovered only as −x_i")
+    print("  errors      mean (max)        chance (random sphere points, matched the same way)")
+    print(f"    signed         {errs.signed.mean():.4f} ({errs.signed.max():.4f})   {chance['signed']:.4f}")
+    print(f"    sign-aware     {errs.sign_aware.mean():.4f} ({errs.sign_aware.max():.4f})   {chance['sign_aware']:.4f}")
+    print(f"    entrywise-abs  {errs.entrywise_abs.mean():.4f} ({errs.entrywise_abs.max():.4f})   "
+          f"{chance['entrywise_abs']:.4f}   (lenient metric of the original code)")
