@@ -132,15 +132,7 @@ def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, h
     it = 0
     while it < max_iter and L > tol:
         it += 1
-        direction = -riemannian_gradient(X, _two_loop(g, S, Y))  # −H g, made tangent
-        slope = _vdot(direction, g)
-        if not slope < 0:  # not a descent direction: restart from steepest descent
-            S, Y = [], []
-            direction = -g / max(math.sqrt(_vdot(g, g)), 1e-300)
-            slope = _vdot(direction, g)
-        xp = array_namespace(direction)
-        biggest = float(xp.max(xp.linalg.norm(direction, axis=1)))
-        t = min(1.0, max_move / max(biggest, 1e-300))
+        direction, slope, t = _search_direction(X, g, S, Y, max_move)
         accepted = False
         for _ in range(40):
             X_new = retract_to_sphere(X + t * direction)
@@ -151,23 +143,14 @@ def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, h
             t *= 0.5
         if not accepted:
             if S:  # drop the curvature memory and try steepest descent once more
-                S, Y = [], []
+                S.clear()
+                Y.clear()
                 continue
             break
-        s_vec = X_new - X
-        y_vec = res_new.grad - g
-        if _vdot(s_vec, y_vec) > 1e-12 * math.sqrt(_vdot(s_vec, s_vec) * _vdot(y_vec, y_vec)):
-            S.append(s_vec)
-            Y.append(y_vec)
-            if len(S) > memory:
-                S.pop(0)
-                Y.pop(0)
+        _remember(S, Y, X_new - X, res_new.grad - g, memory)
         X, L, g = X_new, res_new.loss, res_new.grad
         hist.append(L)
-        if fun.callback is not None and fun.callback(X, L):
-            fun.stopped = True
-            break
-        if len(hist) - h0 > stall_window and hist[-stall_window - 1] - L < stall_rtol * hist[-stall_window - 1]:
+        if _should_stop(fun, X, L, hist, h0, stall_window, stall_rtol):
             break
     return X, L, it
 
@@ -188,6 +171,48 @@ def _two_loop(g, S, Y):
         b = _vdot(y, q) / _vdot(y, s)
         q += (a - b) * s
     return q
+
+
+def _search_direction(X, g, S, Y, max_move):
+    """L-BFGS direction −H g made tangent, its slope ⟨d, g⟩ and the first trial step.
+
+    If it is not a descent direction the memory (S, Y) is cleared in place and
+    steepest descent is used.  The trial step is 1, capped so that no row moves
+    farther than ``max_move``.
+    """
+    direction = -riemannian_gradient(X, _two_loop(g, S, Y))
+    slope = _vdot(direction, g)
+    if not slope < 0:
+        S.clear()
+        Y.clear()
+        direction = -g / max(math.sqrt(_vdot(g, g)), 1e-300)
+        slope = _vdot(direction, g)
+    xp = array_namespace(direction)
+    biggest = float(xp.max(xp.linalg.norm(direction, axis=-1)))
+    return direction, slope, min(1.0, max_move / max(biggest, 1e-300))
+
+
+def _remember(S, Y, s_vec, y_vec, memory):
+    """Add the curvature pair (s, y) if ⟨s, y⟩ > 0 (numerically), keeping the last ``memory``."""
+    if _vdot(s_vec, y_vec) > 1e-12 * math.sqrt(_vdot(s_vec, s_vec) * _vdot(y_vec, y_vec)):
+        S.append(s_vec)
+        Y.append(y_vec)
+        if len(S) > memory:
+            S.pop(0)
+            Y.pop(0)
+
+
+def _stalled(hist, start, window, rtol) -> bool:
+    """L fell by less than rtol·L over the last ``window`` entries of hist[start:]."""
+    return len(hist) - start > window and hist[-window - 1] - hist[-1] < rtol * hist[-window - 1]
+
+
+def _should_stop(fun, X, L, hist, start, window, rtol) -> bool:
+    """After an accepted step: the user's callback asked to stop, or the run stalled."""
+    if fun.callback is not None and fun.callback(X, L):
+        fun.stopped = True
+        return True
+    return _stalled(hist, start, window, rtol)
 
 
 def _lbfgs_batched(fun, X, max_iter, tol, stop_at_tol, memory=20, stall_window=10, stall_rtol=1e-4):
@@ -215,14 +240,7 @@ def _lbfgs_batched(fun, X, max_iter, tol, stop_at_tol, memory=20, stall_window=1
         it += 1
         dirs, slopes, steps = {}, {}, {}
         for k in (k for k in range(R) if active[k]):
-            direction = -riemannian_gradient(X[k], _two_loop(G[k], S[k], Y[k]))
-            slope = _vdot(direction, G[k])
-            if not slope < 0:
-                S[k], Y[k] = [], []
-                direction = -G[k] / max(math.sqrt(_vdot(G[k], G[k])), 1e-300)
-                slope = _vdot(direction, G[k])
-            biggest = float(xp.max(xp.linalg.norm(direction, axis=1)))
-            dirs[k], slopes[k], steps[k] = direction, slope, min(1.0, max_move / max(biggest, 1e-300))
+            dirs[k], slopes[k], steps[k] = _search_direction(X[k], G[k], S[k], Y[k], max_move)
         searching = list(dirs)
         accepted = {}
         for _ in range(40):
@@ -241,22 +259,16 @@ def _lbfgs_batched(fun, X, max_iter, tol, stop_at_tol, memory=20, stall_window=1
         for k in dirs:
             if k not in accepted:
                 if S[k]:
-                    S[k], Y[k] = [], []
+                    S[k].clear()
+                    Y[k].clear()
                 else:
                     active[k] = False
                 continue
             X_new, L_new, g_new = accepted[k]
-            s_vec, y_vec = X_new - X[k], g_new - G[k]
-            if _vdot(s_vec, y_vec) > 1e-12 * math.sqrt(_vdot(s_vec, s_vec) * _vdot(y_vec, y_vec)):
-                S[k].append(s_vec)
-                Y[k].append(y_vec)
-                if len(S[k]) > memory:
-                    S[k].pop(0)
-                    Y[k].pop(0)
+            _remember(S[k], Y[k], X_new - X[k], g_new - G[k], memory)
             X[k], L[k], G[k] = X_new, L_new, g_new
-            h = hist[k]
-            h.append(L_new)
-            if L_new <= tol or (len(h) > stall_window and h[-stall_window - 1] - L_new < stall_rtol * h[-stall_window - 1]):
+            hist[k].append(L_new)
+            if L_new <= tol or _stalled(hist[k], 0, stall_window, stall_rtol):
                 active[k] = False
         if stop_at_tol and min(L) <= tol:
             break
@@ -281,10 +293,7 @@ def _momentum(fun, X, max_iter, tol, lr, beta=0.9, stall_window=200, stall_rtol=
         if not math.isfinite(L):
             raise FloatingPointError("momentum diverged (loss is not finite); lower the learning rate")
         hist.append(L)
-        if fun.callback is not None and fun.callback(X, L):
-            fun.stopped = True
-            break
-        if len(hist) - h0 > stall_window and hist[-stall_window - 1] - L < stall_rtol * hist[-stall_window - 1]:
+        if _should_stop(fun, X, L, hist, h0, stall_window, stall_rtol):
             break
     return X, L, it
 
