@@ -73,13 +73,8 @@ def mp_mu(f, k: int, dps: int = 30) -> float:
     """μ_k = ∫ σ(t) He_k(t) φ(t) dt / √k! by mpmath.quad at ``dps`` digits."""
     with mpmath.workdps(dps):
 
-        def he(t):
-            a, b = mpmath.mpf(1), t
-            if k == 0:
-                return a
-            for j in range(1, k):
-                a, b = b, t * b - j * a
-            return b
+        def he(t):  # He_k(t) = 2^{-k/2} H_k(t/√2), from mpmath's own (physicists') Hermite
+            return mpmath.hermite(k, t / mpmath.sqrt(2)) / mpmath.sqrt(2) ** k
 
         v = mpmath.quad(lambda t: f(t) * he(t) * mpmath.npdf(t), [-mpmath.inf, 0, mpmath.inf])
         return float(v / mpmath.sqrt(mpmath.factorial(k)))
