@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import Dataset, project_to_sphere
+from .validation import check_count
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -243,8 +244,7 @@ def cifar10(directory, n: int, classes=(0, 1), split: str = "train", standardize
     Raises FileNotFoundError for a missing directory/file and ValueError for
     an invalid file, unknown classes or too large an n.
     """
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    check_count(n, "n")
     if standardize not in STANDARDIZATIONS:
         raise ValueError(f"standardize must be one of {STANDARDIZATIONS}, got {standardize!r}")
     raw = load_cifar10_split(directory, split)

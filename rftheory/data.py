@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .validation import check_count
+
 __all__ = ["Dataset", "synthetic_sphere", "digits", "project_to_sphere"]
 
 
@@ -32,9 +34,8 @@ def project_to_sphere(X: np.ndarray) -> np.ndarray:
 
 
 def _check_sizes(n, d):
-    for name, val in (("n", n), ("d", d)):
-        if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
-            raise ValueError(f"{name} must be a positive integer, got {val!r}")
+    check_count(n, "n")
+    check_count(d, "d")
 
 
 def synthetic_sphere(n: int, d: int, seed: int = 0, noise: float = 0.1) -> Dataset:

@@ -79,7 +79,7 @@ from scipy import integrate, special
 
 from .activations import get_activation
 from .backend import array_namespace, to_numpy
-from .validation import check_matrix
+from .validation import check_count, check_matrix
 
 __all__ = [
     "BOUND_LABEL",
@@ -221,8 +221,7 @@ def _fourth_moment(act) -> float:
 
 
 def _check_target(n, delta, eps):
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    check_count(n, "n")
     if not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
     if not eps > 0 or not math.isfinite(eps):

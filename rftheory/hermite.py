@@ -99,6 +99,7 @@ import numpy as np
 
 from .activations import LEAKY_SLOPE, Activation, get_activation
 from .backend import array_namespace
+from .validation import check_count
 
 __all__ = [
     "HermiteExpansion",
@@ -1355,9 +1356,7 @@ def _get(spec: _Spec, K: int, opts: _Opts, use_cache: bool = True) -> HermiteExp
 
 
 def _check_order(order) -> int:
-    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 0:
-        raise ValueError(f"order must be a non-negative integer, got {order!r}")
-    return int(order)
+    return check_count(order, "order", minimum=0)
 
 
 def hermite_coefficients(

@@ -114,7 +114,7 @@ from .activations import Activation, get_activation
 from .backend import array_namespace, to_numpy
 from .hermite import hermite_coefficients, kernel_limit, parity_report
 from .span import numerical_rank, principal_angles, row_basis, row_residuals
-from .validation import check_matrix
+from .validation import check_count, check_matrix
 
 __all__ = [
     "FixedWeights",
@@ -754,9 +754,7 @@ class ResidualMinima(NamedTuple):
 
 
 def _check_count(name, v, lo=1):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{name} must be an integer ≥ {lo}, got {v!r}")
-    return int(v)
+    return check_count(v, name, minimum=lo)
 
 
 def minimize_residual(

@@ -74,6 +74,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .validation import check_count
+
 __all__ = [
     "CellConfig",
     "COLUMNS",
@@ -177,9 +179,7 @@ def regime(n: int, d: int, p: int) -> str:
 
 
 def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return check_count(value, name)
 
 
 def _positive_float(value, name):

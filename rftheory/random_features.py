@@ -25,7 +25,7 @@ import numpy as np
 from .activations import Activation, get_activation
 from .backend import array_namespace, resolve_backend
 from .linalg import SingularGramError, gram_solve
-from .validation import check_matrix, check_vector
+from .validation import check_count, check_matrix, check_vector
 
 __all__ = [
     "WEIGHT_BLOCK_ROWS",
@@ -114,11 +114,9 @@ class RandomFeatures:
         backend: str | ModuleType | None = "numpy",
         block_rows: int = WEIGHT_BLOCK_ROWS * 4,
     ):
-        for name, val in (("p", p), ("d", d)):
-            if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"{name} must be a positive integer, got {val!r}")
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        check_count(p, "p")
+        check_count(d, "d")
+        check_count(seed, "seed", minimum=0)
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")

@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 from .backend import array_namespace
 from .linalg import gram_solve
 from .loss import projection_loss, retract_to_sphere, riemannian_gradient
-from .validation import check_finite, check_matrix, check_vector
+from .validation import check_count, check_finite, check_matrix, check_vector
 
 __all__ = ["ReconstructionResult", "reconstruct", "random_sphere", "OPTIMIZERS"]
 
@@ -444,8 +444,7 @@ def reconstruct(
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    check_count(n, "n")
     if n > model.p:
         raise ValueError(f"n̂={n} > p={model.p}: the features of more than p samples are always linearly dependent")
     for name, val in (("restarts", restarts), ("max_iter", max_iter)):

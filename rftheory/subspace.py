@@ -96,7 +96,7 @@ from .linalg import gram_solve
 from .loss import LossResult, projection_loss
 from .reconstruct import ReconstructionResult, reconstruct
 from .span import principal_angles
-from .validation import check_matrix, check_vector
+from .validation import check_count, check_matrix, check_vector
 
 __all__ = [
     "SubspaceDataset",
@@ -125,9 +125,7 @@ RANK_RULES = ("gap", "threshold")
 
 
 def _pos_int(name, val):
-    if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
-        raise ValueError(f"{name} must be a positive integer, got {val!r}")
-    return int(val)
+    return check_count(val, name)
 
 
 # -- data -------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 
 from .backend import array_namespace, is_cupy_array
 
-__all__ = ["check_matrix", "check_vector", "check_finite"]
+__all__ = ["check_matrix", "check_vector", "check_finite", "check_count"]
 
 
 def _as_array(a, name):
@@ -17,6 +17,17 @@ def _as_array(a, name):
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}") from exc
     return arr
+
+
+def _describe_minimum(minimum: int) -> str:
+    return {1: "a positive integer", 0: "a non-negative integer"}.get(minimum, f"an integer ≥ {minimum}")
+
+
+def check_count(value, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int if it is an integer (not a bool) ≥ ``minimum``, else raise ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be {_describe_minimum(minimum)}, got {value!r}")
+    return int(value)
 
 
 def check_finite(a, name: str):

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..activations import get_activation
 from ..backend import resolve_backend
+from ..validation import check_count
 from ._base import FeatureMapModel
 
 __all__ = ["TwoLayerMLP"]
@@ -80,8 +81,7 @@ class TwoLayerMLP(FeatureMapModel):
     def __init__(self, d: int, width: int, outputs: int = 1, activation="relu", *, bias: bool = True,
                  head_bias: bool = True, seed: int = 0, dtype=np.float64, backend="numpy"):
         for name, val in (("d", d), ("width", width), ("outputs", outputs)):
-            if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"{name} must be a positive integer, got {val!r}")
+            check_count(val, name)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
             raise ValueError(f"dtype must be float64 or float32, got {self.dtype}")

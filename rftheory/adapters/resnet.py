@@ -44,6 +44,7 @@ import numpy as np
 
 from ..activations import get_activation
 from ..backend import resolve_backend
+from ..validation import check_count
 from ._base import FeatureMapModel
 
 __all__ = ["SmallResNet", "conv3x3", "conv3x3_backward", "POOLS"]
@@ -128,11 +129,9 @@ class SmallResNet(FeatureMapModel):
             shape = (1,) + shape
         if len(shape) != 3 or min(shape) < 1:
             raise ValueError(f"image_shape must be (channels, H, W) or (H, W) of positive sizes, got {image_shape!r}")
-        for name, val in (("channels", channels), ("outputs", outputs)):
-            if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"{name} must be a positive integer, got {val!r}")
-        if not isinstance(blocks, (int, np.integer)) or isinstance(blocks, bool) or blocks < 0:
-            raise ValueError(f"blocks must be a non-negative integer, got {blocks!r}")
+        check_count(channels, "channels")
+        check_count(outputs, "outputs")
+        check_count(blocks, "blocks", minimum=0)
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
         self.dtype = np.dtype(dtype)
