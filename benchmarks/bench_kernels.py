@@ -1,6 +1,6 @@
-"""NumPy vs Numba for the fused σ/σ' and the row retraction (n=20, p=20000).
+"""NumPy vs Numba for the fused σ/σ' (n=20, p=20000).
 
-Decides ``rftheory.kernels.NUMBA_DEFAULT``: a kernel is on by default only
+Decides the defaults of ``rftheory.kernels``: the kernel is on by default only
 where it is faster here.
 
     python benchmarks/bench_kernels.py
@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_time, machine_line  # noqa: E402
 
 from rftheory.activations import get_activation  # noqa: E402
-from rftheory.kernels import NUMBA_DEFAULT, fused_value_and_derivative, numba_available, retract_rows  # noqa: E402
+from rftheory.kernels import fused_value_and_derivative, kernel_coefficients, numba_available  # noqa: E402
 
 
 def main() -> int:
@@ -32,12 +32,7 @@ def main() -> int:
             t_np = best_time(lambda: fused_value_and_derivative(act, Z, force=False))
             t_nb = best_time(lambda: fused_value_and_derivative(act, Z, force=True))
             print(f"{np.dtype(dtype).name:8s} {name:10s} numpy {t_np * 1e3:7.3f} ms  numba {t_nb * 1e3:7.3f} ms  "
-                  f"-> {'numba' if t_nb < t_np else 'numpy'} faster (default: {'numba' if NUMBA_DEFAULT['relu_tanh'] else 'numpy'})")
-        X = rng.standard_normal((20, 100)).astype(dtype)
-        t_np = best_time(lambda: retract_rows(X, 10.0, force=False))
-        t_nb = best_time(lambda: retract_rows(X, 10.0, force=True))
-        print(f"{np.dtype(dtype).name:8s} {'retract':10s} numpy {t_np * 1e6:7.1f} µs  numba {t_nb * 1e6:7.1f} µs  "
-              f"-> {'numba' if t_nb < t_np else 'numpy'} faster (default: {'numba' if NUMBA_DEFAULT['retract'] else 'numpy'})")
+                  f"-> {'numba' if t_nb < t_np else 'numpy'} faster (default: {'numba' if kernel_coefficients(act, Z) is not None else 'numpy'})")
     return 0
 
 

@@ -1,10 +1,12 @@
-"""Numba CPU kernels with NumPy fallbacks: fused σ, σ' and row retraction.
+"""Numba CPU kernel with a NumPy fallback: σ and σ' fused in one pass.
 
 Each kernel computes, in one serial, vectorised pass over Z (n×p,
 C-contiguous NumPy float32/float64), what the NumPy path computes in several:
 
     F = σ(Z),  D = σ'(Z)       for σ = a·relu + b·tanh (relu, tanh, relu+tanh, ...)
-    x_i ← √d · x_i / ‖x_i‖     (retraction on the √d-sphere)
+
+(A row-retraction kernel was measured too and dropped: it saves about 20 µs
+of a 5 ms iteration, not worth a second code path.)
 
 Serial on purpose: the sweeps run one process per core, and threaded kernels
 oversubscribe a busy machine badly (measured: 30× slower under load).
@@ -23,7 +25,7 @@ import os
 
 import numpy as np
 
-__all__ = ["numba_available", "fused_value_and_derivative", "retract_rows", "NUMBA_DEFAULT"]
+__all__ = ["numba_available", "fused_value_and_derivative", "kernel_coefficients", "NUMBA_DEFAULT"]
 
 try:  # pragma: no cover - exercised whenever numba is installed
     from numba import njit, prange
@@ -33,7 +35,7 @@ except Exception:  # pragma: no cover
     _HAVE_NUMBA = False
 
 # Which kernels are on by default (set from benchmarks/bench_kernels.py).
-NUMBA_DEFAULT = {"relu_tanh": True, "retract": True}
+NUMBA_DEFAULT = {"relu_tanh": True}
 
 
 def numba_available() -> bool:
@@ -93,19 +95,6 @@ if _HAVE_NUMBA:
             Ff[i] = a * max(z, 0.0) + b * t
             Df[i] = a * step + b * (1.0 - t * t)
 
-    @njit(fastmath=True, cache=True)
-    def _retract_kernel(X, radius):  # pragma: no cover - compiled
-        n, d = X.shape
-        out = np.empty_like(X)
-        for i in range(n):
-            s = 0.0
-            for j in range(d):
-                s += X[i, j] * X[i, j]
-            scale = radius / max(math.sqrt(s), 1e-300)
-            for j in range(d):
-                out[i, j] = X[i, j] * scale
-        return out
-
 
 def _relu_tanh_coefficients(activation):
     """(a, b) with σ = a·relu + b·tanh, or None if σ is not of that form."""
@@ -122,34 +111,33 @@ def _numba_ok(Z) -> bool:
     return isinstance(Z, np.ndarray) and Z.ndim == 2 and Z.dtype in (np.float32, np.float64) and Z.flags.c_contiguous
 
 
-def fused_value_and_derivative(activation, Z, force: bool | None = None):
-    """(σ(Z), σ'(Z)) for an :class:`~rftheory.activations.Activation`.
+def kernel_coefficients(activation, Z, force: bool | None = None):
+    """(a, b) if σ(Z), σ'(Z) will be computed by the Numba kernel, else None.
 
-    σ = a·relu + b·tanh (relu, tanh, relu+tanh, 0.5*relu+2*tanh, ...) on
-    C-contiguous NumPy float32/float64 uses the one-pass Numba kernel when
-    enabled (``force`` overrides the default/environment choice); anything
-    else uses ``activation.value_and_derivative``.
+    The kernel serves σ = a·relu + b·tanh on C-contiguous NumPy float32/float64
+    when enabled (``force`` overrides the default/environment choice).  By
+    default pure tanh in float64 stays on NumPy, whose tanh is faster there
+    (benchmarks/bench_kernels.py).
     """
     coef = _relu_tanh_coefficients(activation) if _numba_ok(Z) else None
-    if coef is not None and Z.dtype == np.float64 and coef[0] == 0.0 and force is None:
-        coef = None  # pure tanh in float64: NumPy's tanh is faster (benchmarks/bench_kernels.py)
-    use = coef is not None and (_enabled("relu_tanh") if force is None else (force and _HAVE_NUMBA))
-    if not use:
+    if coef is None:
+        return None
+    if force is None:
+        if Z.dtype == np.float64 and coef[0] == 0.0:
+            return None
+        return coef if _enabled("relu_tanh") else None
+    return coef if (force and _HAVE_NUMBA) else None
+
+
+def fused_value_and_derivative(activation, Z, force: bool | None = None):
+    """(σ(Z), σ'(Z)) for an :class:`~rftheory.activations.Activation`: the one-pass
+    Numba kernel where :func:`kernel_coefficients` says so, else
+    ``activation.value_and_derivative``."""
+    coef = kernel_coefficients(activation, Z, force)
+    if coef is None:
         return activation.value_and_derivative(Z)
     F = np.empty_like(Z)
     D = np.empty_like(Z)
     kernel = _relu_tanh_f32_kernel if Z.dtype == np.float32 else _relu_tanh_f64_kernel
     kernel(Z, F, D, Z.dtype.type(coef[0]), Z.dtype.type(coef[1]))
     return F, D
-
-
-def retract_rows(X, radius: float, force: bool | None = None):
-    """x_i ← radius·x_i/‖x_i‖ for every row (Numba for contiguous NumPy input when enabled)."""
-    use = (_enabled("retract") if force is None else (force and _HAVE_NUMBA)) and _numba_ok(X)
-    if use:
-        return _retract_kernel(X, float(radius))
-    from .backend import array_namespace  # noqa: PLC0415
-
-    xp = array_namespace(X)
-    norms = xp.linalg.norm(X, axis=1, keepdims=True)
-    return X * (radius / xp.maximum(norms, 1e-300))
