@@ -25,7 +25,7 @@ import numpy as np
 from .activations import Activation, get_activation
 from .backend import array_namespace, resolve_backend
 from .linalg import SingularGramError, gram_solve
-from .validation import check_count, check_matrix, check_vector
+from .validation import check_count, check_float_dtype, check_matrix, check_vector
 
 __all__ = [
     "WEIGHT_BLOCK_ROWS",
@@ -117,9 +117,7 @@ class RandomFeatures:
         check_count(p, "p")
         check_count(d, "d")
         check_count(seed, "seed", minimum=0)
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        dtype = check_float_dtype(dtype)
         self.p, self.d, self.seed, self.dtype = int(p), int(d), int(seed), dtype
         self.activation: Activation = get_activation(activation)
         self.xp = resolve_backend(backend)
@@ -172,14 +170,12 @@ class RandomFeatures:
         Used by the attack to work in float32 on a model trained in float64:
         V₃₂ = fl32(V₆₄) exactly, because V is always drawn in float64.
         """
-        dtype = np.dtype(dtype)
+        dtype = check_float_dtype(dtype)
         if dtype == self.dtype:
             return self
         other = RandomFeatures.__new__(RandomFeatures)
         other.__dict__.update(self.__dict__)
         other.dtype = dtype
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
         if self._V is not None:
             other._V = self._V.astype(dtype)
         return other

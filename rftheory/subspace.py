@@ -96,7 +96,7 @@ from .linalg import gram_solve
 from .loss import LossResult, projection_loss
 from .reconstruct import ReconstructionResult, reconstruct
 from .span import principal_angles
-from .validation import check_count, check_matrix, check_vector
+from .validation import check_count, check_float_dtype, check_matrix, check_vector
 
 __all__ = [
     "SubspaceDataset",
@@ -251,9 +251,7 @@ class SubspaceRandomFeatures:
 
     def astype(self, dtype) -> "SubspaceRandomFeatures":
         """The same map with W cast to ``dtype`` (the attack's working precision)."""
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        dtype = check_float_dtype(dtype)
         if dtype == self.dtype:
             return self
         other = SubspaceRandomFeatures.__new__(SubspaceRandomFeatures)

@@ -6,7 +6,7 @@ import numpy as np
 
 from .backend import array_namespace, is_cupy_array
 
-__all__ = ["check_matrix", "check_vector", "check_finite", "check_count"]
+__all__ = ["check_matrix", "check_vector", "check_finite", "check_count", "check_float_dtype"]
 
 
 def _as_array(a, name):
@@ -28,6 +28,14 @@ def check_count(value, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be {_describe_minimum(minimum)}, got {value!r}")
     return int(value)
+
+
+def check_float_dtype(dtype) -> np.dtype:
+    """Return ``np.dtype(dtype)`` if it is float32 or float64, else raise TypeError."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
 
 
 def check_finite(a, name: str):
