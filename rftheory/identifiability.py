@@ -113,6 +113,7 @@ import numpy as np
 from .activations import Activation, get_activation
 from .backend import array_namespace, to_numpy
 from .hermite import hermite_coefficients, kernel_limit, parity_report
+from .reconstruct import random_sphere
 from .span import numerical_rank, principal_angles, row_basis, row_residuals
 from .validation import check_count, check_matrix
 
@@ -709,12 +710,6 @@ class _KeepCap(_Caps):
         return self.normal_to(Xb, A), xp.sum(U * A, axis=-1) <= self.c + ACTIVE_TOL, A
 
 
-def _random_sphere(m, d, rng, xp):
-    G = rng.standard_normal((m, d))
-    G *= math.sqrt(d) / np.linalg.norm(G, axis=1, keepdims=True)
-    return xp.asarray(G)
-
-
 def _cap_boundary_points(X, c, m, rng, xp):
     """m points on the boundaries {|cos(x, x_i)| = c}, cycling through ±x_i."""
     n, d = X.shape
@@ -792,7 +787,7 @@ def minimize_residual(
         X0 = xp.asarray(check_matrix(init, "init", cols=d, cols_name="d"), dtype=np.float64)
     else:
         nb = int(round(boundary_fraction * starts)) if delta is not None else 0
-        parts = [_random_sphere(starts - nb, d, rng, xp)]
+        parts = [random_sphere(starts - nb, d, rng, xp)]
         if nb:
             parts.append(_cap_boundary_points(X, c, nb, rng, xp))
         X0 = xp.concatenate(parts, axis=0)
@@ -898,7 +893,7 @@ def kernel_spurious_gap(
     w, K = _kernel_parts(X, activation, order)
     rng = np.random.default_rng([seed, 7122])
     nb = starts // 2
-    X0 = xp.concatenate([_random_sphere(starts - nb, d, rng, xp), _cap_boundary_points(X, c, nb, rng, xp)], axis=0)
+    X0 = xp.concatenate([random_sphere(starts - nb, d, rng, xp), _cap_boundary_points(X, c, nb, rng, xp)], axis=0)
     res = riemannian_lbfgs(_kernel_objective(X, w, K), X0[:, None, :], constraint=_ExcludeCaps(X, c), max_iter=max_iter)
     Xh = res.X[:, 0, :]
     dist = to_numpy(sign_aware_distance(Xh, X).distance)
@@ -965,7 +960,7 @@ def path_profile(
             raise ValueError("kind='pair' needs i ≠ j")
         P = _great_circle(a, X[j], t, xp)
     elif kind == "random":
-        P = _great_circle(a, _random_sphere(1, d, rng, xp)[0], t, xp)
+        P = _great_circle(a, random_sphere(1, d, rng, xp)[0], t, xp)
     else:
         u = xp.asarray(rng.standard_normal(d))
         u = u - (u @ a) / d * a

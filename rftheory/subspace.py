@@ -95,7 +95,7 @@ from .data import Dataset, project_to_sphere
 from .linalg import gram_solve
 from .loss import LossResult, projection_loss
 from .reconstruct import ReconstructionResult, reconstruct
-from .span import principal_angles
+from .span import principal_angles, row_residuals
 from .validation import check_count, check_float_dtype, check_matrix, check_vector
 
 __all__ = [
@@ -329,16 +329,8 @@ def rowspan_residual(Phi, v) -> float:
     first pass.  0 for v = 0.
     """
     Phi = check_matrix(Phi, "Phi")
-    xp = array_namespace(Phi, v)
-    v = xp.asarray(check_vector(v, "v", length=Phi.shape[1], length_name="p (columns of Phi)"), dtype=np.float64)
-    F = xp.asarray(Phi, dtype=np.float64)
-    nv = float(xp.linalg.norm(v))
-    if nv == 0.0:
-        return 0.0
-    Q, _ = xp.linalg.qr(F.T)  # p×n orthonormal basis of rowspan Φ
-    r = v - Q @ (Q.T @ v)
-    r = r - Q @ (Q.T @ r)
-    return float(xp.linalg.norm(r)) / nv
+    v = check_vector(v, "v", length=Phi.shape[1], length_name="p (columns of Phi)")
+    return float(row_residuals(v[None, :], Phi, method="qr").relative[0])
 
 
 def dual_coefficients(Phi, y, theta0=None):
