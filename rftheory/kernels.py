@@ -35,14 +35,15 @@ except Exception:  # pragma: no cover
     _HAVE_NUMBA = False
 
 # Which kernels are on by default (set from benchmarks/bench_kernels.py).
-NUMBA_DEFAULT = {"relu_tanh": True}
+NUMBA_DEFAULT = {"relu_tanh": True, "panel": True}
 
 
 def numba_available() -> bool:
     return _HAVE_NUMBA
 
 
-def _enabled(kind: str) -> bool:
+def numba_enabled(kind: str) -> bool:
+    """Whether the Numba kernel ``kind`` ("relu_tanh", "panel") is on: RFTHEORY_NUMBA, else NUMBA_DEFAULT."""
     if not _HAVE_NUMBA:
         return False
     flag = os.environ.get("RFTHEORY_NUMBA", "auto").strip().lower()
@@ -67,21 +68,24 @@ if _HAVE_NUMBA:
     _b0, _b2, _b4, _b6 = (np.float32(c) for c in _TANH_Q)
     _lim, _zero32, _one32 = np.float32(_TANH_CLAMP), np.float32(0), np.float32(1)
 
+    @njit(fastmath=True, error_model="numpy", inline="always")
+    def relu_tanh_f32(z, a, b):  # pragma: no cover - compiled
+        """(a·relu(z) + b·tanh(z), a·1[z>0] + b·(1 − tanh²z)) for one float32 z (rational tanh)."""
+        x = min(max(z, -_lim), _lim)
+        x2 = x * x
+        p = x * (_a1 + x2 * (_a3 + x2 * (_a5 + x2 * (_a7 + x2 * (_a9 + x2 * (_a11 + x2 * _a13))))))
+        q = _b0 + x2 * (_b2 + x2 * (_b4 + x2 * _b6))
+        t = p / q
+        step = _one32 if z > _zero32 else _zero32
+        return a * max(z, _zero32) + b * t, a * step + b * (_one32 - t * t)
+
     @njit(fastmath=True, error_model="numpy", cache=True)
     def _relu_tanh_f32_kernel(Z, F, D, a, b):  # pragma: no cover - compiled
         """F = a·relu(z) + b·tanh(z), D = a·1[z>0] + b·(1 − tanh²z), float32, one pass."""
         n = Z.size
         Zf, Ff, Df = Z.reshape(n), F.reshape(n), D.reshape(n)
         for i in range(n):
-            z = Zf[i]
-            x = min(max(z, -_lim), _lim)
-            x2 = x * x
-            p = x * (_a1 + x2 * (_a3 + x2 * (_a5 + x2 * (_a7 + x2 * (_a9 + x2 * (_a11 + x2 * _a13))))))
-            q = _b0 + x2 * (_b2 + x2 * (_b4 + x2 * _b6))
-            t = p / q
-            step = _one32 if z > _zero32 else _zero32
-            Ff[i] = a * max(z, _zero32) + b * t
-            Df[i] = a * step + b * (_one32 - t * t)
+            Ff[i], Df[i] = relu_tanh_f32(Zf[i], a, b)
 
     @njit(error_model="numpy", cache=True)
     def _relu_tanh_f64_kernel(Z, F, D, a, b):  # pragma: no cover - compiled
@@ -96,7 +100,7 @@ if _HAVE_NUMBA:
             Df[i] = a * step + b * (1.0 - t * t)
 
 
-def _relu_tanh_coefficients(activation):
+def relu_tanh_coefficients(activation):
     """(a, b) with σ = a·relu + b·tanh, or None if σ is not of that form."""
     parts = activation.parts or ((1.0, activation),)
     coef = {"relu": 0.0, "tanh": 0.0}
@@ -119,13 +123,13 @@ def kernel_coefficients(activation, Z, force: bool | None = None):
     default pure tanh in float64 stays on NumPy, whose tanh is faster there
     (benchmarks/bench_kernels.py).
     """
-    coef = _relu_tanh_coefficients(activation) if _numba_ok(Z) else None
+    coef = relu_tanh_coefficients(activation) if _numba_ok(Z) else None
     if coef is None:
         return None
     if force is None:
         if Z.dtype == np.float64 and coef[0] == 0.0:
             return None
-        return coef if _enabled("relu_tanh") else None
+        return coef if numba_enabled("relu_tanh") else None
     return coef if (force and _HAVE_NUMBA) else None
 
 

@@ -13,6 +13,7 @@ below ``n·ε·λ_max``.
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg.lapack import dpotrf, dpotrs
 
 from .backend import array_namespace
 
@@ -26,21 +27,23 @@ class SingularGramError(ValueError):
 
 
 def _cholesky(A, xp):
-    if xp is np:
-        try:
-            return np.linalg.cholesky(A)
-        except np.linalg.LinAlgError:
-            return None
+    if xp is np:  # LAPACK potrf directly: the attack solves one small system per evaluation
+        L, info = dpotrf(A, lower=1, clean=1)
+        return L if info == 0 else None
     L = xp.linalg.cholesky(A)  # CuPy returns NaN instead of raising
     return L if bool(xp.all(xp.isfinite(L))) else None
 
 
-def _solve_triangular(L, b, xp, lower, trans):
+def _cholesky_solve(L, b, xp):
+    """x with L Lᵀ x = b."""
     if xp is np:
-        from scipy.linalg import solve_triangular  # noqa: PLC0415
-    else:  # pragma: no cover - GPU only
-        from cupyx.scipy.linalg import solve_triangular  # noqa: PLC0415
-    return solve_triangular(L, b, lower=lower, trans=trans)
+        x, info = dpotrs(L, b, lower=1)
+        if info != 0:  # pragma: no cover - only for invalid arguments
+            raise ValueError(f"LAPACK dpotrs failed (info={info})")
+        return x
+    from cupyx.scipy.linalg import solve_triangular  # noqa: PLC0415  # pragma: no cover - GPU only
+
+    return solve_triangular(L, solve_triangular(L, b, lower=True, trans=0), lower=True, trans=1)  # pragma: no cover
 
 
 def gram_solve(A, b, *, what: str = "Gram matrix", strict: bool = False):
@@ -65,8 +68,7 @@ def gram_solve(A, b, *, what: str = "Gram matrix", strict: bool = False):
         dmin = float(diag.min())
         kappa_hat = (float(diag.max()) / dmin) ** 2 if dmin > 0 else np.inf
         if kappa_hat < limit:
-            z = _solve_triangular(L, b, xp, lower=True, trans=0)
-            return _solve_triangular(L, z, xp, lower=True, trans=1)
+            return _cholesky_solve(L, b, xp)
     w, Q = xp.linalg.eigh(A)
     wmax = float(w.max()) if n else 0.0
     if strict:

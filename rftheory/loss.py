@@ -36,6 +36,7 @@ import numpy as np
 from .backend import array_namespace
 from .kernels import fused_value_and_derivative
 from .linalg import gram_solve
+from .panel_loss import panel_loss_applicable, panel_projection_loss
 
 __all__ = ["LossResult", "projection_loss", "feature_map_loss", "riemannian_gradient", "retract_to_sphere"]
 
@@ -85,11 +86,17 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
         X_hat = X_hat[None]
     R, n_hat, d = X_hat.shape
     theta64 = xp.asarray(theta, dtype=np.float64)
-    theta_sq = float(theta64 @ theta64)
+    theta_sq = float(xp.sum(theta64 * theta64))  # not BLAS: a threaded ddot leaves spinning threads behind
     if theta_sq == 0.0:
         raise ValueError("θ is the zero vector: the projection loss is undefined")
     act = model.activation
     low = model.dtype != np.float64
+    if panel_loss_applicable(model, X_hat):  # float32 NumPy, stored V, a·relu + b·tanh: fused panel kernels
+        loss, grad, alpha = panel_projection_loss(X_hat, theta64, theta_sq, model, with_grad=with_grad,
+                                                  relu_surrogate=derivative == "relu")
+        if not batched:
+            return LossResult(loss=float(loss[0]), grad=None if grad is None else grad[0], alpha=alpha[0])
+        return LossResult(loss=loss, grad=grad, alpha=alpha)
     X_flat = X_hat.reshape(R * n_hat, d)
 
     # pass 1: Z_b = X̂V_bᵀ (one product for all R·n̂ rows), (F_b, D_b) = (σ, σ')(Z_b);

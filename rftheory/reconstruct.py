@@ -42,6 +42,7 @@ from threadpoolctl import threadpool_limits
 from .backend import array_namespace
 from .linalg import gram_solve
 from .loss import projection_loss, retract_to_sphere, riemannian_gradient
+from .panel_loss import kernel_threads, panel_model_applicable, panel_threads
 from .validation import check_count, check_finite, check_matrix, check_vector
 
 __all__ = ["ReconstructionResult", "reconstruct", "random_sphere", "OPTIMIZERS"]
@@ -464,11 +465,15 @@ def reconstruct(
         init = check_matrix(init, "init", rows=n, rows_name="n", cols=model.d, cols_name="d")
         init = retract_to_sphere(xp.asarray(init, dtype=model.dtype))
 
-    # Small problems gain nothing from threaded BLAS and lose a lot on a busy
-    # machine (oversubscribed OpenBLAS threads spin): use one thread below
-    # SMALL_PROBLEM_FLOPS per evaluation.
+    # Small problems gain nothing from threads and lose a lot on a busy machine
+    # (oversubscribed OpenBLAS threads spin): one thread below SMALL_PROBLEM_FLOPS
+    # per evaluation.  When the fused panel kernels do the products
+    # (rftheory.panel_loss) they get the threads and BLAS gets one, because
+    # OpenBLAS threads left spinning after a threaded call would compete with them.
     flops = 4.0 * n * model.d * model.p * (int(restarts) if batch_restarts else 1)
-    with threadpool_limits(limits=1 if flops < SMALL_PROBLEM_FLOPS else None, user_api="blas"):
+    threads = 1 if flops < SMALL_PROBLEM_FLOPS else kernel_threads()
+    panel = panel_model_applicable(model, dtype) and xp is np
+    with threadpool_limits(limits=1 if (threads == 1 or panel) else None, user_api="blas"), panel_threads(threads):
         return _reconstruct(theta, model, n, restarts, max_iter, tol, optimizer, lr, momentum, reseed,
                             reseed_candidates, seed, init, derivative, stop_at_tol, progress, dtype,
                             batch_restarts, callback, xp)

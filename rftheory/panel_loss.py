@@ -1,0 +1,283 @@
+"""The float32 projection loss on packed panels of V, fused and threaded.
+
+Same mathematics as :func:`rftheory.loss.projection_loss` (which dispatches
+here when :func:`panel_loss_applicable` holds); for R candidate sets of n̂
+rows (row g·n̂ + i of the stacked X̂ is sample i of set g):
+
+    pass 1, per chunk of features (threads split the features):
+        Z = X̂Vᵀ (micro-kernel on the forward panels),
+        F = σ(Z), D = σ'(Z) in place, σ = a·relu + b·tanh,
+        v_g += F_g θ,   A_g += F_g F_gᵀ                       (float64 sums)
+    α_g = A_g⁻¹ v_g                                            (float64, Cholesky)
+    pass 2, per chunk of features (threads split the features):
+        r_g = θ − F_gᵀ α_g,  ‖r_g‖² accumulated               (float64)
+        W = D ⊙ r_g (per row of set g),  G += W V               (backward panels)
+    L_g = ‖r_g‖²/‖θ‖²,   ∂L/∂X̂_g = −(2/‖θ‖²) diag(α_g) G_g.
+
+Each chunk is used by every step while it is in cache, so Z, F and D are
+written once and never re-read from memory by a separate elementwise pass.
+Threads: as many as the BLAS of this process may use (threadpoolctl's
+current limit), so ``threadpool_limits(1)`` — used by the attack on small
+problems and by the sweep workers — makes this serial as well.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .kernels import numba_enabled, relu_tanh_coefficients
+from .linalg import gram_solve
+from .panel import PANEL_WIDTH, TILE_ROWS, pack_backward, pack_forward, panel_kernels_available
+
+__all__ = ["panel_loss_applicable", "panel_model_applicable", "panel_projection_loss", "packed_panels",
+           "kernel_threads", "panel_threads", "PANEL_MAX_BYTES"]
+
+PANEL_MAX_BYTES = 2**30  # keep the two packed copies only for V up to 1 GiB (else the BLAS path runs)
+FORWARD_CHUNK_BLOCKS = 16  # forward panels (16 features each) per cache-resident chunk of pass 1
+MIN_FEATURES_PER_THREAD = 2048  # below this a second thread costs more than it saves
+
+if panel_kernels_available():
+    from numba import njit
+
+    from .kernels import relu_tanh_f32
+    from .panel import BACKWARD_CHUNK, _backward_range, _forward_blocks
+
+    # (loops index 1-D row slices: LLVM vectorises those, not 2-D indexing)
+    @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
+    def _features_pass(X, P, theta, a, b, relu_surrogate, groups, n_hat, block_lo, block_hi, p,
+                       F, D, v, A):  # pragma: no cover - compiled
+        """Pass 1 on forward panels [block_lo, block_hi): F, D (in place of Z) and the float64 sums v, A (lower triangle)."""
+        for c0 in range(block_lo, block_hi, FORWARD_CHUNK_BLOCKS):
+            c1 = min(c0 + FORWARD_CHUNK_BLOCKS, block_hi)
+            _forward_blocks(X, P, F, c0, c1)
+            j0, j1 = c0 * PANEL_WIDTH, min(c1 * PANEL_WIDTH, p)
+            th = theta[j0:j1]
+            for row in range(groups * n_hat):
+                f_row, d_row = F[row, j0:j1], D[row, j0:j1]
+                for j in range(j1 - j0):
+                    z = f_row[j]
+                    f_row[j], d_row[j] = relu_tanh_f32(z, a, b)
+                    if relu_surrogate:
+                        d_row[j] = np.float32(1.0) if z > 0 else np.float32(0.0)
+            for g in range(groups):
+                for i in range(n_hat):
+                    f_i = F[g * n_hat + i, j0:j1]
+                    s = 0.0
+                    for j in range(j1 - j0):
+                        s += np.float64(f_i[j]) * th[j]
+                    v[g, i] += s
+                    for k in range(i + 1):
+                        f_k = F[g * n_hat + k, j0:j1]
+                        s = 0.0
+                        for j in range(j1 - j0):
+                            s += np.float64(f_i[j]) * np.float64(f_k[j])
+                        A[g, i, k] += s
+
+    @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
+    def _residual_pass(F, D, theta, alpha, groups, n_hat, j_lo, j_hi, Q, G, r_sq, with_grad):  # pragma: no cover
+        """Pass 2 on features [j_lo, j_hi): r = θ − Fᵀα (float64), ‖r‖², W = D ⊙ r and G = W V.
+
+        W lives only chunk by chunk (rows×BACKWARD_CHUNK, in cache); its padding rows stay zero.
+        """
+        r = np.empty(BACKWARD_CHUNK, dtype=np.float64)
+        W = np.zeros((F.shape[0], BACKWARD_CHUNK), dtype=np.float32)
+        for c0 in range(j_lo, j_hi, BACKWARD_CHUNK):
+            c1 = min(c0 + BACKWARD_CHUNK, j_hi)
+            m = c1 - c0
+            th = theta[c0:c1]
+            for g in range(groups):
+                for j in range(m):
+                    r[j] = th[j]
+                for i in range(n_hat):
+                    ai = alpha[g, i]
+                    f_i = F[g * n_hat + i, c0:c1]
+                    for j in range(m):
+                        r[j] -= ai * np.float64(f_i[j])
+                s = 0.0
+                for j in range(m):
+                    s += r[j] * r[j]
+                r_sq[g] += s
+                if with_grad:
+                    for i in range(n_hat):
+                        d_i, w_i = D[g * n_hat + i, c0:c1], W[g * n_hat + i]
+                        for j in range(m):
+                            w_i[j] = d_i[j] * np.float32(r[j])
+            if with_grad:
+                _backward_range(W, Q[:, c0:c1], G, 0, m, c0 > j_lo)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_PID = None
+_POOL_LOCK = threading.Lock()
+_BLAS = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """A process-wide worker pool (recreated in a forked child, whose copy has no threads)."""
+    global _POOL, _POOL_PID
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_PID != os.getpid():
+            _POOL = ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 1), thread_name_prefix="rftheory-panel")
+            _POOL_PID = os.getpid()
+        return _POOL
+
+
+_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar("rftheory_panel_threads", default=None)
+
+
+@contextlib.contextmanager
+def panel_threads(threads: int | None):
+    """Within the block, the panel loss uses ``threads`` threads (None: follow the BLAS limit)."""
+    token = _THREADS.set(None if threads is None else max(1, int(threads)))
+    try:
+        yield
+    finally:
+        _THREADS.reset(token)
+
+
+def kernel_threads() -> int:
+    """Threads the panel loss may use.
+
+    The value set by :func:`panel_threads` if any, else the current BLAS
+    thread limit of this process, so ``threadpoolctl.threadpool_limits``
+    (sweep workers set 1) makes the panel kernels serial too and they never
+    oversubscribe where BLAS would not.  Falls back to ``os.cpu_count()``.
+    """
+    global _BLAS
+    chosen = _THREADS.get()
+    if chosen is not None:
+        return chosen
+    try:
+        if _BLAS is None:
+            from threadpoolctl import ThreadpoolController  # noqa: PLC0415
+
+            _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
+        counts = [int(c.num_threads) for c in _BLAS]
+        if counts:
+            return max(1, min(counts))
+    except Exception:  # pragma: no cover - threadpoolctl missing or a BLAS it cannot query
+        pass
+    return max(os.cpu_count() or 1, 1)
+
+
+def _split(lo: int, hi: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
+    """[lo, hi) cut into ``parts`` contiguous ranges (inner cut points multiples of ``align``)."""
+    cuts = [lo] + [min(hi, lo + ((hi - lo) * k // parts) // align * align) for k in range(1, parts)] + [hi]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+def _run(tasks):
+    """Run zero-argument callables, the first on this thread and the rest on the pool."""
+    if len(tasks) == 1:
+        return [tasks[0]()]
+    futures = [_pool().submit(t) for t in tasks[1:]]
+    first = tasks[0]()
+    return [first] + [f.result() for f in futures]
+
+
+_LOCAL = threading.local()
+
+
+def _workspace(rows: int, d: int, columns: int):
+    """Scratch X (rows×d), F, D (rows×columns) float32, reused by later calls of this thread.
+
+    Fresh multi-megabyte arrays cost page faults on every evaluation
+    (≈ 0.2 ms for three 1.6 MB arrays on the reference machine); nothing
+    returned to the caller refers to them.
+    """
+    key = (rows, d, columns)
+    cached = getattr(_LOCAL, "workspace", None)
+    if cached is None or cached[0] != key:
+        cached = (key, np.empty((rows, d), np.float32), *(np.empty((rows, columns), np.float32) for _ in range(2)))
+        _LOCAL.workspace = cached
+    return cached[1:]
+
+
+def packed_panels(model):
+    """(P, Q) = (pack_forward(V), pack_backward(V)) of a stored float32 V, computed once per V."""
+    V = model._V
+    cached = getattr(model, "_panels", None)
+    if cached is None or cached[0] is not V:
+        cached = (V, pack_forward(V), pack_backward(V))
+        model._panels = cached
+    return cached[1], cached[2]
+
+
+def panel_model_applicable(model, dtype=None) -> bool:
+    """True if the fused panel path serves this model (cast to ``dtype`` if given).
+
+    Needs: Numba, the "panel" kernel enabled (RFTHEORY_NUMBA, see
+    :mod:`rftheory.kernels`), a random-features model on NumPy with V stored
+    (at most PANEL_MAX_BYTES in float32), float32 and σ = a·relu + b·tanh.
+    Everything else (float64, CuPy, streamed V, other activations, adapters)
+    takes the BLAS path of :mod:`rftheory.loss`.
+    """
+    V = getattr(model, "_V", None)
+    dtype = np.dtype(model.dtype if dtype is None else dtype)
+    return (
+        panel_kernels_available()
+        and numba_enabled("panel")
+        and isinstance(V, np.ndarray)
+        and dtype == np.float32
+        and V.size * 4 <= PANEL_MAX_BYTES
+        and relu_tanh_coefficients(model.activation) is not None
+    )
+
+
+def panel_loss_applicable(model, X_hat) -> bool:
+    """:func:`panel_model_applicable` for the model and a NumPy candidate X̂."""
+    return isinstance(X_hat, np.ndarray) and panel_model_applicable(model)
+
+
+def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, relu_surrogate: bool):
+    """(loss (R,), grad (R, n̂, d) float32 or None, α (R, n̂)) for X̂ of shape (R, n̂, d), float32.
+
+    ``theta64`` is θ as float64 (p,), ``theta_sq`` = ‖θ‖².  See the module
+    docstring for the passes; the caller checks :func:`panel_loss_applicable`.
+    """
+    R, n_hat, d = X_hat.shape
+    p = model.p
+    P, Q = packed_panels(model)
+    a, b = (np.float32(c) for c in relu_tanh_coefficients(model.activation))
+    rows = R * n_hat
+    rows_padded = -(-rows // TILE_ROWS) * TILE_ROWS
+    blocks = P.shape[0]
+    X, F, D = _workspace(rows_padded, d, blocks * PANEL_WIDTH)
+    X[:rows] = X_hat.reshape(rows, d)
+    X[rows:] = 0.0
+    theta64 = np.ascontiguousarray(theta64, dtype=np.float64)
+    threads = max(1, min(kernel_threads(), p // MIN_FEATURES_PER_THREAD))
+
+    def features(lo, hi):
+        v = np.zeros((R, n_hat))
+        A = np.zeros((R, n_hat, n_hat))
+        _features_pass(X, P, theta64, a, b, relu_surrogate, R, n_hat, lo, hi, p, F, D, v, A)
+        return v, A
+
+    parts = _run([lambda lo=lo, hi=hi: features(lo, hi) for lo, hi in _split(0, blocks, threads)])
+    v = sum(part[0] for part in parts)
+    A = sum(part[1] for part in parts)
+    A = np.tril(A) + np.swapaxes(np.tril(A, -1), 1, 2)
+    alpha = np.stack([gram_solve(A[g], v[g]) for g in range(R)])
+
+    def residual(lo, hi):
+        G = np.empty((rows_padded, Q.shape[0] * PANEL_WIDTH), dtype=np.float32)
+        r_sq = np.zeros(R)
+        _residual_pass(F, D, theta64, alpha, R, n_hat, lo, hi, Q, G, r_sq, with_grad)
+        return G, r_sq
+
+    parts = _run([lambda lo=lo, hi=hi: residual(lo, hi) for lo, hi in _split(0, p, threads, PANEL_WIDTH)])
+    r_sq = sum(part[1] for part in parts)
+    grad = None
+    if with_grad:
+        G = parts[0][0]
+        for part in parts[1:]:
+            G += part[0]
+        scale = ((-2.0 / theta_sq) * alpha).astype(np.float32)
+        grad = G[:rows, :d].reshape(R, n_hat, d) * scale[:, :, None]
+    return r_sq / theta_sq, grad, alpha

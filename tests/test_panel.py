@@ -1,0 +1,177 @@
+"""Packed-panel kernels (rftheory.panel) and the fused float32 loss built on them
+(rftheory.panel_loss), checked against float64 NumPy products and the BLAS path."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from rftheory import kernels
+from rftheory.loss import projection_loss
+from rftheory.panel import (
+    PANEL_WIDTH,
+    pack_backward,
+    pack_forward,
+    panel_kernels_available,
+    panel_matmul_backward,
+    panel_matmul_forward,
+)
+from rftheory.panel_loss import (
+    kernel_threads,
+    panel_loss_applicable,
+    panel_model_applicable,
+    panel_threads,
+)
+from rftheory.random_features import RandomFeatures
+from rftheory.reconstruct import random_sphere
+
+needs_numba = pytest.mark.skipif(not panel_kernels_available(), reason="needs Numba")
+
+
+@pytest.fixture
+def blas_path(monkeypatch):
+    """Context in which the loss takes the BLAS path (panel kernel switched off)."""
+    def off():
+        monkeypatch.setitem(kernels.NUMBA_DEFAULT, "panel", False)
+    return off
+
+
+def test_pack_layouts_hold_V_entries():
+    rng = np.random.default_rng(0)
+    V = rng.standard_normal((37, 21)).astype(np.float32)
+    P, Q = pack_forward(V), pack_backward(V)
+    assert P.shape == (3, 21, PANEL_WIDTH) and Q.shape == (2, 37, PANEL_WIDTH)
+    for j in (0, 15, 16, 36):
+        for k in (0, 7, 20):
+            assert P[j // 16, k, j % 16] == V[j, k]
+            assert Q[k // 16, j, k % 16] == V[j, k]
+    assert not P[2, :, 5:].any() and not Q[1, :, 5:].any()  # zero padding past p and d
+
+
+@needs_numba
+@pytest.mark.parametrize("rows,p,d", [(20, 2000, 100), (7, 1001, 33), (1, 16, 1), (13, 50, 130)])
+def test_panel_products_match_float64(rows, p, d):
+    rng = np.random.default_rng(rows + p + d)
+    X = rng.standard_normal((rows, d)).astype(np.float32)
+    V = rng.standard_normal((p, d)).astype(np.float32)
+    W = rng.standard_normal((rows, p)).astype(np.float32)
+    Z = panel_matmul_forward(X, pack_forward(V), p)
+    G = panel_matmul_backward(W, pack_backward(V), d)
+    Z64 = X.astype(np.float64) @ V.T.astype(np.float64)
+    G64 = W.astype(np.float64) @ V.astype(np.float64)
+    assert Z.shape == (rows, p) and G.shape == (rows, d)
+    # float32 sums of d (resp. p) terms: error ≲ √terms · ε₃₂ · ‖row‖‖col‖
+    tol_Z = 8 * np.sqrt(d) * np.finfo(np.float32).eps * np.outer(np.linalg.norm(X, axis=1), np.linalg.norm(V, axis=1))
+    tol_G = 8 * np.sqrt(p) * np.finfo(np.float32).eps * np.outer(np.linalg.norm(W, axis=1), np.linalg.norm(V, axis=0))
+    assert np.all(np.abs(Z - Z64) <= tol_Z)
+    assert np.all(np.abs(G - G64) <= tol_G)
+
+
+def _model(p, d, activation="relu+tanh", dtype=np.float32, seed=3):
+    model = RandomFeatures(p, d, activation, seed=seed, dtype=dtype)
+    model.theta = np.random.default_rng(seed).standard_normal(p)
+    return model
+
+
+@needs_numba
+@pytest.mark.parametrize("activation", ["relu+tanh", "relu", "tanh", "0.5*relu+2*tanh"])
+@pytest.mark.parametrize("n,p,d,R", [(20, 4000, 100, 1), (7, 1001, 33, 1), (6, 3000, 40, 3)])
+@pytest.mark.parametrize("derivative", ["true", "relu"])
+def test_panel_loss_matches_blas_path(activation, n, p, d, R, derivative, blas_path):
+    model = _model(p, d, activation)
+    shape = (R, n, d) if R > 1 else (n, d)
+    X = random_sphere(R * n, d, np.random.default_rng(1), np, np.float32).reshape(shape)
+    assert panel_loss_applicable(model, X)
+    fast = projection_loss(X, model.theta, model, derivative=derivative)
+    blas_path()
+    assert not panel_loss_applicable(model, X)
+    ref = projection_loss(X, model.theta, model, derivative=derivative)
+    np.testing.assert_allclose(fast.loss, ref.loss, rtol=1e-5)
+    np.testing.assert_allclose(fast.alpha, ref.alpha, rtol=1e-4, atol=1e-6 * np.abs(ref.alpha).max())
+    scale = np.abs(ref.grad).max()
+    np.testing.assert_allclose(fast.grad, ref.grad, atol=1e-4 * scale)
+    assert fast.grad.dtype == np.float32 and fast.grad.shape == X.shape
+
+
+@needs_numba
+def test_panel_loss_gradient_agrees_with_float64_finite_differences():
+    """Independent of both code paths' products: the float32 panel gradient along a
+    tangent direction vs central differences of the float64 loss."""
+    n, d, p = 5, 30, 2000
+    model64 = _model(p, d, dtype=np.float64)
+    model32 = model64.astype(np.float32)
+    X = random_sphere(n, d, np.random.default_rng(2))
+    grad = projection_loss(X.astype(np.float32), model64.theta, model32).grad.astype(np.float64)
+    E = np.random.default_rng(3).standard_normal((n, d))
+    h = 1e-5
+    fd = (projection_loss(X + h * E, model64.theta, model64, with_grad=False).loss
+          - projection_loss(X - h * E, model64.theta, model64, with_grad=False).loss) / (2 * h)
+    assert abs(np.sum(grad * E) - fd) <= 2e-4 * abs(fd) + 1e-7
+
+
+@needs_numba
+def test_panel_loss_without_gradient_and_thread_counts_agree():
+    model = _model(8000, 50)
+    X = random_sphere(10, 50, np.random.default_rng(4), np, np.float32)
+    with panel_threads(1):
+        one = projection_loss(X, model.theta, model)
+        no_grad = projection_loss(X, model.theta, model, with_grad=False)
+    with panel_threads(2):
+        assert kernel_threads() == 2
+        two = projection_loss(X, model.theta, model)
+    assert no_grad.grad is None and no_grad.loss == pytest.approx(one.loss, rel=1e-12)
+    # threads change only the order of the float64 (v, A, ‖r‖²) and float32 (G) sums
+    assert two.loss == pytest.approx(one.loss, rel=1e-9)
+    np.testing.assert_allclose(two.grad, one.grad, atol=1e-5 * np.abs(one.grad).max())
+
+
+def test_kernel_threads_follow_the_blas_limit():
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert kernel_threads() == 1
+        with panel_threads(3):
+            assert kernel_threads() == 3
+        assert kernel_threads() == 1
+
+
+def test_panel_path_only_where_it_applies():
+    X32 = np.zeros((2, 10), np.float32)
+    model = _model(100, 10)
+    assert panel_model_applicable(model) == panel_kernels_available()
+    assert not panel_model_applicable(_model(100, 10, dtype=np.float64))  # float64 stays on BLAS
+    assert panel_model_applicable(_model(100, 10, dtype=np.float64), np.float32) == panel_kernels_available()
+    assert not panel_model_applicable(_model(100, 10, activation="gelu"))  # only a·relu + b·tanh
+    streamed = RandomFeatures(100, 10, seed=1, dtype=np.float32, store_weights=False)
+    assert not panel_model_applicable(streamed)
+    assert not panel_loss_applicable(model, X32.tolist())  # not a NumPy array
+
+
+@needs_numba
+def test_packed_panels_follow_astype_and_are_cached():
+    from rftheory.panel_loss import packed_panels
+
+    model = _model(300, 20)
+    P1, Q1 = packed_panels(model)
+    P2, _ = packed_panels(model)
+    assert P2 is P1
+    other = model.astype(np.float64).astype(np.float32)  # new V object: new panels
+    P3, _ = packed_panels(other)
+    assert P3 is not P1 and np.array_equal(P3, P1)
+
+
+@needs_numba
+def test_panel_loss_near_the_training_set(blas_path):
+    """The attack's end game: θ fitted on X, X̂ close to X, L small and r a small difference."""
+    from rftheory.data import synthetic_sphere
+    from rftheory.loss import retract_to_sphere
+
+    n, d, p = 10, 40, 6000
+    ds = synthetic_sphere(n, d, seed=5)
+    model = RandomFeatures(p, d, "relu+tanh", seed=6).fit(ds.X, ds.y)
+    work = model.astype(np.float32)
+    X = retract_to_sphere(ds.X + 1e-2 * np.random.default_rng(7).standard_normal((n, d))).astype(np.float32)
+    fast = projection_loss(X, model.theta, work)
+    assert 1e-6 < fast.loss < 1e-2
+    blas_path()
+    ref = projection_loss(X, model.theta, work)
+    np.testing.assert_allclose(fast.loss, ref.loss, rtol=1e-3)
+    np.testing.assert_allclose(fast.grad, ref.grad, atol=1e-3 * np.abs(ref.grad).max())
