@@ -109,7 +109,8 @@ def main(argv=None) -> int:
     for name, (_, fl) in cases.items():
         t = statistics.median(times[name])
         print(f"  {name:36s} {t * 1e3:7.2f} ms per evaluation = {fl / t / 1e9:6.1f} GFLOP/s = "
-              f"{statistics.median(fractions[name]):5.1%} of peak (rounds {min(fractions[name]):.1%}–{max(fractions[name]):.1%})")
+              f"{statistics.median(fractions[name]):5.1%} of peak (rounds {min(fractions[name]):.1%}–{max(fractions[name]):.1%}; "
+              f"fastest round {min(times[name]) * 1e3:.2f} ms)")
     for label, dtype, enabled in (("float32 (default path)", np.float32, True), ("float32 BLAS path", np.float32, False),
                                   ("float64", np.float64, True)):
         t_iter, evals = _with_panel(enabled and kernels.NUMBA_DEFAULT["panel"],

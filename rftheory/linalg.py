@@ -17,13 +17,18 @@ from scipy.linalg.lapack import dpotrf, dpotrs
 
 from .backend import array_namespace
 
-__all__ = ["SingularGramError", "gram_solve"]
+__all__ = ["SingularGramError", "gram_solve", "cholesky_condition_limit"]
 
 RCOND_FACTOR = 10.0
 
 
 class SingularGramError(ValueError):
     """ΦΦᵀ is numerically singular (duplicate samples, p too small, ...)."""
+
+
+def cholesky_condition_limit(n: int) -> float:
+    """Largest accepted κ̂(A) = (max L_ii / min L_ii)² for the Cholesky path: 1/(n·ε·RCOND_FACTOR)."""
+    return 1.0 / (max(int(n), 1) * np.finfo(np.float64).eps * RCOND_FACTOR)
 
 
 def _cholesky(A, xp):
@@ -61,7 +66,7 @@ def gram_solve(A, b, *, what: str = "Gram matrix", strict: bool = False):
     b = xp.asarray(b, dtype=np.float64)
     n = A.shape[0]
     eps = np.finfo(np.float64).eps
-    limit = 1.0 / (max(n, 1) * eps * RCOND_FACTOR)
+    limit = cholesky_condition_limit(n)
     L = _cholesky(A, xp)
     if L is not None:
         diag = xp.abs(xp.diagonal(L))

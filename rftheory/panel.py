@@ -8,27 +8,26 @@ with only rows = R·n̂ ≈ 20 rows on the other side.  OpenBLAS packs V afresh
 on every call and its kernels are tuned for square shapes; on the reference
 machine these two skinny products ran at 25–40 % of its measured sgemm peak
 (benchmarks/bench_iteration.py).  V never changes during an attack, so this
-module packs it once, in the two layouts a register-blocked kernel wants:
+module packs it once, into panels of 16 features,
 
-    forward panels   P[b, k, c] = V[16b + c, k]     shape (⌈p/16⌉, d, 16)
-    backward panels  Q[b, j, c] = V[j, 16b + c]     shape (⌈d/16⌉, p, 16)
+    P[b, k, c] = V[16b + c, k]          shape (⌈p/16⌉, d_pad, 16), zero-padded,
 
-(zero-padded), and computes both products with one micro-kernel,
+and both products read that one copy (so V's bytes are streamed from one
+place, which matters when memory bandwidth is the limit):
 
-    out[i₀ + r, 16b + c] = Σ_{t₀ ≤ t < t₁} A[i₀ + r, t] · B[b, t, c]
-                                            r < TILE_ROWS, c < 16,
+* forward, Z[:, 16b:16b+16] = X̂ P[b]: tiles of 5 rows × 16 features, X̂
+  packed so that the 5 scalars of one k are adjacent (``pack_tiles``);
+* backward, Gᵀ += Σ_b P[b] W[:, 16b:16b+16]ᵀ: tiles of 4 coordinates × 24
+  rows, W packed by groups of 24 rows (``pack_rows``); threads split b.
 
-which keeps the TILE_ROWS×16 block of sums in ten 8-wide registers and, per t,
-loads two vectors of B, broadcasts TILE_ROWS scalars of A and issues ten fused
-multiply–adds (the BLIS "6×16" scheme).  Forward: A = X̂, B = P, t = k.
-Backward: A = W, B = Q, t = j (a sum over features, so threads split it).
-The kernel is written in LLVM IR (``<8 x float>`` and ``llvm.fma``) through a
-Numba intrinsic, because LLVM's own vectoriser does not find this blocking.
-
-:mod:`rftheory.loss` builds the whole float32 projection loss on it
-(``panel_projection_loss``); everything here is pure arithmetic.  The kernel
-needs Numba and AVX2-class hardware vectors are used when the CPU has them
-(LLVM lowers ``<8 x float>`` to whatever the host offers).
+One register-blocked micro-kernel does both (the BLIS scheme): per step t it
+loads the vectors of B, broadcasts the tile's scalars of A and issues
+rows×vectors fused multiply–adds into accumulators that stay in registers.
+It is written in LLVM IR (``<8 x float>``, ``llvm.fma``) through a Numba
+intrinsic, because LLVM's own vectoriser does not find this blocking; LLVM
+lowers it to the host's vector instructions (AVX2/FMA on the reference
+machine).  :mod:`rftheory.panel_loss` builds the float32 projection loss on
+these kernels; everything here is pure arithmetic.
 """
 from __future__ import annotations
 
@@ -39,15 +38,17 @@ __all__ = [
     "TILE_ROWS",
     "panel_kernels_available",
     "pack_forward",
-    "pack_backward",
+    "pack_rows",
+    "pack_tiles",
     "panel_matmul_forward",
     "panel_matmul_backward",
 ]
 
 VECTOR = 8  # float32 lanes per hardware vector the kernel is written for
-PANEL_WIDTH = 2 * VECTOR  # columns of a panel: two vectors
-BACKWARD_CHUNK = 512  # features per cache-resident chunk of the backward product
-TILE_ROWS = 5  # rows of A per tile: 5×2 = 10 accumulators + 2 loads + 1 broadcast ≤ 16 registers
+PANEL_WIDTH = 2 * VECTOR  # features per panel of P: two vectors
+TILE_ROWS = 5  # forward tile: 5 rows × 2 vectors = 10 accumulators + 2 loads + 1 broadcast ≤ 16 registers
+T_TILE_ROWS, T_VECTORS = 4, 3  # backward tile: 4 coordinates × 3 vectors (24 rows of W) = 12 + 3 + 1 = 16
+T_WIDTH = VECTOR * T_VECTORS
 
 try:  # pragma: no cover - exercised whenever numba is installed
     from llvmlite import ir
@@ -61,150 +62,176 @@ except Exception:  # pragma: no cover
 
 
 def panel_kernels_available() -> bool:
-    """True when Numba (and so the packed-panel kernel) can be used."""
+    """True when Numba (and so the packed-panel kernels) can be used."""
     return _HAVE_NUMBA
 
 
 def pack_forward(V: np.ndarray) -> np.ndarray:
-    """P[b, k, c] = V[16b + c, k], zero rows past p; shape (⌈p/16⌉, d, 16)."""
+    """P[b, k, c] = V[16b + c, k], zero past p and d; shape (⌈p/16⌉, d_pad, 16).
+
+    d_pad = d rounded up to a multiple of T_TILE_ROWS (the backward tile reads
+    whole groups of coordinates).
+    """
     p, d = V.shape
     blocks = -(-p // PANEL_WIDTH)
-    padded = np.zeros((blocks * PANEL_WIDTH, d), dtype=np.float32)
-    padded[:p] = V
-    return np.ascontiguousarray(padded.reshape(blocks, PANEL_WIDTH, d).transpose(0, 2, 1))
+    d_pad = -(-d // T_TILE_ROWS) * T_TILE_ROWS
+    padded = np.zeros((blocks * PANEL_WIDTH, d_pad), dtype=np.float32)
+    padded[:p, :d] = V
+    return np.ascontiguousarray(padded.reshape(blocks, PANEL_WIDTH, d_pad).transpose(0, 2, 1))
 
 
-def pack_backward(V: np.ndarray) -> np.ndarray:
-    """Q[b, j, c] = V[j, 16b + c], zero columns past d; shape (⌈d/16⌉, p, 16)."""
-    p, d = V.shape
-    blocks = -(-d // PANEL_WIDTH)
-    padded = np.zeros((p, blocks * PANEL_WIDTH), dtype=np.float32)
-    padded[:, :d] = V
-    return np.ascontiguousarray(padded.reshape(p, blocks, PANEL_WIDTH).transpose(1, 0, 2))
+def pack_tiles(X: np.ndarray) -> np.ndarray:
+    """Xt[s, k, r] = X[5s + r, k], zero rows past X's; shape (⌈rows/5⌉, d, 5): the forward kernel's A."""
+    rows, d = X.shape
+    tiles = -(-rows // TILE_ROWS)
+    padded = np.zeros((tiles * TILE_ROWS, d), dtype=np.float32)
+    padded[:rows] = X
+    return np.ascontiguousarray(padded.reshape(tiles, TILE_ROWS, d).transpose(0, 2, 1))
 
 
-if _HAVE_NUMBA:
+def pack_rows(W: np.ndarray, columns: int | None = None) -> np.ndarray:
+    """Wt[q, j, c] = W[24q + c, j], zero past W's rows (and columns, up to ``columns``)."""
+    rows, p = W.shape
+    columns = p if columns is None else columns
+    groups = -(-rows // T_WIDTH)
+    padded = np.zeros((groups * T_WIDTH, columns), dtype=np.float32)
+    padded[:rows, :p] = W
+    return np.ascontiguousarray(padded.reshape(groups, T_WIDTH, columns).transpose(0, 2, 1))
+
+
+def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
+    """A Numba intrinsic for one register tile of tile_rows × (8·vectors) sums:
+
+        out[o + r·o_row + c] (+)= Σ_{0 ≤ t < count} A[a + r·a_row_step + t·a_t_step] · B[b + t·b_step + c]
+
+    for r < tile_rows, c < 8·vectors, all indices flat element offsets into
+    C-contiguous float32 arrays (callers compute a, b, o; no bounds checks).
+    With ``accumulate`` true the sums are added to what ``out`` holds, else
+    they replace it.  The A steps are compile-time constants, so the loop
+    advances two pointers; tile_rows·vectors accumulators + vectors loads + 1
+    broadcast must fit the 16 vector registers of AVX2.
+    """
 
     @intrinsic
-    def _panel_tile(typingctx, A, B, out, block, row0, t0, t1, accumulate):  # pragma: no cover - compiled
-        """out[row0 + r, 16·block + c] (+)= Σ_{t0 ≤ t < t1} A[row0 + r, t] · B[block, t, c]  (r < TILE_ROWS, c < 16).
-
-        With ``accumulate`` true the sums are added to what ``out`` holds, else they replace it.
-
-        A: 2-D float32 with unit column stride; B: 3-D C-contiguous float32
-        panels; out: 2-D float32 with unit column stride.  No bounds checks:
-        callers pad A's rows to a multiple of TILE_ROWS and out's columns to a
-        multiple of 16.
-        """
-        sig = types.void(A, B, out, block, row0, t0, t1, accumulate)
+    def tile(typingctx, A, a, B, b, b_step, out, o, o_row, count, accumulate):  # pragma: no cover - compiled
+        sig = types.void(A, a, B, b, b_step, out, o, o_row, count, accumulate)
 
         def codegen(context, builder, signature, args):
-            a_arg, b_arg, o_arg, block_, row0_, t0_, t1_, accumulate_ = args
-            arr_a = context.make_array(signature.args[0])(context, builder, a_arg)
-            arr_b = context.make_array(signature.args[1])(context, builder, b_arg)
-            arr_o = context.make_array(signature.args[2])(context, builder, o_arg)
+            a_arr, a_off, b_arr, b_off, b_step_, o_arr, o_off, o_row_, count_, accumulate_ = args
             f32 = ir.FloatType()
             i64 = ir.IntType(64)
             vec = ir.VectorType(f32, VECTOR)
+            vec_ptr = vec.as_pointer()
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
                                                  f"llvm.fma.v{VECTOR}f32")
-            byte_ptr = ir.IntType(8).as_pointer()
-            a_row_stride = cgutils.unpack_tuple(builder, arr_a.strides, 2)[0]
-            b_block_stride, b_t_stride, _ = cgutils.unpack_tuple(builder, arr_b.strides, 3)
-            o_row_stride = cgutils.unpack_tuple(builder, arr_o.strides, 2)[0]
-            base_a = builder.bitcast(arr_a.data, byte_ptr)
-            base_b = builder.bitcast(arr_b.data, byte_ptr)
-            base_o = builder.bitcast(arr_o.data, byte_ptr)
+
+            def data(k, value):
+                return builder.bitcast(context.make_array(signature.args[k])(context, builder, value).data,
+                                       f32.as_pointer())
 
             def const(v):
                 return ir.Constant(i64, v)
 
-            col_bytes = builder.mul(block_, const(4 * PANEL_WIDTH))
-            out_ptrs = []
-            for r in range(TILE_ROWS):
-                o_row = builder.gep(base_o, [builder.add(builder.mul(builder.add(row0_, const(r)), o_row_stride),
-                                                         col_bytes)])
-                out_ptrs.append([builder.bitcast(builder.gep(o_row, [const(4 * VECTOR * c)]), vec.as_pointer())
-                                 for c in range(2)])
+            def int64(k, value):
+                return context.cast(builder, value, signature.args[k], types.int64)
+
+            base_a = builder.gep(data(0, a_arr), [int64(1, a_off)])
+            base_b = builder.gep(data(2, b_arr), [int64(3, b_off)])
+            base_o = builder.gep(data(5, o_arr), [int64(6, o_off)])
+            b_step_v, o_row_v, count_v = int64(4, b_step_), int64(7, o_row_), int64(8, count_)
+            out_ptrs = [[builder.bitcast(builder.gep(base_o, [builder.add(builder.mul(const(r), o_row_v),
+                                                                          const(VECTOR * c))]), vec_ptr)
+                         for c in range(vectors)] for r in range(tile_rows)]
             # accumulators: allocas in the entry block, promoted to registers by LLVM;
             # they start from out's values (accumulate) or from zero
             zero = ir.Constant(vec, [0.0] * VECTOR)
-            keep = context.cast(builder, accumulate_, signature.args[7], types.boolean)
-            acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(2)] for _ in range(TILE_ROWS)]
-            with builder.if_then(keep):
-                for r in range(TILE_ROWS):
-                    for c in range(2):
+            acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(vectors)] for _ in range(tile_rows)]
+            for r in range(tile_rows):
+                for c in range(vectors):
+                    builder.store(zero, acc[r][c])
+            with builder.if_then(context.cast(builder, accumulate_, signature.args[9], types.boolean)):
+                for r in range(tile_rows):
+                    for c in range(vectors):
                         builder.store(builder.load(out_ptrs[r][c], align=4), acc[r][c])
-            a_rows = [builder.gep(base_a, [builder.mul(builder.add(row0_, const(r)), a_row_stride)])
-                      for r in range(TILE_ROWS)]
-            b_block = builder.gep(base_b, [builder.mul(block_, b_block_stride)])
             splat = ir.Constant(ir.VectorType(ir.IntType(32), VECTOR), [0] * VECTOR)
-            with cgutils.for_range_slice(builder, t0_, t1_, const(1), inc=True) as (t, _):
-                b_row = builder.gep(b_block, [builder.mul(t, b_t_stride)])
-                b_vecs = [builder.load(builder.bitcast(builder.gep(b_row, [const(4 * VECTOR * c)]), vec.as_pointer()),
-                                       align=4) for c in range(2)]
-                for r in range(TILE_ROWS):
-                    a_ptr = builder.bitcast(builder.gep(a_rows[r], [builder.mul(t, const(4))]), f32.as_pointer())
-                    a_one = builder.insert_element(ir.Constant(vec, None), builder.load(a_ptr),
+            with cgutils.for_range(builder, count_v) as loop:
+                t = loop.index
+                b_row = builder.gep(base_b, [builder.mul(t, b_step_v)])
+                b_vecs = [builder.load(builder.bitcast(builder.gep(b_row, [const(VECTOR * c)]), vec_ptr), align=4)
+                          for c in range(vectors)]
+                a_row = builder.gep(base_a, [builder.mul(t, const(a_t_step))])
+                for r in range(tile_rows):
+                    a_one = builder.insert_element(ir.Constant(vec, None),
+                                                   builder.load(builder.gep(a_row, [const(r * a_row_step)])),
                                                    ir.Constant(ir.IntType(32), 0))
                     a_vec = builder.shuffle_vector(a_one, ir.Constant(vec, None), splat)
-                    for c in range(2):
+                    for c in range(vectors):
                         builder.store(builder.call(fma, [a_vec, b_vecs[c], builder.load(acc[r][c])]), acc[r][c])
-            for r in range(TILE_ROWS):
-                for c in range(2):
+            for r in range(tile_rows):
+                for c in range(vectors):
                     builder.store(builder.load(acc[r][c]), out_ptrs[r][c], align=4)
             return context.get_dummy_value()
 
         return sig, codegen
 
+    return tile
+
+
+if _HAVE_NUMBA:
+    # forward: A = X̂ packed by tiles (row step 1, t step TILE_ROWS), B = P, 16 features per tile
+    _forward_tile = _make_tile(TILE_ROWS, 2, 1, TILE_ROWS)
+    # backward: A = P[b] (coordinate step 16, feature step 1), B = W packed by rows, 24 rows per tile
+    _backward_tile = _make_tile(T_TILE_ROWS, T_VECTORS, PANEL_WIDTH, 1)
+
     @njit(nogil=True, cache=True)
-    def _forward_blocks(X, P, Z, block_lo, block_hi):  # pragma: no cover - compiled
-        """Z[:, 16b:16b+16] = X P[b] for block_lo ≤ b < block_hi (X rows a multiple of TILE_ROWS)."""
-        rows, d = X.shape
+    def _forward_blocks(Xt, P, Z, block_lo, block_hi):  # pragma: no cover - compiled
+        """Z[5s + r, 16b + c] = Σ_k Xt[s, k, r] P[b, k, c] for block_lo ≤ b < block_hi (Xt = pack_tiles(X̂))."""
+        tiles, d, _ = Xt.shape
+        d_pad, z_cols = P.shape[1], Z.shape[1]
         for b in range(block_lo, block_hi):
-            for r0 in range(0, rows, TILE_ROWS):
-                _panel_tile(X, P, Z, b, r0, 0, d, False)
+            for s in range(tiles):
+                _forward_tile(Xt, s * d * TILE_ROWS, P, b * d_pad * PANEL_WIDTH, PANEL_WIDTH,
+                              Z, s * TILE_ROWS * z_cols + b * PANEL_WIDTH, z_cols, d, False)
 
     @njit(nogil=True, cache=True)
-    def _backward_range(W, Q, G, j_lo, j_hi, accumulate):  # pragma: no cover - compiled
-        """G[:, 16b:16b+16] (+)= Σ_{j_lo ≤ j < j_hi} W[:, j] Q[b, j] for every panel b (+= if ``accumulate``).
+    def _backward_blocks(Wt, P, GT, block_lo, block_hi, t_base):  # pragma: no cover - compiled
+        """GT[k, 24q + c] += Σ_{block_lo ≤ b < block_hi} Σ_{c' < 16} P[b, k, c'] · Wt[q, 16b + c' − t_base, c].
 
-        The feature range is walked in chunks of BACKWARD_CHUNK so that the
-        chunk of every panel (and of W) stays in cache while all tiles use it.
+        That is Gᵀ += V_chunkᵀ W_chunkᵀ with V read from the forward panels
+        (P[b] is the d_pad×16 block V[16b:16b+16]ᵀ) and W packed by rows
+        (Wt[q, j, c] = W[24q + c, t_base + j]); GT is (d_pad × 24·⌈rows/24⌉).
         """
-        rows = W.shape[0]
-        for c0 in range(j_lo, j_hi, BACKWARD_CHUNK):
-            c1 = min(c0 + BACKWARD_CHUNK, j_hi)
-            for b in range(Q.shape[0]):
-                for r0 in range(0, rows, TILE_ROWS):
-                    _panel_tile(W, Q, G, b, r0, c0, c1, accumulate or c0 > j_lo)
+        d_pad = P.shape[1]
+        groups, span, _ = Wt.shape
+        g_cols = GT.shape[1]
+        for b in range(block_lo, block_hi):
+            for q in range(groups):
+                w_off = (q * span + b * PANEL_WIDTH - t_base) * T_WIDTH
+                for k0 in range(0, d_pad, T_TILE_ROWS):
+                    _backward_tile(P, (b * d_pad + k0) * PANEL_WIDTH, Wt, w_off, T_WIDTH,
+                                   GT, k0 * g_cols + q * T_WIDTH, g_cols, PANEL_WIDTH, True)
 
 
-def _padded_rows(A: np.ndarray) -> np.ndarray:
-    rows = A.shape[0]
-    target = -(-rows // TILE_ROWS) * TILE_ROWS
-    out = np.zeros((target, A.shape[1]), dtype=np.float32)
-    out[:rows] = A
-    return out
+def _require_numba():
+    if not _HAVE_NUMBA:
+        raise RuntimeError("the packed-panel kernels need Numba")
 
 
 def panel_matmul_forward(X: np.ndarray, P: np.ndarray, p: int) -> np.ndarray:
-    """X Vᵀ (rows×p, float32) from the forward panels P = pack_forward(V)."""
-    if not _HAVE_NUMBA:
-        raise RuntimeError("the packed-panel kernels need Numba")
+    """X Vᵀ (rows×p, float32) from the panels P = pack_forward(V)."""
+    _require_numba()
     rows = X.shape[0]
-    Xp = _padded_rows(np.asarray(X, dtype=np.float32))
-    Z = np.empty((Xp.shape[0], P.shape[0] * PANEL_WIDTH), dtype=np.float32)
-    _forward_blocks(Xp, P, Z, 0, P.shape[0])
+    Xt = pack_tiles(np.asarray(X, dtype=np.float32))
+    Z = np.empty((Xt.shape[0] * TILE_ROWS, P.shape[0] * PANEL_WIDTH), dtype=np.float32)
+    _forward_blocks(Xt, P, Z, 0, P.shape[0])
     return Z[:rows, :p]
 
 
-def panel_matmul_backward(W: np.ndarray, Q: np.ndarray, d: int) -> np.ndarray:
-    """W V (rows×d, float32) from the backward panels Q = pack_backward(V)."""
-    if not _HAVE_NUMBA:
-        raise RuntimeError("the packed-panel kernels need Numba")
+def panel_matmul_backward(W: np.ndarray, P: np.ndarray, d: int) -> np.ndarray:
+    """W V (rows×d, float32) from the same panels P = pack_forward(V)."""
+    _require_numba()
     rows = W.shape[0]
-    Wp = _padded_rows(np.asarray(W, dtype=np.float32))
-    G = np.empty((Wp.shape[0], Q.shape[0] * PANEL_WIDTH), dtype=np.float32)
-    _backward_range(Wp, Q, G, 0, Q.shape[1], False)
-    return G[:rows, :d]
+    Wt = pack_rows(np.asarray(W, dtype=np.float32), P.shape[0] * PANEL_WIDTH)
+    GT = np.zeros((P.shape[1], Wt.shape[0] * T_WIDTH), dtype=np.float32)
+    _backward_blocks(Wt, P, GT, 0, P.shape[0], 0)
+    return np.ascontiguousarray(GT[:d, :rows].T)

@@ -31,21 +31,23 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .kernels import numba_enabled, relu_tanh_coefficients
-from .linalg import gram_solve
-from .panel import PANEL_WIDTH, TILE_ROWS, pack_backward, pack_forward, panel_kernels_available
+from .linalg import cholesky_condition_limit, gram_solve
+from .panel import PANEL_WIDTH, T_WIDTH, TILE_ROWS, pack_forward, pack_tiles, panel_kernels_available
 
 __all__ = ["panel_loss_applicable", "panel_model_applicable", "panel_projection_loss", "packed_panels",
            "kernel_threads", "panel_threads", "PANEL_MAX_BYTES"]
 
 PANEL_MAX_BYTES = 2**30  # keep the two packed copies only for V up to 1 GiB (else the BLAS path runs)
-FORWARD_CHUNK_BLOCKS = 16  # forward panels (16 features each) per cache-resident chunk of pass 1
+FORWARD_CHUNK_BLOCKS = 16  # panels (16 features each) per cache-resident chunk of pass 1
+RESIDUAL_CHUNK_BLOCKS = 16  # panels per cache-resident chunk of pass 2
 MIN_FEATURES_PER_THREAD = 2048  # below this a second thread costs more than it saves
+CHUNKS_PER_THREAD = 4  # pieces per thread and pass, pulled dynamically (balances uneven cores)
 
 if panel_kernels_available():
     from numba import njit
 
     from .kernels import relu_tanh_f32
-    from .panel import BACKWARD_CHUNK, _backward_range, _forward_blocks
+    from .panel import _backward_blocks, _forward_blocks
 
     # (loops index 1-D row slices: LLVM vectorises those, not 2-D indexing)
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
@@ -79,23 +81,27 @@ if panel_kernels_available():
                         A[g, i, k] += s
 
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
-    def _residual_pass(F, D, theta, alpha, groups, n_hat, j_lo, j_hi, Q, G, r_sq, with_grad):  # pragma: no cover
-        """Pass 2 on features [j_lo, j_hi): r = θ − Fᵀα (float64), ‖r‖², W = D ⊙ r and G = W V.
+    def _residual_pass(F, D, theta, alpha, groups, n_hat, block_lo, block_hi, p, P, GT, r_sq,
+                       with_grad):  # pragma: no cover - compiled
+        """Pass 2 on forward panels [block_lo, block_hi): r = θ − Fᵀα (float64), ‖r‖², W = D ⊙ r, Gᵀ += Vᵀ Wᵀ.
 
-        W lives only chunk by chunk (rows×BACKWARD_CHUNK, in cache); its padding rows stay zero.
+        W lives only chunk by chunk, packed by rows (Wt[q, j, c] = W[24q + c, j], in cache);
+        features at or past p get W = 0.
         """
-        r = np.empty(BACKWARD_CHUNK, dtype=np.float64)
-        W = np.zeros((F.shape[0], BACKWARD_CHUNK), dtype=np.float32)
-        for c0 in range(j_lo, j_hi, BACKWARD_CHUNK):
-            c1 = min(c0 + BACKWARD_CHUNK, j_hi)
-            m = c1 - c0
-            th = theta[c0:c1]
+        width = RESIDUAL_CHUNK_BLOCKS * PANEL_WIDTH
+        r = np.empty(width, dtype=np.float64)
+        Wt = np.zeros((-(-(groups * n_hat) // T_WIDTH), width, T_WIDTH), dtype=np.float32)
+        for b0 in range(block_lo, block_hi, RESIDUAL_CHUNK_BLOCKS):
+            b1 = min(b0 + RESIDUAL_CHUNK_BLOCKS, block_hi)
+            c0 = b0 * PANEL_WIDTH
+            m = min(b1 * PANEL_WIDTH, p) - c0  # real features in this chunk
+            th = theta[c0:c0 + m]
             for g in range(groups):
                 for j in range(m):
                     r[j] = th[j]
                 for i in range(n_hat):
                     ai = alpha[g, i]
-                    f_i = F[g * n_hat + i, c0:c1]
+                    f_i = F[g * n_hat + i, c0:c0 + m]
                     for j in range(m):
                         r[j] -= ai * np.float64(f_i[j])
                 s = 0.0
@@ -104,11 +110,52 @@ if panel_kernels_available():
                 r_sq[g] += s
                 if with_grad:
                     for i in range(n_hat):
-                        d_i, w_i = D[g * n_hat + i, c0:c1], W[g * n_hat + i]
+                        row = g * n_hat + i
+                        d_i = D[row, c0:c0 + m]
+                        w = Wt[row // T_WIDTH, :, row % T_WIDTH]
                         for j in range(m):
-                            w_i[j] = d_i[j] * np.float32(r[j])
+                            w[j] = d_i[j] * np.float32(r[j])
+                        for j in range(m, (b1 - b0) * PANEL_WIDTH):
+                            w[j] = np.float32(0.0)
             if with_grad:
-                _backward_range(W, Q[:, c0:c1], G, 0, m, c0 > j_lo)
+                _backward_blocks(Wt, P, GT, b0, b1, c0)
+
+
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _small_gram_solve(A, v, limit, alpha):  # pragma: no cover - compiled
+        """α_g = A_g⁻¹ v_g by Cholesky from the lower triangles of A (R×n̂×n̂); False if any
+        A_g fails the rule of :func:`rftheory.linalg.gram_solve` (κ̂ ≥ limit or not positive)."""
+        groups, n, _ = A.shape
+        L = np.zeros((n, n))
+        for g in range(groups):
+            for j in range(n):
+                s = A[g, j, j]
+                for k in range(j):
+                    s -= L[j, k] * L[j, k]
+                if not s > 0.0:
+                    return False
+                L[j, j] = np.sqrt(s)
+                for i in range(j + 1, n):
+                    s = A[g, i, j]
+                    for k in range(j):
+                        s -= L[i, k] * L[j, k]
+                    L[i, j] = s / L[j, j]
+            dmax, dmin = L[0, 0], L[0, 0]
+            for j in range(n):
+                dmax, dmin = max(dmax, L[j, j]), min(dmin, L[j, j])
+            if not (dmax / dmin) ** 2 < limit:
+                return False
+            for i in range(n):  # L y = v
+                s = v[g, i]
+                for k in range(i):
+                    s -= L[i, k] * alpha[g, k]
+                alpha[g, i] = s / L[i, i]
+            for i in range(n - 1, -1, -1):  # Lᵀ α = y
+                s = alpha[g, i]
+                for k in range(i + 1, n):
+                    s -= L[k, i] * alpha[g, k]
+                alpha[g, i] = s / L[i, i]
+        return True
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -180,32 +227,48 @@ def _run(tasks):
     return [first] + [f.result() for f in futures]
 
 
+def _run_chunks(work, chunks, threads: int) -> None:
+    """Call ``work(lo, hi, slot)`` for every (lo, hi) in ``chunks`` on ``threads`` threads.
+
+    The threads pull chunks from one shared iterator (dynamic scheduling), so
+    a thread that starts late or runs on a slower core simply takes fewer
+    chunks; ``slot`` (0..threads−1) selects that thread's private accumulators.
+    """
+    pending = iter(chunks)  # next() on a list iterator is atomic under the GIL
+
+    def worker(slot):
+        for lo, hi in pending:
+            work(lo, hi, slot)
+
+    _run([lambda slot=slot: worker(slot) for slot in range(threads)])
+
+
 _LOCAL = threading.local()
 
 
-def _workspace(rows: int, d: int, columns: int):
-    """Scratch X (rows×d), F, D (rows×columns) float32, reused by later calls of this thread.
+def _workspace(rows: int, columns: int):
+    """Scratch F, D (rows×columns, float32), reused by later calls of this thread.
 
     Fresh multi-megabyte arrays cost page faults on every evaluation
     (≈ 0.2 ms for three 1.6 MB arrays on the reference machine); nothing
     returned to the caller refers to them.
     """
-    key = (rows, d, columns)
+    key = (rows, columns)
     cached = getattr(_LOCAL, "workspace", None)
     if cached is None or cached[0] != key:
-        cached = (key, np.empty((rows, d), np.float32), *(np.empty((rows, columns), np.float32) for _ in range(2)))
+        cached = (key, np.empty((rows, columns), np.float32), np.empty((rows, columns), np.float32))
         _LOCAL.workspace = cached
     return cached[1:]
 
 
 def packed_panels(model):
-    """(P, Q) = (pack_forward(V), pack_backward(V)) of a stored float32 V, computed once per V."""
+    """P = pack_forward(V) of a stored float32 V, computed once per V (both passes read it)."""
     V = model._V
     cached = getattr(model, "_panels", None)
     if cached is None or cached[0] is not V:
-        cached = (V, pack_forward(V), pack_backward(V))
+        cached = (V, pack_forward(V))
         model._panels = cached
-    return cached[1], cached[2]
+    return cached[1]
 
 
 def panel_model_applicable(model, dtype=None) -> bool:
@@ -242,42 +305,41 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
     """
     R, n_hat, d = X_hat.shape
     p = model.p
-    P, Q = packed_panels(model)
+    P = packed_panels(model)
     a, b = (np.float32(c) for c in relu_tanh_coefficients(model.activation))
     rows = R * n_hat
     rows_padded = -(-rows // TILE_ROWS) * TILE_ROWS
     blocks = P.shape[0]
-    X, F, D = _workspace(rows_padded, d, blocks * PANEL_WIDTH)
-    X[:rows] = X_hat.reshape(rows, d)
-    X[rows:] = 0.0
+    X = pack_tiles(X_hat.reshape(rows, d))
+    F, D = _workspace(rows_padded, blocks * PANEL_WIDTH)
     theta64 = np.ascontiguousarray(theta64, dtype=np.float64)
     threads = max(1, min(kernel_threads(), p // MIN_FEATURES_PER_THREAD))
 
-    def features(lo, hi):
-        v = np.zeros((R, n_hat))
-        A = np.zeros((R, n_hat, n_hat))
-        _features_pass(X, P, theta64, a, b, relu_surrogate, R, n_hat, lo, hi, p, F, D, v, A)
-        return v, A
+    pieces = _split(0, blocks, threads * CHUNKS_PER_THREAD) if threads > 1 else [(0, blocks)]
+    v = np.zeros((threads, R, n_hat))
+    A = np.zeros((threads, R, n_hat, n_hat))
 
-    parts = _run([lambda lo=lo, hi=hi: features(lo, hi) for lo, hi in _split(0, blocks, threads)])
-    v = sum(part[0] for part in parts)
-    A = sum(part[1] for part in parts)
-    A = np.tril(A) + np.swapaxes(np.tril(A, -1), 1, 2)
-    alpha = np.stack([gram_solve(A[g], v[g]) for g in range(R)])
+    def features(lo, hi, slot):
+        _features_pass(X, P, theta64, a, b, relu_surrogate, R, n_hat, lo, hi, p, F, D, v[slot], A[slot])
 
-    def residual(lo, hi):
-        G = np.empty((rows_padded, Q.shape[0] * PANEL_WIDTH), dtype=np.float32)
-        r_sq = np.zeros(R)
-        _residual_pass(F, D, theta64, alpha, R, n_hat, lo, hi, Q, G, r_sq, with_grad)
-        return G, r_sq
+    _run_chunks(features, pieces, threads)
+    v, A = v.sum(axis=0), A.sum(axis=0)  # A: lower triangles
+    alpha = np.empty((R, n_hat))
+    if not _small_gram_solve(A, v, cholesky_condition_limit(n_hat), alpha):  # ill-conditioned: the general solver
+        A = np.tril(A) + np.swapaxes(np.tril(A, -1), 1, 2)
+        alpha = np.stack([gram_solve(A[g], v[g]) for g in range(R)])
 
-    parts = _run([lambda lo=lo, hi=hi: residual(lo, hi) for lo, hi in _split(0, p, threads, PANEL_WIDTH)])
-    r_sq = sum(part[1] for part in parts)
+    GT = np.zeros((threads, P.shape[1], -(-rows // T_WIDTH) * T_WIDTH), dtype=np.float32)  # Gᵀ, padded
+    r_sq = np.zeros((threads, R))
+
+    def residual(lo, hi, slot):
+        _residual_pass(F, D, theta64, alpha, R, n_hat, lo, hi, p, P, GT[slot], r_sq[slot], with_grad)
+
+    _run_chunks(residual, pieces, threads)
+    r_sq = r_sq.sum(axis=0)
     grad = None
     if with_grad:
-        G = parts[0][0]
-        for part in parts[1:]:
-            G += part[0]
+        G = GT.sum(axis=0)[:d, :rows].T
         scale = ((-2.0 / theta_sq) * alpha).astype(np.float32)
-        grad = G[:rows, :d].reshape(R, n_hat, d) * scale[:, :, None]
+        grad = G.reshape(R, n_hat, d) * scale[:, :, None]
     return r_sq / theta_sq, grad, alpha

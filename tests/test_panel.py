@@ -10,8 +10,9 @@ from rftheory import kernels
 from rftheory.loss import projection_loss
 from rftheory.panel import (
     PANEL_WIDTH,
-    pack_backward,
     pack_forward,
+    pack_rows,
+    pack_tiles,
     panel_kernels_available,
     panel_matmul_backward,
     panel_matmul_forward,
@@ -36,16 +37,21 @@ def blas_path(monkeypatch):
     return off
 
 
-def test_pack_layouts_hold_V_entries():
+def test_pack_layouts_hold_the_entries():
     rng = np.random.default_rng(0)
     V = rng.standard_normal((37, 21)).astype(np.float32)
-    P, Q = pack_forward(V), pack_backward(V)
-    assert P.shape == (3, 21, PANEL_WIDTH) and Q.shape == (2, 37, PANEL_WIDTH)
+    P = pack_forward(V)
+    assert P.shape == (3, 24, PANEL_WIDTH)  # d padded to a multiple of the backward tile's 4 rows
     for j in (0, 15, 16, 36):
         for k in (0, 7, 20):
             assert P[j // 16, k, j % 16] == V[j, k]
-            assert Q[k // 16, j, k % 16] == V[j, k]
-    assert not P[2, :, 5:].any() and not Q[1, :, 5:].any()  # zero padding past p and d
+    assert not P[2, :, 5:].any() and not P[:, 21:, :].any()  # zero padding past p and d
+    W = rng.standard_normal((30, 37)).astype(np.float32)
+    Wt = pack_rows(W, 48)
+    assert Wt.shape == (2, 48, 24) and Wt[1, 36, 5] == W[29, 36] and not Wt[1, :, 6:].any() and not Wt[:, 37:].any()
+    X = rng.standard_normal((7, 21)).astype(np.float32)
+    Xt = pack_tiles(X)
+    assert Xt.shape == (2, 21, 5) and Xt[1, 20, 1] == X[6, 20] and not Xt[1, :, 2:].any()
 
 
 @needs_numba
@@ -56,7 +62,7 @@ def test_panel_products_match_float64(rows, p, d):
     V = rng.standard_normal((p, d)).astype(np.float32)
     W = rng.standard_normal((rows, p)).astype(np.float32)
     Z = panel_matmul_forward(X, pack_forward(V), p)
-    G = panel_matmul_backward(W, pack_backward(V), d)
+    G = panel_matmul_backward(W, pack_forward(V), d)
     Z64 = X.astype(np.float64) @ V.T.astype(np.float64)
     G64 = W.astype(np.float64) @ V.astype(np.float64)
     assert Z.shape == (rows, p) and G.shape == (rows, d)
@@ -75,7 +81,7 @@ def _model(p, d, activation="relu+tanh", dtype=np.float32, seed=3):
 
 @needs_numba
 @pytest.mark.parametrize("activation", ["relu+tanh", "relu", "tanh", "0.5*relu+2*tanh"])
-@pytest.mark.parametrize("n,p,d,R", [(20, 4000, 100, 1), (7, 1001, 33, 1), (6, 3000, 40, 3)])
+@pytest.mark.parametrize("n,p,d,R", [(20, 4000, 100, 1), (7, 1001, 33, 1), (6, 3000, 40, 3), (20, 2000, 50, 3), (1, 500, 10, 1)])
 @pytest.mark.parametrize("derivative", ["true", "relu"])
 def test_panel_loss_matches_blas_path(activation, n, p, d, R, derivative, blas_path):
     model = _model(p, d, activation)
@@ -150,11 +156,11 @@ def test_packed_panels_follow_astype_and_are_cached():
     from rftheory.panel_loss import packed_panels
 
     model = _model(300, 20)
-    P1, Q1 = packed_panels(model)
-    P2, _ = packed_panels(model)
+    P1 = packed_panels(model)
+    P2 = packed_panels(model)
     assert P2 is P1
     other = model.astype(np.float64).astype(np.float32)  # new V object: new panels
-    P3, _ = packed_panels(other)
+    P3 = packed_panels(other)
     assert P3 is not P1 and np.array_equal(P3, P1)
 
 
@@ -175,3 +181,18 @@ def test_panel_loss_near_the_training_set(blas_path):
     ref = projection_loss(X, model.theta, work)
     np.testing.assert_allclose(fast.loss, ref.loss, rtol=1e-3)
     np.testing.assert_allclose(fast.grad, ref.grad, atol=1e-3 * np.abs(ref.grad).max())
+
+
+@needs_numba
+def test_panel_loss_with_a_singular_gram_falls_back_like_the_blas_path(blas_path):
+    """Two identical candidate rows make Φ̂Φ̂ᵀ singular: the small Cholesky refuses it and
+    the general solver (pseudo-inverse) gives the same α and loss as the BLAS path."""
+    model = _model(3000, 30)
+    X = random_sphere(6, 30, np.random.default_rng(8), np, np.float32)
+    X[3] = X[1]
+    fast = projection_loss(X, model.theta, model)
+    blas_path()
+    ref = projection_loss(X, model.theta, model)
+    assert np.isfinite(fast.loss) and np.all(np.isfinite(fast.grad))
+    np.testing.assert_allclose(fast.loss, ref.loss, rtol=1e-5)
+    np.testing.assert_allclose(fast.grad, ref.grad, atol=1e-4 * np.abs(ref.grad).max())
