@@ -40,8 +40,7 @@ __all__ = ["panel_loss_applicable", "panel_model_applicable", "panel_projection_
 PANEL_MAX_BYTES = 2**30  # keep the two packed copies only for V up to 1 GiB (else the BLAS path runs)
 FORWARD_CHUNK_BLOCKS = 16  # panels (16 features each) per cache-resident chunk of pass 1
 RESIDUAL_CHUNK_BLOCKS = 16  # panels per cache-resident chunk of pass 2
-MIN_FEATURES_PER_THREAD = 2048  # below this a second thread costs more than it saves
-CHUNKS_PER_THREAD = 4  # pieces per thread and pass, pulled dynamically (balances uneven cores)
+PIECE_BLOCKS = 128  # panels (2048 features) per piece of work handed to a thread; fixed, so sums are reproducible
 
 if panel_kernels_available():
     from numba import njit
@@ -212,12 +211,6 @@ def kernel_threads() -> int:
     return max(os.cpu_count() or 1, 1)
 
 
-def _split(lo: int, hi: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
-    """[lo, hi) cut into ``parts`` contiguous ranges (inner cut points multiples of ``align``)."""
-    cuts = [lo] + [min(hi, lo + ((hi - lo) * k // parts) // align * align) for k in range(1, parts)] + [hi]
-    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
-
-
 def _run(tasks):
     """Run zero-argument callables, the first on this thread and the rest on the pool."""
     if len(tasks) == 1:
@@ -227,20 +220,27 @@ def _run(tasks):
     return [first] + [f.result() for f in futures]
 
 
-def _run_chunks(work, chunks, threads: int) -> None:
-    """Call ``work(lo, hi, slot)`` for every (lo, hi) in ``chunks`` on ``threads`` threads.
+def _run_pieces(work, pieces, threads: int) -> None:
+    """Call ``work(lo, hi)`` for every (lo, hi) in ``pieces`` on ``threads`` threads.
 
-    The threads pull chunks from one shared iterator (dynamic scheduling), so
-    a thread that starts late or runs on a slower core simply takes fewer
-    chunks; ``slot`` (0..threads−1) selects that thread's private accumulators.
+    The threads pull pieces from one shared iterator (dynamic scheduling), so
+    a thread that starts late or runs on a slower core simply takes fewer.
     """
-    pending = iter(chunks)  # next() on a list iterator is atomic under the GIL
+    pending = iter(pieces)  # next() on a list iterator is atomic under the GIL
 
-    def worker(slot):
+    def worker():
         for lo, hi in pending:
-            work(lo, hi, slot)
+            work(lo, hi)
 
-    _run([lambda slot=slot: worker(slot) for slot in range(threads)])
+    _run([worker] * threads)
+
+
+def _ordered_sum(parts):
+    """parts[0] + parts[1] + … in this order (np.sum over an axis may pair them differently)."""
+    total = parts[0].copy()
+    for part in parts[1:]:
+        total += part
+    return total
 
 
 _LOCAL = threading.local()
@@ -313,33 +313,38 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
     X = pack_tiles(X_hat.reshape(rows, d))
     F, D = _workspace(rows_padded, blocks * PANEL_WIDTH)
     theta64 = np.ascontiguousarray(theta64, dtype=np.float64)
-    threads = max(1, min(kernel_threads(), p // MIN_FEATURES_PER_THREAD))
 
-    pieces = _split(0, blocks, threads * CHUNKS_PER_THREAD) if threads > 1 else [(0, blocks)]
-    v = np.zeros((threads, R, n_hat))
-    A = np.zeros((threads, R, n_hat, n_hat))
+    # fixed pieces, each with its own accumulators summed in piece order: the result does
+    # not depend on the thread count or on which thread took which piece (bitwise)
+    pieces = [(lo, min(lo + PIECE_BLOCKS, blocks)) for lo in range(0, blocks, PIECE_BLOCKS)]
+    index = {lo: k for k, (lo, _) in enumerate(pieces)}
+    threads = min(kernel_threads(), len(pieces))
+    v = np.zeros((len(pieces), R, n_hat))
+    A = np.zeros((len(pieces), R, n_hat, n_hat))
 
-    def features(lo, hi, slot):
-        _features_pass(X, P, theta64, a, b, relu_surrogate, R, n_hat, lo, hi, p, F, D, v[slot], A[slot])
+    def features(lo, hi):
+        k = index[lo]
+        _features_pass(X, P, theta64, a, b, relu_surrogate, R, n_hat, lo, hi, p, F, D, v[k], A[k])
 
-    _run_chunks(features, pieces, threads)
-    v, A = v.sum(axis=0), A.sum(axis=0)  # A: lower triangles
+    _run_pieces(features, pieces, threads)
+    v, A = _ordered_sum(v), _ordered_sum(A)  # A: lower triangles
     alpha = np.empty((R, n_hat))
     if not _small_gram_solve(A, v, cholesky_condition_limit(n_hat), alpha):  # ill-conditioned: the general solver
         A = np.tril(A) + np.swapaxes(np.tril(A, -1), 1, 2)
         alpha = np.stack([gram_solve(A[g], v[g]) for g in range(R)])
 
-    GT = np.zeros((threads, P.shape[1], -(-rows // T_WIDTH) * T_WIDTH), dtype=np.float32)  # Gᵀ, padded
-    r_sq = np.zeros((threads, R))
+    GT = np.zeros((len(pieces), P.shape[1], -(-rows // T_WIDTH) * T_WIDTH), dtype=np.float32)  # Gᵀ, padded
+    r_sq = np.zeros((len(pieces), R))
 
-    def residual(lo, hi, slot):
-        _residual_pass(F, D, theta64, alpha, R, n_hat, lo, hi, p, P, GT[slot], r_sq[slot], with_grad)
+    def residual(lo, hi):
+        k = index[lo]
+        _residual_pass(F, D, theta64, alpha, R, n_hat, lo, hi, p, P, GT[k], r_sq[k], with_grad)
 
-    _run_chunks(residual, pieces, threads)
-    r_sq = r_sq.sum(axis=0)
+    _run_pieces(residual, pieces, threads)
+    r_sq = _ordered_sum(r_sq)
     grad = None
     if with_grad:
-        G = GT.sum(axis=0)[:d, :rows].T
+        G = _ordered_sum(GT)[:d, :rows].T
         scale = ((-2.0 / theta_sq) * alpha).astype(np.float32)
         grad = G.reshape(R, n_hat, d) * scale[:, :, None]
     return r_sq / theta_sq, grad, alpha
