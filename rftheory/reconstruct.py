@@ -129,14 +129,14 @@ def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, h
     max_move = 0.5 * math.sqrt(d)  # cap a step's largest row displacement
     res = fun(X)
     L, g = res.loss, res.grad
-    S, Y = [], []
+    curvature = _CurvatureMemory(memory)
     hist = history if history is not None else []
     hist.append(L)
     h0 = len(hist)  # stall test only over this call's own iterations
     it = 0
     while it < max_iter and L > tol:
         it += 1
-        direction, slope, t = _search_direction(X, g, S, Y, max_move)
+        direction, slope, t = _search_direction(X, g, curvature, max_move)
         accepted = False
         for _ in range(40):
             X_new = retract_to_sphere(X + t * direction)
@@ -146,12 +146,11 @@ def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, h
                 break
             t *= 0.5
         if not accepted:
-            if S:  # drop the curvature memory and try steepest descent once more
-                S.clear()
-                Y.clear()
+            if curvature:  # drop the curvature memory and try steepest descent once more
+                curvature.clear()
                 continue
             break
-        _remember(S, Y, X_new - X, res_new.grad - g, memory)
+        curvature.remember(X_new - X, res_new.grad - g)
         X, L, g = X_new, res_new.loss, res_new.grad
         hist.append(L)
         if _should_stop(fun, X, L, hist, h0, stall_window, stall_rtol):
@@ -159,51 +158,61 @@ def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, h
     return X, L, it
 
 
-def _two_loop(g, S, Y):
-    """L-BFGS two-loop recursion: returns H·g for the memory (S, Y)."""
-    q = g.copy()
-    alphas = []
-    for s, y in zip(reversed(S), reversed(Y)):
-        a = _vdot(s, q) / _vdot(y, s)
-        alphas.append(a)
-        q -= a * y
-    if S:
-        q *= _vdot(S[-1], Y[-1]) / _vdot(Y[-1], Y[-1])
-    else:
-        q *= 1.0 / max(math.sqrt(_vdot(g, g)), 1e-300)
-    for (s, y), a in zip(zip(S, Y), reversed(alphas)):
-        b = _vdot(y, q) / _vdot(y, s)
-        q += (a - b) * s
-    return q
+class _CurvatureMemory:
+    """The last ``size`` L-BFGS curvature pairs (s, y), with ρ = 1/⟨y, s⟩ and ⟨y, y⟩ stored once."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.pairs = []  # (s, y, ρ, ⟨y, y⟩), oldest first
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs)
+
+    def clear(self) -> None:
+        self.pairs.clear()
+
+    def remember(self, s_vec, y_vec) -> None:
+        """Add (s, y) if ⟨s, y⟩ > 0 (numerically), keeping the last ``size``."""
+        sy, ss, yy = _vdot(s_vec, y_vec), _vdot(s_vec, s_vec), _vdot(y_vec, y_vec)
+        if sy > 1e-12 * math.sqrt(ss * yy):
+            self.pairs.append((s_vec, y_vec, 1.0 / sy, yy))
+            if len(self.pairs) > self.size:
+                self.pairs.pop(0)
+
+    def apply(self, g):
+        """Two-loop recursion: H·g, with H₀ = (⟨s, y⟩/⟨y, y⟩)·I from the newest pair (or 1/‖g‖)."""
+        q = g.copy()
+        alphas = []
+        for s, y, rho, _ in reversed(self.pairs):
+            a = rho * _vdot(s, q)
+            alphas.append(a)
+            q -= a * y
+        if self.pairs:
+            _, _, rho, yy = self.pairs[-1]
+            q *= 1.0 / (rho * yy)
+        else:
+            q *= 1.0 / max(math.sqrt(_vdot(g, g)), 1e-300)
+        for (s, y, rho, _), a in zip(self.pairs, reversed(alphas)):
+            q += (a - rho * _vdot(y, q)) * s
+        return q
 
 
-def _search_direction(X, g, S, Y, max_move):
+def _search_direction(X, g, memory: _CurvatureMemory, max_move):
     """L-BFGS direction −H g made tangent, its slope ⟨d, g⟩ and the first trial step.
 
-    If it is not a descent direction the memory (S, Y) is cleared in place and
+    If it is not a descent direction the memory is cleared in place and
     steepest descent is used.  The trial step is 1, capped so that no row moves
     farther than ``max_move``.
     """
-    direction = -riemannian_gradient(X, _two_loop(g, S, Y))
+    direction = -riemannian_gradient(X, memory.apply(g))
     slope = _vdot(direction, g)
     if not slope < 0:
-        S.clear()
-        Y.clear()
+        memory.clear()
         direction = -g / max(math.sqrt(_vdot(g, g)), 1e-300)
         slope = _vdot(direction, g)
     xp = array_namespace(direction)
     biggest = float(xp.max(xp.linalg.norm(direction, axis=-1)))
     return direction, slope, min(1.0, max_move / max(biggest, 1e-300))
-
-
-def _remember(S, Y, s_vec, y_vec, memory):
-    """Add the curvature pair (s, y) if ⟨s, y⟩ > 0 (numerically), keeping the last ``memory``."""
-    if _vdot(s_vec, y_vec) > 1e-12 * math.sqrt(_vdot(s_vec, s_vec) * _vdot(y_vec, y_vec)):
-        S.append(s_vec)
-        Y.append(y_vec)
-        if len(S) > memory:
-            S.pop(0)
-            Y.pop(0)
 
 
 def _stalled(hist, start, window, rtol) -> bool:
@@ -235,8 +244,7 @@ def _lbfgs_batched(fun, X, max_iter, tol, stop_at_tol, memory=20, stall_window=1
     L = [float(v) for v in res.loss]
     G = [res.grad[k] for k in range(R)]
     X = [X[k] for k in range(R)]
-    S = [[] for _ in range(R)]
-    Y = [[] for _ in range(R)]
+    curvature = [_CurvatureMemory(memory) for _ in range(R)]
     hist = [[L[k]] for k in range(R)]
     active = [L[k] > tol for k in range(R)]
     it = 0
@@ -244,7 +252,7 @@ def _lbfgs_batched(fun, X, max_iter, tol, stop_at_tol, memory=20, stall_window=1
         it += 1
         dirs, slopes, steps = {}, {}, {}
         for k in (k for k in range(R) if active[k]):
-            dirs[k], slopes[k], steps[k] = _search_direction(X[k], G[k], S[k], Y[k], max_move)
+            dirs[k], slopes[k], steps[k] = _search_direction(X[k], G[k], curvature[k], max_move)
         searching = list(dirs)
         accepted = {}
         for _ in range(40):
@@ -262,14 +270,13 @@ def _lbfgs_batched(fun, X, max_iter, tol, stop_at_tol, memory=20, stall_window=1
             searching = still
         for k in dirs:
             if k not in accepted:
-                if S[k]:
-                    S[k].clear()
-                    Y[k].clear()
+                if curvature[k]:
+                    curvature[k].clear()
                 else:
                     active[k] = False
                 continue
             X_new, L_new, g_new = accepted[k]
-            _remember(S[k], Y[k], X_new - X[k], g_new - G[k], memory)
+            curvature[k].remember(X_new - X[k], g_new - G[k])
             X[k], L[k], G[k] = X_new, L_new, g_new
             hist[k].append(L_new)
             if L_new <= tol or _stalled(hist[k], 0, stall_window, stall_rtol):
