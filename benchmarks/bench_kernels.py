@@ -1,7 +1,12 @@
-"""NumPy vs Numba for the fused σ/σ' (n=20, p=20000).
+"""NumPy vs Numba kernels (n=20, d=100, p=20000).
 
-Decides the defaults of ``rftheory.kernels``: the kernel is on by default only
-where it is faster here.
+1. the fused σ/σ' (rftheory.kernels);
+2. the packed-panel products X̂Vᵀ and WV (rftheory.panel) against NumPy's
+   BLAS on the same data, one thread each (the panel kernels' threads are
+   added by rftheory.panel_loss, BLAS's by OpenBLAS).
+
+Decides the defaults of ``rftheory.kernels.NUMBA_DEFAULT``: a kernel is on by
+default only where it is faster here.
 
     python benchmarks/bench_kernels.py
 """
@@ -17,6 +22,7 @@ from _common import best_time, machine_line  # noqa: E402
 
 from rftheory.activations import get_activation  # noqa: E402
 from rftheory.kernels import fused_value_and_derivative, kernel_coefficients, numba_available  # noqa: E402
+from rftheory.panel import pack_forward, panel_matmul_backward, panel_matmul_forward  # noqa: E402
 
 
 def main() -> int:
@@ -33,6 +39,21 @@ def main() -> int:
             t_nb = best_time(lambda: fused_value_and_derivative(act, Z, force=True))
             print(f"{np.dtype(dtype).name:8s} {name:10s} numpy {t_np * 1e3:7.3f} ms  numba {t_nb * 1e3:7.3f} ms  "
                   f"-> {'numba' if t_nb < t_np else 'numpy'} faster (default: {'numba' if kernel_coefficients(act, Z) is not None else 'numpy'})")
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+    n, d, p = 20, 100, 20000
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    V = rng.standard_normal((p, d)).astype(np.float32)
+    W = rng.standard_normal((n, p)).astype(np.float32)
+    P = pack_forward(V)
+    flops = 2 * n * d * p
+    with threadpool_limits(limits=1, user_api="blas"):
+        for name, blas, panel in (("X̂Vᵀ", lambda: X @ V.T, lambda: panel_matmul_forward(X, P, p)),
+                                  ("WV", lambda: W @ V, lambda: panel_matmul_backward(W, P, d))):
+            t_blas, t_panel = best_time(blas), best_time(panel)
+            print(f"float32  {name:5s} (1 thread)  BLAS {t_blas * 1e3:6.3f} ms = {flops / t_blas / 1e9:5.1f} GFLOP/s   "
+                  f"panel {t_panel * 1e3:6.3f} ms = {flops / t_panel / 1e9:5.1f} GFLOP/s  "
+                  f"-> {'panel' if t_panel < t_blas else 'BLAS'} faster")
     return 0
 
 

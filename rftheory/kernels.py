@@ -5,18 +5,24 @@ C-contiguous NumPy float32/float64), what the NumPy path computes in several:
 
     F = σ(Z),  D = σ'(Z)       for σ = a·relu + b·tanh (relu, tanh, relu+tanh, ...)
 
+The scalar formula (``relu_tanh_f32``) is shared with the fused panel loss
+(:mod:`rftheory.panel_loss`), which applies it to cache-resident chunks of
+X̂Vᵀ right after its packed-panel products (:mod:`rftheory.panel`).
+
 (A row-retraction kernel was measured too and dropped: it saves about 20 µs
 of a 5 ms iteration, not worth a second code path.)
 
-Serial on purpose: the sweeps run one process per core, and threaded kernels
-oversubscribe a busy machine badly (measured: 30× slower under load).
+This kernel is serial; the panel loss runs its pieces on as many threads as
+BLAS may use (threadpoolctl's limit), so sweeps that pin BLAS to one thread
+per process pin it too (oversubscribed threads were measured 30× slower under
+load).
 
-They are used only where ``benchmarks/bench_kernels.py`` measured them
+Kernels are used only where ``benchmarks/bench_kernels.py`` measured them
 faster than NumPy on this package's reference machine (see
-``NUMBA_DEFAULT``); set ``RFTHEORY_NUMBA=1`` to force them on, ``0`` to force
-them off.  Without Numba (or for CuPy arrays, other activations, or
-non-contiguous input) the NumPy expressions are used, with identical
-results up to rounding.
+``NUMBA_DEFAULT``: "relu_tanh" for this kernel, "panel" for the panel loss);
+set ``RFTHEORY_NUMBA=1`` to force them on, ``0`` to force them off.  Without
+Numba (or for CuPy arrays, other activations, or non-contiguous input) the
+NumPy/BLAS expressions are used, with identical results up to rounding.
 """
 from __future__ import annotations
 
@@ -25,10 +31,11 @@ import os
 
 import numpy as np
 
-__all__ = ["numba_available", "fused_value_and_derivative", "kernel_coefficients", "NUMBA_DEFAULT"]
+__all__ = ["numba_available", "numba_enabled", "fused_value_and_derivative", "kernel_coefficients",
+           "relu_tanh_coefficients", "NUMBA_DEFAULT"]
 
 try:  # pragma: no cover - exercised whenever numba is installed
-    from numba import njit, prange
+    from numba import njit
 
     _HAVE_NUMBA = True
 except Exception:  # pragma: no cover

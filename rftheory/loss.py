@@ -20,6 +20,12 @@ A.  V is used block by block, so a streamed (regenerated) V works too: the
 first pass accumulates v and A, the second forms r and the gradient.  The
 big products run in the model's dtype; v, A, α, r and L are float64.
 
+Two code paths compute exactly these formulas: for a float32 NumPy model
+with V stored and σ = a·relu + b·tanh (the attack's default), the fused,
+threaded packed-panel kernels of :mod:`rftheory.panel_loss`; otherwise (and
+with ``RFTHEORY_NUMBA=0``) the BLAS path below.  tests/test_panel.py checks
+they agree.
+
 Models other than random features (rftheory.adapters) plug in through the
 *feature-map protocol*: attributes ``p, d, dtype, xp`` and methods
 ``features(X) -> Φ (n×p)`` and ``features_vjp(X, G) -> ∂⟨G, Φ(X)⟩/∂X (n×d)``.
