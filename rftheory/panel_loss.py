@@ -53,6 +53,7 @@ if panel_kernels_available():
     def _features_pass(X, P, theta, a, b, relu_surrogate, groups, n_hat, block_lo, block_hi, p,
                        F, D, v, A):  # pragma: no cover - compiled
         """Pass 1 on forward panels [block_lo, block_hi): F, D (in place of Z) and the float64 sums v, A (lower triangle)."""
+        H = np.zeros((n_hat + 1, FORWARD_CHUNK_BLOCKS * PANEL_WIDTH))  # float64 rows of one chunk (+ a zero row)
         for c0 in range(block_lo, block_hi, FORWARD_CHUNK_BLOCKS):
             c1 = min(c0 + FORWARD_CHUNK_BLOCKS, block_hi)
             _forward_blocks(X, P, F, c0, c1)
@@ -65,19 +66,32 @@ if panel_kernels_available():
                     f_row[j], d_row[j] = relu_tanh_f32(z, a, b)
                     if relu_surrogate:
                         d_row[j] = np.float32(1.0) if z > 0 else np.float32(0.0)
+            m = j1 - j0
             for g in range(groups):
+                # the group's rows once in float64 (each converted once, not once per pair)
                 for i in range(n_hat):
-                    f_i = F[g * n_hat + i, j0:j1]
+                    f_i, h_i = F[g * n_hat + i, j0:j1], H[i]
+                    for j in range(m):
+                        h_i[j] = f_i[j]
+                for i in range(n_hat):
+                    h_i = H[i, :m]
                     s = 0.0
-                    for j in range(j1 - j0):
-                        s += np.float64(f_i[j]) * th[j]
+                    for j in range(m):
+                        s += h_i[j] * th[j]
                     v[g, i] += s
-                    for k in range(i + 1):
-                        f_k = F[g * n_hat + k, j0:j1]
-                        s = 0.0
-                        for j in range(j1 - j0):
-                            s += np.float64(f_i[j]) * np.float64(f_k[j])
-                        A[g, i, k] += s
+                for i in range(0, n_hat, 2):  # two rows against each earlier row: half the loads
+                    h_0, h_1 = H[i, :m], H[i + 1, :m]  # H[n_hat] is a zero row
+                    for k in range(i + 2):
+                        h_k = H[k, :m]
+                        s0 = 0.0
+                        s1 = 0.0
+                        for j in range(m):
+                            s0 += h_0[j] * h_k[j]
+                            s1 += h_1[j] * h_k[j]
+                        if k <= i:
+                            A[g, i, k] += s0
+                        if i + 1 < n_hat:
+                            A[g, i + 1, k] += s1
 
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
     def _residual_pass(F, D, theta, alpha, groups, n_hat, block_lo, block_hi, p, P, GT, r_sq,
