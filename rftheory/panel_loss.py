@@ -4,21 +4,28 @@ Same mathematics as :func:`rftheory.loss.projection_loss` (which dispatches
 here when :func:`panel_loss_applicable` holds); for R candidate sets of n̂
 rows (row g·n̂ + i of the stacked X̂ is sample i of set g):
 
-    pass 1, per chunk of features (threads split the features):
-        Z = X̂Vᵀ (micro-kernel on the forward panels),
+    pass 1, per chunk of 256 features:
+        Z = X̂Vᵀ (forward micro-kernel on the panels P of V),
         F = σ(Z), D = σ'(Z) in place, σ = a·relu + b·tanh,
-        v_g += F_g θ,   A_g += F_g F_gᵀ                       (float64 sums)
-    α_g = A_g⁻¹ v_g                                            (float64, Cholesky)
-    pass 2, per chunk of features (threads split the features):
+        v_g += F_g θ,   A_g += F_g F_gᵀ (lower triangle)       (float64 sums)
+    α_g = A_g⁻¹ v_g       (float64 Cholesky, gram_solve's conditioning rule;
+                           gram_solve itself when that rule refuses)
+    pass 2, per chunk of 256 features:
         r_g = θ − F_gᵀ α_g,  ‖r_g‖² accumulated               (float64)
-        W = D ⊙ r_g (per row of set g),  G += W V               (backward panels)
+        W = D ⊙ r_g (per row of set g), packed by rows,
+        Gᵀ += Vᵀ Wᵀ (backward micro-kernel on the same panels P)
     L_g = ‖r_g‖²/‖θ‖²,   ∂L/∂X̂_g = −(2/‖θ‖²) diag(α_g) G_g.
 
-Each chunk is used by every step while it is in cache, so Z, F and D are
-written once and never re-read from memory by a separate elementwise pass.
-Threads: as many as the BLAS of this process may use (threadpoolctl's
-current limit), so ``threadpool_limits(1)`` — used by the attack on small
-problems and by the sweep workers — makes this serial as well.
+Every step uses a chunk while it is in cache: Z, F and D are written once
+and read back once (pass 2), W never leaves the cache, and V is read from
+one packed copy by both passes.
+
+Threads: the features are cut into fixed pieces of PIECE_BLOCKS panels
+that the threads pull dynamically; each piece has its own accumulators,
+summed in piece order, so the result is bitwise the same for any thread
+count and schedule.  The thread count is :func:`kernel_threads` (the
+current BLAS limit unless :func:`panel_threads` says otherwise), so
+``threadpool_limits(1)`` — set by sweep workers — makes this serial too.
 """
 from __future__ import annotations
 
@@ -37,7 +44,7 @@ from .panel import PANEL_WIDTH, T_WIDTH, TILE_ROWS, pack_forward, pack_tiles, pa
 __all__ = ["panel_loss_applicable", "panel_model_applicable", "panel_projection_loss", "packed_panels",
            "kernel_threads", "panel_threads", "PANEL_MAX_BYTES"]
 
-PANEL_MAX_BYTES = 2**30  # keep the two packed copies only for V up to 1 GiB (else the BLAS path runs)
+PANEL_MAX_BYTES = 2**30  # keep a packed copy of V only up to 1 GiB (else the BLAS path runs)
 FORWARD_CHUNK_BLOCKS = 16  # panels (16 features each) per cache-resident chunk of pass 1
 RESIDUAL_CHUNK_BLOCKS = 16  # panels per cache-resident chunk of pass 2
 PIECE_BLOCKS = 128  # panels (2048 features) per piece of work handed to a thread; fixed, so sums are reproducible

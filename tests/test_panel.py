@@ -209,3 +209,13 @@ def test_panel_loss_with_a_singular_gram_falls_back_like_the_blas_path(blas_path
     assert np.isfinite(fast.loss) and np.all(np.isfinite(fast.grad))
     np.testing.assert_allclose(fast.loss, ref.loss, rtol=1e-5)
     np.testing.assert_allclose(fast.grad, ref.grad, atol=1e-4 * np.abs(ref.grad).max())
+
+
+@needs_numba
+def test_astype_does_not_carry_the_packed_copy():
+    from rftheory.panel_loss import packed_panels
+
+    model = _model(300, 20)
+    packed_panels(model)
+    assert "_panels" in model.__dict__
+    assert "_panels" not in model.astype(np.float64).__dict__
