@@ -68,11 +68,14 @@ if panel_kernels_available():
             th = theta[j0:j1]
             for row in range(groups * n_hat):
                 f_row, d_row = F[row, j0:j1], D[row, j0:j1]
-                for j in range(j1 - j0):
-                    z = f_row[j]
-                    f_row[j], d_row[j] = relu_tanh_f32(z, a, b)
-                    if relu_surrogate:
+                if relu_surrogate:  # σ' replaced by 1[z > 0]; two loops, each branch-free (vectorised)
+                    for j in range(j1 - j0):
+                        z = f_row[j]
                         d_row[j] = np.float32(1.0) if z > 0 else np.float32(0.0)
+                        f_row[j] = relu_tanh_f32(z, a, b)[0]
+                else:
+                    for j in range(j1 - j0):
+                        f_row[j], d_row[j] = relu_tanh_f32(f_row[j], a, b)
             m = j1 - j0
             for g in range(groups):
                 # the group's rows once in float64 (each converted once, not once per pair)
