@@ -8,7 +8,9 @@ two matrix–vector products with θ (2n²p + 4np); the figure counts 4ndp + 2n�
 float32 (the attack's default) is measured on both code paths of
 rftheory.loss: the fused packed-panel kernels (rftheory.panel_loss, the
 default where Numba is installed) and the BLAS path (NumPy/OpenBLAS, the
-fallback).  Because a shared virtual machine's speed drifts by tens of per
+fallback), each with the thread set-up ``reconstruct`` gives it (panel:
+its own threads, BLAS limited to one so that no OpenBLAS thread spins
+beside them; BLAS path: OpenBLAS's threads).  Because a shared virtual machine's speed drifts by tens of per
 cent from one second to the next, each of ``--rounds`` rounds measures the
 sgemm peak (2048×2048, all cores) and then the evaluations, and the verdict
 uses the median over rounds of (evaluation GFLOP/s) / (same round's peak).
@@ -18,12 +20,14 @@ uses the median over rounds of (evaluation GFLOP/s) / (same round's peak).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_time, machine_line, matmul_gflops  # noqa: E402
@@ -31,12 +35,19 @@ from _common import best_time, machine_line, matmul_gflops  # noqa: E402
 from rftheory import kernels  # noqa: E402
 from rftheory.data import synthetic_sphere  # noqa: E402
 from rftheory.loss import projection_loss  # noqa: E402
-from rftheory.panel_loss import kernel_threads, panel_model_applicable  # noqa: E402
+from rftheory.panel_loss import kernel_threads, panel_model_applicable, panel_threads  # noqa: E402
 from rftheory.random_features import RandomFeatures  # noqa: E402
 from rftheory.reconstruct import random_sphere, reconstruct  # noqa: E402
 
 TARGET = 0.5
 BATCH = 3  # batched restarts: R·n rows share the passes over V
+
+
+def _stack(*contexts):
+    stack = contextlib.ExitStack()
+    for c in contexts:
+        stack.enter_context(c)
+    return stack
 
 
 def _with_panel(enabled: bool, fn):
@@ -88,6 +99,15 @@ def main(argv=None) -> int:
             (lambda: _with_panel(False, lambda: projection_loss(S32, model.theta, work32)), BATCH * flops),
         "float64 BLAS": (lambda: projection_loss(X64, model.theta, work64), flops),
     }
+    threads = kernel_threads()
+
+    def setting(name):
+        """The thread set-up ``reconstruct`` uses: the panel kernels get the threads and
+        BLAS one (no OpenBLAS threads left spinning beside them); the BLAS path gets BLAS's."""
+        if "panel" in name:
+            return _stack(threadpool_limits(limits=1, user_api="blas"), panel_threads(threads))
+        return contextlib.nullcontext()
+
     if not has_panel:
         cases = {k: v for k, v in cases.items() if "panel" not in k}
     times = {k: [] for k in cases}
@@ -97,7 +117,8 @@ def main(argv=None) -> int:
         for name in peaks:
             peaks[name].append(matmul_gflops(np.dtype(name)))
         for name, (fn, fl) in cases.items():
-            t = best_time(fn)
+            with setting(name):
+                t = best_time(fn)
             times[name].append(t)
             fractions[name].append(fl / t / 1e9 / peaks[name.split()[0]][-1])
         print(f"round {r + 1}: sgemm peak {peaks['float32'][-1]:6.1f} GFLOP/s; "
