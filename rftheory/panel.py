@@ -49,6 +49,7 @@ PANEL_WIDTH = 2 * VECTOR  # features per panel of P: two vectors
 TILE_ROWS = 5  # forward tile: 5 rows × 2 vectors = 10 accumulators + 2 loads + 1 broadcast ≤ 16 registers
 T_TILE_ROWS, T_VECTORS = 4, 3  # backward tile: 4 coordinates × 3 vectors (24 rows of W) = 12 + 3 + 1 = 16
 T_WIDTH = VECTOR * T_VECTORS
+BACKWARD_CHUNK_BLOCKS = 16  # panels summed in registers per backward tile call
 
 try:  # pragma: no cover - exercised whenever numba is installed
     from llvmlite import ir
@@ -102,10 +103,13 @@ def pack_rows(W: np.ndarray, columns: int | None = None) -> np.ndarray:
 def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
     """A Numba intrinsic for one register tile of tile_rows × (8·vectors) sums:
 
-        out[o + r·o_row + c] (+)= Σ_{0 ≤ t < count} A[a + r·a_row_step + t·a_t_step] · B[b + t·b_step + c]
+        out[o + r·o_row + c] (+)= Σ_{0 ≤ s < panels} Σ_{0 ≤ t < count}
+                                   A[a + s·a_panel + r·a_row_step + t·a_t_step] · B[b + s·b_panel + t·b_step + c]
 
     for r < tile_rows, c < 8·vectors, all indices flat element offsets into
     C-contiguous float32 arrays (callers compute a, b, o; no bounds checks).
+    The sums stay in registers across all ``panels`` (the backward kernel
+    walks a whole chunk of panels per call).
     With ``accumulate`` true the sums are added to what ``out`` holds, else
     they replace it.  The A steps are compile-time constants, so the loop
     advances two pointers; tile_rows·vectors accumulators + vectors loads + 1
@@ -113,11 +117,13 @@ def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
     """
 
     @intrinsic
-    def tile(typingctx, A, a, B, b, b_step, out, o, o_row, count, accumulate):  # pragma: no cover - compiled
-        sig = types.void(A, a, B, b, b_step, out, o, o_row, count, accumulate)
+    def tile(typingctx, A, a, a_panel, B, b, b_step, b_panel, panels, out, o, o_row, count,
+             accumulate):  # pragma: no cover - compiled
+        sig = types.void(A, a, a_panel, B, b, b_step, b_panel, panels, out, o, o_row, count, accumulate)
 
         def codegen(context, builder, signature, args):
-            a_arr, a_off, b_arr, b_off, b_step_, o_arr, o_off, o_row_, count_, accumulate_ = args
+            (a_arr, a_off, a_panel_, b_arr, b_off, b_step_, b_panel_, panels_, o_arr, o_off, o_row_, count_,
+             accumulate_) = args
             f32 = ir.FloatType()
             i64 = ir.IntType(64)
             vec = ir.VectorType(f32, VECTOR)
@@ -136,9 +142,10 @@ def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
                 return context.cast(builder, value, signature.args[k], types.int64)
 
             base_a = builder.gep(data(0, a_arr), [int64(1, a_off)])
-            base_b = builder.gep(data(2, b_arr), [int64(3, b_off)])
-            base_o = builder.gep(data(5, o_arr), [int64(6, o_off)])
-            b_step_v, o_row_v, count_v = int64(4, b_step_), int64(7, o_row_), int64(8, count_)
+            base_b = builder.gep(data(3, b_arr), [int64(4, b_off)])
+            base_o = builder.gep(data(8, o_arr), [int64(9, o_off)])
+            a_panel_v, b_step_v, b_panel_v = int64(2, a_panel_), int64(5, b_step_), int64(6, b_panel_)
+            panels_v, o_row_v, count_v = int64(7, panels_), int64(10, o_row_), int64(11, count_)
             out_ptrs = [[builder.bitcast(builder.gep(base_o, [builder.add(builder.mul(const(r), o_row_v),
                                                                           const(VECTOR * c))]), vec_ptr)
                          for c in range(vectors)] for r in range(tile_rows)]
@@ -149,24 +156,28 @@ def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
             for r in range(tile_rows):
                 for c in range(vectors):
                     builder.store(zero, acc[r][c])
-            with builder.if_then(context.cast(builder, accumulate_, signature.args[9], types.boolean)):
+            with builder.if_then(context.cast(builder, accumulate_, signature.args[12], types.boolean)):
                 for r in range(tile_rows):
                     for c in range(vectors):
                         builder.store(builder.load(out_ptrs[r][c], align=4), acc[r][c])
             splat = ir.Constant(ir.VectorType(ir.IntType(32), VECTOR), [0] * VECTOR)
-            with cgutils.for_range(builder, count_v) as loop:
-                t = loop.index
-                b_row = builder.gep(base_b, [builder.mul(t, b_step_v)])
-                b_vecs = [builder.load(builder.bitcast(builder.gep(b_row, [const(VECTOR * c)]), vec_ptr), align=4)
-                          for c in range(vectors)]
-                a_row = builder.gep(base_a, [builder.mul(t, const(a_t_step))])
-                for r in range(tile_rows):
-                    a_one = builder.insert_element(ir.Constant(vec, None),
-                                                   builder.load(builder.gep(a_row, [const(r * a_row_step)])),
-                                                   ir.Constant(ir.IntType(32), 0))
-                    a_vec = builder.shuffle_vector(a_one, ir.Constant(vec, None), splat)
-                    for c in range(vectors):
-                        builder.store(builder.call(fma, [a_vec, b_vecs[c], builder.load(acc[r][c])]), acc[r][c])
+            with cgutils.for_range(builder, panels_v) as outer:
+                panel_a = builder.gep(base_a, [builder.mul(outer.index, a_panel_v)])
+                panel_b = builder.gep(base_b, [builder.mul(outer.index, b_panel_v)])
+                with cgutils.for_range(builder, count_v) as loop:
+                    t = loop.index
+                    b_row = builder.gep(panel_b, [builder.mul(t, b_step_v)])
+                    b_vecs = [builder.load(builder.bitcast(builder.gep(b_row, [const(VECTOR * c)]), vec_ptr),
+                                           align=4) for c in range(vectors)]
+                    a_row = builder.gep(panel_a, [builder.mul(t, const(a_t_step))])
+                    for r in range(tile_rows):
+                        a_one = builder.insert_element(ir.Constant(vec, None),
+                                                       builder.load(builder.gep(a_row, [const(r * a_row_step)])),
+                                                       ir.Constant(ir.IntType(32), 0))
+                        a_vec = builder.shuffle_vector(a_one, ir.Constant(vec, None), splat)
+                        for c in range(vectors):
+                            builder.store(builder.call(fma, [a_vec, b_vecs[c], builder.load(acc[r][c])]),
+                                          acc[r][c])
             for r in range(tile_rows):
                 for c in range(vectors):
                     builder.store(builder.load(acc[r][c]), out_ptrs[r][c], align=4)
@@ -190,7 +201,7 @@ if _HAVE_NUMBA:
         d_pad, z_cols = P.shape[1], Z.shape[1]
         for b in range(block_lo, block_hi):
             for s in range(tiles):
-                _forward_tile(Xt, s * d * TILE_ROWS, P, b * d_pad * PANEL_WIDTH, PANEL_WIDTH,
+                _forward_tile(Xt, s * d * TILE_ROWS, 0, P, b * d_pad * PANEL_WIDTH, PANEL_WIDTH, 0, 1,
                               Z, s * TILE_ROWS * z_cols + b * PANEL_WIDTH, z_cols, d, False)
 
     @njit(nogil=True, cache=True)
@@ -204,11 +215,13 @@ if _HAVE_NUMBA:
         d_pad = P.shape[1]
         groups, span, _ = Wt.shape
         g_cols = GT.shape[1]
-        for b in range(block_lo, block_hi):
+        for b0 in range(block_lo, block_hi, BACKWARD_CHUNK_BLOCKS):  # the sums stay in registers over a chunk
+            panels = min(BACKWARD_CHUNK_BLOCKS, block_hi - b0)
             for q in range(groups):
-                w_off = (q * span + b * PANEL_WIDTH - t_base) * T_WIDTH
+                w_off = (q * span + b0 * PANEL_WIDTH - t_base) * T_WIDTH
                 for k0 in range(0, d_pad, T_TILE_ROWS):
-                    _backward_tile(P, (b * d_pad + k0) * PANEL_WIDTH, Wt, w_off, T_WIDTH,
+                    _backward_tile(P, (b0 * d_pad + k0) * PANEL_WIDTH, d_pad * PANEL_WIDTH,
+                                   Wt, w_off, T_WIDTH, PANEL_WIDTH * T_WIDTH, panels,
                                    GT, k0 * g_cols + q * T_WIDTH, g_cols, PANEL_WIDTH, True)
 
 
