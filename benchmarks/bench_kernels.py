@@ -22,7 +22,14 @@ from _common import best_time, machine_line, matmul_gflops  # noqa: E402
 
 from rftheory.activations import get_activation  # noqa: E402
 from rftheory.kernels import fused_value_and_derivative, kernel_coefficients, numba_available  # noqa: E402
-from rftheory.panel import pack_forward, panel_matmul_backward, panel_matmul_forward  # noqa: E402
+from rftheory.panel import (  # noqa: E402
+    PANEL_WIDTH,
+    _backward_blocks,
+    pack_forward,
+    pack_rows,
+    panel_matmul_backward,
+    panel_matmul_forward,
+)
 
 
 def main() -> int:
@@ -50,10 +57,13 @@ def main() -> int:
     with threadpool_limits(limits=1, user_api="blas"):
         peak = matmul_gflops(np.float32)
         print(f"float32  sgemm 2048² (1 thread): {peak:.1f} GFLOP/s")
+        Wt = pack_rows(W, P.shape[0] * PANEL_WIDTH)  # the loss packs W chunk by chunk, in cache
+        GT = np.zeros((P.shape[1], Wt.shape[0] * Wt.shape[2]), dtype=np.float32)
         for name, blas, panel in (("X̂Vᵀ", lambda: X @ V.T, lambda: panel_matmul_forward(X, P, p)),
-                                  ("WV", lambda: W @ V, lambda: panel_matmul_backward(W, P, d))):
+                                  ("WV", lambda: W @ V, lambda: panel_matmul_backward(W, P, d)),
+                                  ("WV, W pre-packed", lambda: W @ V, lambda: _backward_blocks(Wt, P, GT, 0, P.shape[0], 0))):
             t_blas, t_panel = best_time(blas), best_time(panel)
-            print(f"float32  {name:5s} (1 thread)  BLAS {t_blas * 1e3:6.3f} ms = {flops / t_blas / 1e9:5.1f} GFLOP/s   "
+            print(f"float32  {name:16s} (1 thread)  BLAS {t_blas * 1e3:6.3f} ms = {flops / t_blas / 1e9:5.1f} GFLOP/s   "
                   f"panel {t_panel * 1e3:6.3f} ms = {flops / t_panel / 1e9:5.1f} GFLOP/s "
                   f"({flops / t_panel / 1e9 / peak:.0%} of the 1-thread peak)  -> {'panel' if t_panel < t_blas else 'BLAS'} faster")
     return 0
