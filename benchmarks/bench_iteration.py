@@ -69,6 +69,50 @@ def _iteration_time(model, theta, n, dtype) -> tuple[float, float]:
     return (time.perf_counter() - start) / its, res.evaluations / its
 
 
+def _min_time(fn, calls: int = 100) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _breakdown(model, X, theta) -> None:
+    """Single-thread parts of one panel evaluation (fastest of 100 calls each)."""
+    from rftheory import panel, panel_loss  # noqa: PLC0415
+
+    n, d, p = X.shape[0], model.d, model.p
+    P = panel_loss.packed_panels(model)
+    blocks = P.shape[0]
+    Xt = panel.pack_tiles(X)
+    F = np.empty((Xt.shape[0] * panel.TILE_ROWS, blocks * panel.PANEL_WIDTH), np.float32)
+    D = np.empty_like(F)
+    a, b = (np.float32(c) for c in kernels.relu_tanh_coefficients(model.activation))
+    v, A = np.zeros((1, n)), np.zeros((1, n, n))
+    alpha = np.random.default_rng(0).standard_normal((1, n))
+    GT = np.zeros((P.shape[1], panel.T_WIDTH * -(-n // panel.T_WIDTH)), np.float32)
+    r_sq = np.zeros(1)
+    Wt = panel.pack_rows(F[:n], blocks * panel.PANEL_WIDTH)
+    parts = {
+        "pass 1 (X̂Vᵀ, σ, σ', v, Gram)": lambda: panel_loss._features_pass(Xt, P, theta, a, b, False, 1, n, 0, blocks,
+                                                                         p, F, D, v, A),
+        "  of which the X̂Vᵀ kernel": lambda: panel._forward_blocks(Xt, P, F, 0, blocks),
+        "pass 2 (r, W, (WV)ᵀ)": lambda: panel_loss._residual_pass(F, D, theta, alpha, 1, n, 0, blocks, p, P, GT,
+                                                                  r_sq, True),
+        "  of which the (WV)ᵀ kernel": lambda: panel._backward_blocks(Wt, P, GT, 0, blocks, 0),
+        "  of which r alone": lambda: panel_loss._residual_pass(F, D, theta, alpha, 1, n, 0, blocks, p, P, GT,
+                                                               r_sq, False),
+    }
+    with threadpool_limits(limits=1, user_api="blas"), panel_threads(1):
+        whole = _min_time(lambda: projection_loss(X, theta, model))
+        times = {k: _min_time(f) for k, f in parts.items()}
+    print(f"\nsingle-thread breakdown of one panel evaluation (fastest of 100 calls): whole {whole * 1e3:.2f} ms")
+    for k, t in times.items():
+        print(f"  {k:32s} {t * 1e3:6.2f} ms")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20)
@@ -137,6 +181,8 @@ def main(argv=None) -> int:
         t_iter, evals = _with_panel(enabled and kernels.NUMBA_DEFAULT["panel"],
                                     lambda dtype=dtype: _iteration_time(model, model.theta, n, dtype))
         print(f"  L-BFGS iteration, {label:24s} {t_iter * 1e3:7.2f} ms ({evals:.2f} evaluations/iteration)")
+    if has_panel:
+        _breakdown(work32, X32, model.theta)
     key = "float32 panel" if has_panel else "float32 BLAS"
     frac = statistics.median(fractions[key])
     ok = frac >= TARGET
