@@ -112,7 +112,7 @@ class _Counter:
 
 
 def _vdot(a, b) -> float:
-    """⟨a, b⟩ over all entries (BLAS dot for NumPy: no temporary; the L-BFGS loop makes ~80 per iteration)."""
+    """⟨a, b⟩ over all entries (BLAS dot for NumPy: no temporary; the L-BFGS loop makes ~2·memory per iteration)."""
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
         return float(np.vdot(a, b))
     return float((a * b).sum())
