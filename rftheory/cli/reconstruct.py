@@ -66,7 +66,9 @@ def add_parser(sub):
                    help="σ' used in the gradient: the activation's own (true) or the ReLU surrogate 1[z>0]")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="working precision of the attack's big products (the Gram, α, r and the loss are always "
-                        "float64; the model is trained in float64 and the final loss re-evaluated in float64)")
+                        "float64; the model is trained in float64 and the final loss re-evaluated in float64). "
+                        "float32 with stored V and a relu/tanh activation runs on the packed-panel Numba kernels "
+                        "(rftheory.panel_loss; RFTHEORY_NUMBA=0 switches them off), threaded as BLAS would be")
     p.add_argument("--stream-weights", action="store_true",
                    help="do not store V; regenerate it block by block from the seed (for p·d beyond memory)")
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="array backend (cupy needs a GPU)")
