@@ -188,7 +188,65 @@ def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
     return tile
 
 
+def _make_scaled_transpose():
+    """A Numba intrinsic for one 8×8 block of W = D ⊙ r, transposed into the packed layout:
+
+        out[o + t·o_row + i] = D[d + i·d_row + t] · r[s + t]      for i, t < 8
+
+    (flat element offsets into C-contiguous float32 arrays; no bounds checks):
+    eight vector loads, eight products, 24 shuffles, eight vector stores,
+    instead of 64 scattered scalar stores.
+    """
+
+    @intrinsic
+    def transpose(typingctx, D, d, d_row, r, s, out, o, o_row):  # pragma: no cover - compiled
+        sig = types.void(D, d, d_row, r, s, out, o, o_row)
+
+        def codegen(context, builder, signature, args):
+            d_arr, d_off, d_row_, r_arr, r_off, o_arr, o_off, o_row_ = args
+            f32 = ir.FloatType()
+            vec = ir.VectorType(f32, VECTOR)
+            vec_ptr = vec.as_pointer()
+
+            def data(k, value):
+                return builder.bitcast(context.make_array(signature.args[k])(context, builder, value).data,
+                                       f32.as_pointer())
+
+            def int64(k, value):
+                return context.cast(builder, value, signature.args[k], types.int64)
+
+            def shuffle(a, b, mask):
+                return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), VECTOR), mask))
+
+            base_d = builder.gep(data(0, d_arr), [int64(1, d_off)])
+            d_step = int64(2, d_row_)
+            scale = builder.load(builder.bitcast(builder.gep(data(3, r_arr), [int64(4, r_off)]), vec_ptr), align=4)
+            rows = [builder.fmul(builder.load(builder.bitcast(
+                builder.gep(base_d, [builder.mul(ir.Constant(ir.IntType(64), i), d_step)]), vec_ptr), align=4), scale)
+                for i in range(VECTOR)]
+            low, high = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
+            pairs = [(shuffle(rows[2 * k], rows[2 * k + 1], low), shuffle(rows[2 * k], rows[2 * k + 1], high))
+                     for k in range(4)]
+            first, second = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+            quads = [[shuffle(pairs[h][0], pairs[h + 1][0], first), shuffle(pairs[h][0], pairs[h + 1][0], second),
+                      shuffle(pairs[h][1], pairs[h + 1][1], first), shuffle(pairs[h][1], pairs[h + 1][1], second)]
+                     for h in (0, 2)]
+            base_o = builder.gep(data(5, o_arr), [int64(6, o_off)])
+            o_step = int64(7, o_row_)
+            for k in range(4):
+                for t, mask in ((k, [0, 1, 2, 3, 8, 9, 10, 11]), (k + 4, [4, 5, 6, 7, 12, 13, 14, 15])):
+                    ptr = builder.gep(base_o, [builder.mul(ir.Constant(ir.IntType(64), t), o_step)])
+                    builder.store(shuffle(quads[0][k], quads[1][k], mask), builder.bitcast(ptr, vec_ptr), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return transpose
+
+
 if _HAVE_NUMBA:
+    # W = D ⊙ r, 8 rows × 8 features at a time, into the backward kernel's packed layout
+    scaled_transpose8 = _make_scaled_transpose()
     # forward: A = X̂ packed by tiles (row step 1, t step TILE_ROWS), B = P, 16 features per tile
     _forward_tile = _make_tile(TILE_ROWS, 2, 1, TILE_ROWS)
     # backward: A = P[b] (coordinate step 16, feature step 1), B = W packed by rows, 24 rows per tile

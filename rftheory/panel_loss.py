@@ -53,7 +53,7 @@ if panel_kernels_available():
     from numba import njit
 
     from .kernels import relu_tanh_f32
-    from .panel import _backward_blocks, _forward_blocks
+    from .panel import _backward_blocks, _forward_blocks, scaled_transpose8
 
     # (loops index 1-D row slices: LLVM vectorises those, not 2-D indexing)
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
@@ -103,6 +103,34 @@ if panel_kernels_available():
                         if i + 1 < n_hat:
                             A[g, i + 1, k] += s1
 
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _pack_w(D, r32, row_lo, row_hi, c0, m, width, Wt):  # pragma: no cover - compiled
+        """Wt[row // 24, j, row % 24] = D[row, c0 + j] · r32[j] for rows [row_lo, row_hi) and j < m; 0 for m ≤ j < width.
+
+        Whole 8×8 blocks (8 rows of one set, aligned to 8) go through the
+        vector transpose; the rest is scalar.
+        """
+        span, d_cols = Wt.shape[1], D.shape[1]
+        full = m - m % 8
+        row = row_lo
+        while row < row_hi:
+            if row % 8 == 0 and row + 8 <= row_hi:
+                q, c = row // T_WIDTH, row % T_WIDTH
+                for j0 in range(0, full, 8):
+                    scaled_transpose8(D, row * d_cols + c0 + j0, d_cols, r32, j0, Wt, (q * span + j0) * T_WIDTH + c,
+                                      T_WIDTH)
+                last = row + 8
+            else:
+                last = row + 1
+            for i in range(row, last):
+                q, c = i // T_WIDTH, i % T_WIDTH
+                start = full if last == row + 8 else 0
+                for j in range(start, m):
+                    Wt[q, j, c] = D[i, c0 + j] * r32[j]
+                for j in range(m, width):
+                    Wt[q, j, c] = np.float32(0.0)
+            row = last
+
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
     def _residual_pass(F, D, theta, alpha, groups, n_hat, block_lo, block_hi, p, P, GT, r_sq,
                        with_grad):  # pragma: no cover - compiled
@@ -113,6 +141,7 @@ if panel_kernels_available():
         """
         width = RESIDUAL_CHUNK_BLOCKS * PANEL_WIDTH
         r = np.empty(width, dtype=np.float64)
+        r32 = np.empty(width, dtype=np.float32)
         Wt = np.zeros((-(-(groups * n_hat) // T_WIDTH), width, T_WIDTH), dtype=np.float32)
         for b0 in range(block_lo, block_hi, RESIDUAL_CHUNK_BLOCKS):
             b1 = min(b0 + RESIDUAL_CHUNK_BLOCKS, block_hi)
@@ -132,14 +161,9 @@ if panel_kernels_available():
                     s += r[j] * r[j]
                 r_sq[g] += s
                 if with_grad:
-                    for i in range(n_hat):
-                        row = g * n_hat + i
-                        d_i = D[row, c0:c0 + m]
-                        w = Wt[row // T_WIDTH, :, row % T_WIDTH]
-                        for j in range(m):
-                            w[j] = d_i[j] * np.float32(r[j])
-                        for j in range(m, (b1 - b0) * PANEL_WIDTH):
-                            w[j] = np.float32(0.0)
+                    for j in range(m):
+                        r32[j] = r[j]
+                    _pack_w(D, r32, g * n_hat, (g + 1) * n_hat, c0, m, (b1 - b0) * PANEL_WIDTH, Wt)
             if with_grad:
                 _backward_blocks(Wt, P, GT, b0, b1, c0)
 
