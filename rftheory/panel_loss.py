@@ -114,17 +114,16 @@ if panel_kernels_available():
         full = m - m % 8
         row = row_lo
         while row < row_hi:
-            if row % 8 == 0 and row + 8 <= row_hi:
+            if row % 8 == 0 and row + 8 <= row_hi:  # an 8×8-block row: vector transposes, scalar tail
                 q, c = row // T_WIDTH, row % T_WIDTH
                 for j0 in range(0, full, 8):
                     scaled_transpose8(D, row * d_cols + c0 + j0, d_cols, r32, j0, Wt, (q * span + j0) * T_WIDTH + c,
                                       T_WIDTH)
-                last = row + 8
-            else:
-                last = row + 1
+                last, start = row + 8, full
+            else:  # a single row, all scalar
+                last, start = row + 1, 0
             for i in range(row, last):
                 q, c = i // T_WIDTH, i % T_WIDTH
-                start = full if last == row + 8 else 0
                 for j in range(start, m):
                     Wt[q, j, c] = D[i, c0 + j] * r32[j]
                 for j in range(m, width):
@@ -269,7 +268,7 @@ def _run(tasks):
 
 
 def _run_pieces(work, pieces, threads: int) -> None:
-    """Call ``work(lo, hi)`` for every (lo, hi) in ``pieces`` on ``threads`` threads.
+    """Call ``work(k, lo, hi)`` for every piece (k, lo, hi) in ``pieces`` on ``threads`` threads.
 
     The threads pull pieces from one shared iterator (dynamic scheduling), so
     a thread that starts late or runs on a slower core simply takes fewer.
@@ -277,8 +276,8 @@ def _run_pieces(work, pieces, threads: int) -> None:
     pending = iter(pieces)  # next() on a list iterator is atomic under the GIL
 
     def worker():
-        for lo, hi in pending:
-            work(lo, hi)
+        for piece in pending:
+            work(*piece)
 
     _run([worker] * threads)
 
@@ -298,7 +297,8 @@ def _workspace(rows: int, columns: int):
     """Scratch F, D (rows×columns, float32), reused by later calls of this thread.
 
     Fresh multi-megabyte arrays cost page faults on every evaluation
-    (≈ 0.2 ms for three 1.6 MB arrays on the reference machine); nothing
+    (≈ 0.2 ms for three 1.6 MB arrays on the reference machine, measured
+    when W was a third such array); nothing
     returned to the caller refers to them.
     """
     key = (rows, columns)
@@ -364,14 +364,12 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
 
     # fixed pieces, each with its own accumulators summed in piece order: the result does
     # not depend on the thread count or on which thread took which piece (bitwise)
-    pieces = [(lo, min(lo + PIECE_BLOCKS, blocks)) for lo in range(0, blocks, PIECE_BLOCKS)]
-    index = {lo: k for k, (lo, _) in enumerate(pieces)}
+    pieces = [(k, lo, min(lo + PIECE_BLOCKS, blocks)) for k, lo in enumerate(range(0, blocks, PIECE_BLOCKS))]
     threads = min(kernel_threads(), len(pieces))
     v = np.zeros((len(pieces), R, n_hat))
     A = np.zeros((len(pieces), R, n_hat, n_hat))
 
-    def features(lo, hi):
-        k = index[lo]
+    def features(k, lo, hi):
         _features_pass(X, P, theta64, a, b, relu_surrogate, R, n_hat, lo, hi, p, F, D, v[k], A[k])
 
     _run_pieces(features, pieces, threads)
@@ -384,8 +382,7 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
     GT = np.zeros((len(pieces), P.shape[1], -(-rows // T_WIDTH) * T_WIDTH), dtype=np.float32)  # Gᵀ, padded
     r_sq = np.zeros((len(pieces), R))
 
-    def residual(lo, hi):
-        k = index[lo]
+    def residual(k, lo, hi):
         _residual_pass(F, D, theta64, alpha, R, n_hat, lo, hi, p, P, GT[k], r_sq[k], with_grad)
 
     _run_pieces(residual, pieces, threads)
