@@ -13,7 +13,6 @@ below ``n·ε·λ_max``.
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg.lapack import dpotrf, dpotrs
 
 from .backend import array_namespace
 
@@ -33,6 +32,8 @@ def cholesky_condition_limit(n: int) -> float:
 
 def _cholesky(A, xp):
     if xp is np:  # LAPACK potrf directly: the attack solves one small system per evaluation
+        from scipy.linalg.lapack import dpotrf  # noqa: PLC0415  (scipy.linalg: ≈ 0.25 s to import, only when solving)
+
         L, info = dpotrf(A, lower=1, clean=1)
         return L if info == 0 else None
     L = xp.linalg.cholesky(A)  # CuPy returns NaN instead of raising
@@ -42,6 +43,8 @@ def _cholesky(A, xp):
 def _cholesky_solve(L, b, xp):
     """x with L Lᵀ x = b."""
     if xp is np:
+        from scipy.linalg.lapack import dpotrs  # noqa: PLC0415
+
         x, info = dpotrs(L, b, lower=1)
         if info != 0:  # pragma: no cover - only for invalid arguments
             raise ValueError(f"LAPACK dpotrs failed (info={info})")
