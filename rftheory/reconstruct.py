@@ -290,7 +290,7 @@ def _momentum(fun, X, max_iter, tol, lr, beta=0.9, stall_window=200, stall_rtol=
     """Heavy-ball Riemannian gradient descent with fixed learning rate ``lr``."""
     res = fun(X)
     L = res.loss
-    buf = riemannian_gradient(X, res.grad) * 0
+    buf = array_namespace(res.grad).zeros_like(res.grad)
     hist = history if history is not None else []
     hist.append(L)
     h0 = len(hist)  # stall test only over this call's own iterations
