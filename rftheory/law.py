@@ -136,7 +136,9 @@ class CellConfig:
 
     @property
     def p(self) -> int:
-        return max(1, int(round(self.ratio * self.d * self.n)))
+        from .random_features import features_for_ratio  # noqa: PLC0415  (keeps importing law light)
+
+        return features_for_ratio(self.ratio, self.d, self.n)
 
     def key(self) -> tuple:
         return tuple(getattr(self, name) for name in KEY_COLUMNS)

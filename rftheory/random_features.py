@@ -32,10 +32,16 @@ __all__ = [
     "RandomFeatures",
     "weight_block",
     "random_weights",
+    "features_for_ratio",
     "SingularGramError",
 ]
 
 WEIGHT_BLOCK_ROWS = 4096
+
+
+def features_for_ratio(ratio: float, d: int, n: int) -> int:
+    """The RF width at a given ratio p/(dn): p = max(1, round(ratio·d·n))."""
+    return max(1, int(round(ratio * d * n)))
 
 
 def weight_block(seed: int, block: int, d: int, rows: int | None = None) -> np.ndarray:

@@ -693,7 +693,7 @@ def compare_activations(
     called after each activation.
     """
     from .data import synthetic_sphere  # noqa: PLC0415
-    from .random_features import RandomFeatures  # noqa: PLC0415
+    from .random_features import RandomFeatures, features_for_ratio  # noqa: PLC0415
     from .reconstruct import reconstruct  # noqa: PLC0415
 
     acts = [get_activation(a) for a in activations]
@@ -703,7 +703,7 @@ def compare_activations(
     if p is None:
         if not ratio > 0:
             raise ValueError(f"ratio must be positive, got {ratio}")
-        p = max(1, int(round(ratio * d * n)))
+        p = features_for_ratio(ratio, d, n)
     v_seed = data_seed + 1000 if v_seed is None else int(v_seed)
     attack_seed = data_seed if attack_seed is None else int(attack_seed)
     config = dict(n=n, d=d, p=p, ratio=p / (d * n), data_seed=data_seed, v_seed=v_seed, attack_seed=attack_seed,

@@ -62,3 +62,16 @@ def test_argparse_rejects_bad_numbers(capsys):
 def test_console_script_entry_point():
     out = subprocess.run([sys.executable, "-m", "rftheory", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("rftheory ")
+
+
+@pytest.mark.parametrize("command,ratio", [("reconstruct", 20.0), ("check", 16.0), ("signs", 4.0)])
+def test_feature_count_options_are_shared(command, ratio):
+    from rftheory.cli._types import feature_count
+
+    parser = build_parser()
+    args = parser.parse_args([command, "--ratio", "2.5"])
+    assert feature_count(args, 7, 3) == 52  # round(2.5·7·3) = round(52.5) = 52 (banker's rounding)
+    assert feature_count(parser.parse_args([command, "--p", "9"]), 7, 3) == 9
+    assert parser.parse_args([command]).ratio == ratio
+    with pytest.raises(SystemExit):
+        parser.parse_args([command, "--p", "9", "--ratio", "2"])  # one or the other

@@ -130,3 +130,11 @@ def test_blocks_are_not_shifted_copies_of_each_other():
     for shift in range(0, 64):
         assert not np.allclose(a[shift : shift + 1000], b[:1000])
     assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(half)
+
+
+def test_features_for_ratio_rounds_and_is_at_least_one():
+    from rftheory.random_features import features_for_ratio
+
+    assert features_for_ratio(20, 100, 20) == 40000
+    assert features_for_ratio(0.5, 3, 3) == 4  # round(4.5) = 4
+    assert features_for_ratio(1e-6, 2, 2) == 1

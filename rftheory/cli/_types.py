@@ -1,10 +1,11 @@
-"""argparse value types shared by the sub-commands (clear messages on bad numbers)."""
+"""argparse value types shared by the sub-commands (clear messages on bad numbers),
+and the --p/--ratio pair that sizes the random-features model."""
 from __future__ import annotations
 
 import argparse
 import math
 
-__all__ = ["positive_int", "nonneg_int", "positive_float", "nonneg_float"]
+__all__ = ["positive_int", "nonneg_int", "positive_float", "nonneg_float", "add_feature_count_options", "feature_count"]
 
 
 def _number(text: str, kind, minimum: float, strict: bool, what: str):
@@ -35,3 +36,18 @@ def positive_float(text: str) -> float:
 def nonneg_float(text: str) -> float:
     """A finite number ≥ 0."""
     return _number(text, float, 0.0, False, "a non-negative number")
+
+
+def add_feature_count_options(parser, ratio_default: float) -> None:
+    """--p (an explicit number of features) or --ratio (p as a multiple of d·n), not both."""
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--p", type=positive_int, default=None, help="number of random features (overrides --ratio)")
+    size.add_argument("--ratio", type=positive_float, default=ratio_default,
+                      help="p as a multiple of d·n: p = ratio·d·n")
+
+
+def feature_count(args, d: int, n: int) -> int:
+    """p from the options of :func:`add_feature_count_options`."""
+    from ..random_features import features_for_ratio  # noqa: PLC0415
+
+    return args.p if args.p is not None else features_for_ratio(args.ratio, d, n)

@@ -18,7 +18,7 @@ from ..backend import resolve_backend
 from ..data import synthetic_sphere
 from ..identifiability import DEFAULT_DELTA, DEFAULT_EPS, DEFAULT_ORDER, identifiability_checks
 from ..random_features import RandomFeatures
-from ._types import positive_float, positive_int
+from ._types import add_feature_count_options, feature_count, positive_float, positive_int
 
 HELP = "check the identifiability conditions (Theorems 1, 2 and lemmas) for one configuration"
 
@@ -47,9 +47,7 @@ def add_parser(sub):
     )
     p.add_argument("--n", type=positive_int, default=3, help="number of samples")
     p.add_argument("--d", type=positive_int, default=5, help="input dimension")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--p", type=positive_int, default=None, help="number of random features (overrides --ratio)")
-    size.add_argument("--ratio", type=positive_float, default=16.0, help="p as a multiple of d·n")
+    add_feature_count_options(p, ratio_default=16.0)
     p.add_argument("--activation", default="relu+tanh",
                    help=f"σ: one of {', '.join(known_activations())}, or a sum such as '0.5*relu+tanh'")
     p.add_argument("--seed", type=int, default=0, help="seed of the data; V uses seed+1000; the searches use seed")
@@ -73,7 +71,7 @@ def run(args) -> int:
     n, d = args.n, args.d
     if not args.no_theorem2 and n < 2:
         raise ValueError("the Theorem 2 check needs n ≥ 2 (or pass --no-theorem2)")
-    p = args.p if args.p is not None else max(1, int(round(args.ratio * d * n)))
+    p = feature_count(args, d, n)
     if p < n:
         raise ValueError(f"p={p} < n={n}: the feature matrix cannot have full rank")
     xp = resolve_backend(args.backend)

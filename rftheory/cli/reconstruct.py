@@ -22,7 +22,7 @@ from ..metrics import DEFAULT_THRESHOLD, chance_levels, reconstruction_errors
 from ..random_features import RandomFeatures
 from ..reconstruct import OPTIMIZERS, reconstruct
 from ..subspace import estimate_subspace_from_training, subspace_reconstruct, synthetic_subspace
-from ._types import positive_float, positive_int
+from ._types import add_feature_count_options, feature_count, positive_float, positive_int
 
 HELP = "train a random-features model and reconstruct its training set from θ"
 
@@ -46,9 +46,7 @@ def add_parser(sub):
                         "scikit-learn's bundled 8×8 digits (d=64), pixel-standardised, rows on the √d-sphere")
     p.add_argument("--n", type=positive_int, default=10, help="number of training samples")
     p.add_argument("--d", type=positive_int, default=20, help="input dimension (synthetic only; digits has d=64)")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--p", type=positive_int, default=None, help="number of random features (overrides --ratio)")
-    size.add_argument("--ratio", type=positive_float, default=20.0, help="p as a multiple of d·n: p = ratio·d·n")
+    add_feature_count_options(p, ratio_default=20.0)
     p.add_argument("--activation", default="relu+tanh",
                    help=f"σ: one of {', '.join(known_activations())}, or a sum such as '0.5*relu+tanh'")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, of V (seed+1000) and of the attack")
@@ -104,7 +102,7 @@ def run(args) -> int:
     if getattr(args, "model", "rf") != "rf":
         return _run_network(args, ds, start)
     n, d = ds.X.shape
-    p = args.p if args.p is not None else max(1, int(round(args.ratio * d * n)))
+    p = feature_count(args, d, n)
     n_guess = args.n_guess or n
     model = RandomFeatures(
         p, d, args.activation, seed=args.seed + 1000, dtype=np.float64,
@@ -248,7 +246,7 @@ def _run_network(args, ds, start) -> int:
     if args.stream_weights:
         raise ValueError("--stream-weights applies to --model rf only")
     n, d = ds.X.shape
-    p_target = args.p if args.p is not None else max(1, int(round(args.ratio * d * n)))
+    p_target = feature_count(args, d, n)
     if args.data == "digits":
         Y, _ = one_hot_targets(ds.y)
         targets = f"one-hot, C={Y.shape[1]} classes"

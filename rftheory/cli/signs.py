@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from ..activations import known_activations
+from ._types import add_feature_count_options, feature_count
 from ._types import nonneg_int as _nonneg_int
 from ._types import positive_float as _positive_float
 from ._types import positive_int as _positive_int
@@ -51,9 +52,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--n", type=_positive_int, default=8, help="number of training samples")
     p.add_argument("--d", type=_positive_int, default=10, help="input dimension")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--p", type=_positive_int, default=None, help="number of random features (overrides --ratio)")
-    size.add_argument("--ratio", type=_positive_float, default=4.0, help="p as a multiple of d·n: p = ratio·d·n")
+    add_feature_count_options(p, ratio_default=4.0)
     p.add_argument("--seed", type=_nonneg_int, default=0,
                    help="data seed (synthetic_sphere); V uses seed+1000 unless --v-seed, the attack uses seed")
     p.add_argument("--v-seed", type=_nonneg_int, default=None, help="seed of V (default seed+1000)")
@@ -88,7 +87,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _size(args):
-    p = args.p if args.p is not None else max(1, int(round(args.ratio * args.d * args.n)))
+    p = feature_count(args, args.d, args.n)
     if p <= args.d + 1:
         raise ValueError(f"p={p} ≤ d+1={args.d + 1}: the projection onto the complement of col([1, V]) is empty")
     return p
