@@ -92,17 +92,17 @@ def _breakdown(model, X, theta) -> None:
     a, b = (np.float32(c) for c in kernels.relu_tanh_coefficients(model.activation))
     v, A = np.zeros((1, n)), np.zeros((1, n, n))
     alpha = np.random.default_rng(0).standard_normal((1, n))
-    GT = np.zeros((P.shape[1], panel.T_WIDTH * -(-n // panel.T_WIDTH)), np.float32)
+    G = np.zeros((F.shape[0], P.shape[1]), np.float32)
+    G8 = np.zeros((F.shape[0], P.shape[1], panel.VECTOR), np.float32)
     r_sq = np.zeros(1)
-    Wt = panel.pack_rows(F[:n], blocks * panel.PANEL_WIDTH)
     parts = {
         "pass 1 (X̂Vᵀ, σ, σ', v, Gram)": lambda: panel_loss._features_pass(Xt, P, theta, a, b, False, 1, n, 0, blocks,
                                                                          p, F, D, v, A),
         "  of which the X̂Vᵀ kernel": lambda: panel._forward_blocks(Xt, P, F, 0, blocks),
-        "pass 2 (r, W, (WV)ᵀ)": lambda: panel_loss._residual_pass(F, D, theta, alpha, 1, n, 0, blocks, p, P, GT,
-                                                                  r_sq, True),
-        "  of which the (WV)ᵀ kernel": lambda: panel._backward_blocks(Wt, P, GT, 0, blocks, 0),
-        "  of which r alone": lambda: panel_loss._residual_pass(F, D, theta, alpha, 1, n, 0, blocks, p, P, GT,
+        "pass 2 (r, W, WV)": lambda: panel_loss._residual_pass(F, D, theta, alpha, 1, n, 0, blocks, p, P, G,
+                                                               r_sq, True),
+        "  of which the WV kernel": lambda: panel._backward_blocks(F, P, G8, 0, blocks, 0),
+        "  of which r alone": lambda: panel_loss._residual_pass(F, D, theta, alpha, 1, n, 0, blocks, p, P, G,
                                                                r_sq, False),
     }
     with threadpool_limits(limits=1, user_api="blas"), panel_threads(1):

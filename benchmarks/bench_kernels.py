@@ -24,9 +24,10 @@ from rftheory.activations import get_activation  # noqa: E402
 from rftheory.kernels import fused_value_and_derivative, kernel_coefficients, numba_available  # noqa: E402
 from rftheory.panel import (  # noqa: E402
     PANEL_WIDTH,
+    TILE_ROWS,
+    VECTOR,
     _backward_blocks,
     pack_forward,
-    pack_rows,
     panel_matmul_backward,
     panel_matmul_forward,
 )
@@ -57,11 +58,13 @@ def main() -> int:
     with threadpool_limits(limits=1, user_api="blas"):
         peak = matmul_gflops(np.float32)
         print(f"float32  sgemm 2048² (1 thread): {peak:.1f} GFLOP/s")
-        Wt = pack_rows(W, P.shape[0] * PANEL_WIDTH)  # the loss packs W chunk by chunk, in cache
-        GT = np.zeros((P.shape[1], Wt.shape[0] * Wt.shape[2]), dtype=np.float32)
+        # the kernel alone: W already padded (the loss writes W chunk by chunk, in cache)
+        Wp = np.zeros((-(-n // TILE_ROWS) * TILE_ROWS, P.shape[0] * PANEL_WIDTH), dtype=np.float32)
+        Wp[:n, :p] = W
+        G8 = np.zeros((Wp.shape[0], P.shape[1], VECTOR), dtype=np.float32)
         for name, blas, panel in (("X̂Vᵀ", lambda: X @ V.T, lambda: panel_matmul_forward(X, P, p)),
                                   ("WV", lambda: W @ V, lambda: panel_matmul_backward(W, P, d)),
-                                  ("WV, W pre-packed", lambda: W @ V, lambda: _backward_blocks(Wt, P, GT, 0, P.shape[0], 0))):
+                                  ("WV, kernel only", lambda: W @ V, lambda: _backward_blocks(Wp, P, G8, 0, P.shape[0], 0))):
             t_blas, t_panel = best_time(blas), best_time(panel)
             print(f"float32  {name:16s} (1 thread)  BLAS {t_blas * 1e3:6.3f} ms = {flops / t_blas / 1e9:5.1f} GFLOP/s   "
                   f"panel {t_panel * 1e3:6.3f} ms = {flops / t_panel / 1e9:5.1f} GFLOP/s "

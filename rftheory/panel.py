@@ -17,16 +17,21 @@ place, which matters when memory bandwidth is the limit):
 
 * forward, Z[:, 16b:16b+16] = X̂ P[b]: tiles of 5 rows × 16 features, X̂
   packed so that the 5 scalars of one k are adjacent (``pack_tiles``);
-* backward, Gᵀ += Σ_b P[b] W[:, 16b:16b+16]ᵀ: tiles of 4 coordinates × 24
-  rows, W packed by groups of 24 rows (``pack_rows``); threads split b.
+* backward, G[i, k] = Σ_j W[i, j] V[j, k] = Σ_b Σ_c W[i, 16b + c] P[b, k, c]:
+  the sum runs along the panels' contiguous feature axis, so W stays in its
+  natural row-major layout (no transposed packing, no padding of the rows
+  to a vector width); tiles of 5 rows × 2 coordinates keep one vector of
+  lane-wise partial sums per entry, G8[i, k, :], summed over the 8 lanes at
+  the end.
 
-One register-blocked micro-kernel does both (the BLIS scheme): per step t it
-loads the vectors of B, broadcasts the tile's scalars of A and issues
-rows×vectors fused multiply–adds into accumulators that stay in registers.
-It is written in LLVM IR (``<8 x float>``, ``llvm.fma``) through a Numba
-intrinsic, because LLVM's own vectoriser does not find this blocking; LLVM
-lowers it to the host's vector instructions (AVX2/FMA on the reference
-machine).  :mod:`rftheory.panel_loss` builds the float32 projection loss on
+Two register-blocked micro-kernels (the BLIS scheme) do the products: the
+forward one loads the vectors of B, broadcasts the tile's scalars of A and
+issues rows×vectors fused multiply–adds; the backward one loads rows + coords
+vectors and issues rows×coords fused multiply–adds (lane-wise dot products).
+The accumulators stay in registers over a whole run of panels.  Both are
+written in LLVM IR (``<8 x float>``, ``llvm.fma``) through Numba intrinsics,
+because LLVM's own vectoriser does not find this blocking; LLVM lowers them
+to the host's vector instructions (AVX2/FMA on the reference machine).  :mod:`rftheory.panel_loss` builds the float32 projection loss on
 these kernels; everything here is pure arithmetic.
 """
 from __future__ import annotations
@@ -38,7 +43,6 @@ __all__ = [
     "TILE_ROWS",
     "panel_kernels_available",
     "pack_forward",
-    "pack_rows",
     "pack_tiles",
     "panel_matmul_forward",
     "panel_matmul_backward",
@@ -47,9 +51,9 @@ __all__ = [
 VECTOR = 8  # float32 lanes per hardware vector the kernel is written for
 PANEL_WIDTH = 2 * VECTOR  # features per panel of P: two vectors
 TILE_ROWS = 5  # forward tile: 5 rows × 2 vectors = 10 accumulators + 2 loads + 1 broadcast ≤ 16 registers
-T_TILE_ROWS, T_VECTORS = 4, 3  # backward tile: 4 coordinates × 3 vectors (24 rows of W) = 12 + 3 + 1 = 16
-T_WIDTH = VECTOR * T_VECTORS
-BACKWARD_CHUNK_BLOCKS = 16  # panels summed in registers per backward tile call
+B_TILE_COORDS = 2  # backward tile: 5 rows × 2 coordinates = 10 accumulators + 5 + 2 loads (≤ 16 registers
+#                   when LLVM reuses the 5 row registers)
+BACKWARD_CHUNK_BLOCKS = 16  # panels per backward tile call (the tile's rows of W stay in L1)
 
 try:  # pragma: no cover - exercised whenever numba is installed
     from llvmlite import ir
@@ -70,12 +74,12 @@ def panel_kernels_available() -> bool:
 def pack_forward(V: np.ndarray) -> np.ndarray:
     """P[b, k, c] = V[16b + c, k], zero past p and d; shape (⌈p/16⌉, d_pad, 16).
 
-    d_pad = d rounded up to a multiple of T_TILE_ROWS (the backward tile reads
-    whole groups of coordinates).
+    d_pad = d rounded up to a multiple of B_TILE_COORDS (the backward tile
+    reads whole pairs of coordinates).
     """
     p, d = V.shape
     blocks = -(-p // PANEL_WIDTH)
-    d_pad = -(-d // T_TILE_ROWS) * T_TILE_ROWS
+    d_pad = -(-d // B_TILE_COORDS) * B_TILE_COORDS
     padded = np.zeros((blocks * PANEL_WIDTH, d_pad), dtype=np.float32)
     padded[:p, :d] = V
     return np.ascontiguousarray(padded.reshape(blocks, PANEL_WIDTH, d_pad).transpose(0, 2, 1))
@@ -88,16 +92,6 @@ def pack_tiles(X: np.ndarray) -> np.ndarray:
     padded = np.zeros((tiles * TILE_ROWS, d), dtype=np.float32)
     padded[:rows] = X
     return np.ascontiguousarray(padded.reshape(tiles, TILE_ROWS, d).transpose(0, 2, 1))
-
-
-def pack_rows(W: np.ndarray, columns: int | None = None) -> np.ndarray:
-    """Wt[q, j, c] = W[24q + c, j], zero past W's rows (and columns, up to ``columns``)."""
-    rows, p = W.shape
-    columns = p if columns is None else columns
-    groups = -(-rows // T_WIDTH)
-    padded = np.zeros((groups * T_WIDTH, columns), dtype=np.float32)
-    padded[:rows, :p] = W
-    return np.ascontiguousarray(padded.reshape(groups, T_WIDTH, columns).transpose(0, 2, 1))
 
 
 def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
@@ -188,69 +182,90 @@ def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
     return tile
 
 
-def _make_scaled_transpose():
-    """A Numba intrinsic for one 8×8 block of W = D ⊙ r, transposed into the packed layout:
+def _make_dot_tile(tile_rows: int, tile_coords: int):
+    """A Numba intrinsic for one backward tile of tile_rows × tile_coords lane-wise sums:
 
-        out[o + t·o_row + i] = D[d + i·d_row + t] · r[s + t]      for i, t < 8
+        out[o + r·o_row + 8k + l] (+)= Σ_{0 ≤ s < panels} Σ_{h = 0, 1}
+            W[w + r·w_row + 16s + 8h + l] · P[b + s·b_panel + 16k + 8h + l]
 
-    (flat element offsets into C-contiguous float32 arrays; no bounds checks):
-    eight vector loads, eight products, 24 shuffles, eight vector stores,
-    instead of 64 scattered scalar stores.
+    for r < tile_rows, k < tile_coords, lanes l < 8 (flat element offsets
+    into C-contiguous float32 arrays; callers compute w, b, o; no bounds
+    checks).  With P = pack_forward(V), b = (b₀·d_pad + k₀)·16 and
+    b_panel = d_pad·16, the 8 lanes of out sum to G[r, k₀ + k] over the
+    features of panels b₀ … b₀ + panels − 1.  The tile's accumulators stay
+    in registers over all ``panels``; with ``accumulate`` they are added
+    to ``out``, else they replace it.
     """
 
     @intrinsic
-    def transpose(typingctx, D, d, d_row, r, s, out, o, o_row):  # pragma: no cover - compiled
-        sig = types.void(D, d, d_row, r, s, out, o, o_row)
+    def tile(typingctx, W, w, w_row, P, b, b_panel, panels, out, o, o_row, accumulate):  # pragma: no cover - compiled
+        sig = types.void(W, w, w_row, P, b, b_panel, panels, out, o, o_row, accumulate)
 
         def codegen(context, builder, signature, args):
-            d_arr, d_off, d_row_, r_arr, r_off, o_arr, o_off, o_row_ = args
+            w_arr, w_off, w_row_, p_arr, b_off, b_panel_, panels_, o_arr, o_off, o_row_, accumulate_ = args
             f32 = ir.FloatType()
+            i64 = ir.IntType(64)
             vec = ir.VectorType(f32, VECTOR)
             vec_ptr = vec.as_pointer()
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
+                                                 f"llvm.fma.v{VECTOR}f32")
 
             def data(k, value):
                 return builder.bitcast(context.make_array(signature.args[k])(context, builder, value).data,
                                        f32.as_pointer())
 
+            def const(v):
+                return ir.Constant(i64, v)
+
             def int64(k, value):
                 return context.cast(builder, value, signature.args[k], types.int64)
 
-            def shuffle(a, b, mask):
-                return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), VECTOR), mask))
+            def load(ptr, offset):
+                return builder.load(builder.bitcast(builder.gep(ptr, [offset]), vec_ptr), align=4)
 
-            base_d = builder.gep(data(0, d_arr), [int64(1, d_off)])
-            d_step = int64(2, d_row_)
-            scale = builder.load(builder.bitcast(builder.gep(data(3, r_arr), [int64(4, r_off)]), vec_ptr), align=4)
-            rows = [builder.fmul(builder.load(builder.bitcast(
-                builder.gep(base_d, [builder.mul(ir.Constant(ir.IntType(64), i), d_step)]), vec_ptr), align=4), scale)
-                for i in range(VECTOR)]
-            low, high = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
-            pairs = [(shuffle(rows[2 * k], rows[2 * k + 1], low), shuffle(rows[2 * k], rows[2 * k + 1], high))
-                     for k in range(4)]
-            first, second = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
-            quads = [[shuffle(pairs[h][0], pairs[h + 1][0], first), shuffle(pairs[h][0], pairs[h + 1][0], second),
-                      shuffle(pairs[h][1], pairs[h + 1][1], first), shuffle(pairs[h][1], pairs[h + 1][1], second)]
-                     for h in (0, 2)]
-            base_o = builder.gep(data(5, o_arr), [int64(6, o_off)])
-            o_step = int64(7, o_row_)
-            for k in range(4):
-                for t, mask in ((k, [0, 1, 2, 3, 8, 9, 10, 11]), (k + 4, [4, 5, 6, 7, 12, 13, 14, 15])):
-                    ptr = builder.gep(base_o, [builder.mul(ir.Constant(ir.IntType(64), t), o_step)])
-                    builder.store(shuffle(quads[0][k], quads[1][k], mask), builder.bitcast(ptr, vec_ptr), align=4)
+            base_w = builder.gep(data(0, w_arr), [int64(1, w_off)])
+            base_b = builder.gep(data(3, p_arr), [int64(4, b_off)])
+            base_o = builder.gep(data(7, o_arr), [int64(8, o_off)])
+            w_row_v, b_panel_v, panels_v, o_row_v = int64(2, w_row_), int64(5, b_panel_), int64(6, panels_), \
+                int64(9, o_row_)
+            w_rows = [builder.gep(base_w, [builder.mul(const(r), w_row_v)]) for r in range(tile_rows)]
+            out_ptrs = [[builder.bitcast(builder.gep(base_o, [builder.add(builder.mul(const(r), o_row_v),
+                                                                          const(VECTOR * k))]), vec_ptr)
+                         for k in range(tile_coords)] for r in range(tile_rows)]
+            zero = ir.Constant(vec, [0.0] * VECTOR)
+            acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(tile_coords)] for _ in range(tile_rows)]
+            for r in range(tile_rows):
+                for k in range(tile_coords):
+                    builder.store(zero, acc[r][k])
+            with cgutils.for_range(builder, panels_v) as loop:
+                s = loop.index
+                panel_b = builder.gep(base_b, [builder.mul(s, b_panel_v)])
+                w_at = builder.mul(s, const(PANEL_WIDTH))
+                for h in range(PANEL_WIDTH // VECTOR):
+                    w_vecs = [load(w_rows[r], builder.add(w_at, const(VECTOR * h))) for r in range(tile_rows)]
+                    b_vecs = [load(panel_b, const(PANEL_WIDTH * k + VECTOR * h)) for k in range(tile_coords)]
+                    for r in range(tile_rows):
+                        for k in range(tile_coords):
+                            builder.store(builder.call(fma, [w_vecs[r], b_vecs[k], builder.load(acc[r][k])]),
+                                          acc[r][k])
+            adding = context.cast(builder, accumulate_, signature.args[10], types.boolean)
+            for r in range(tile_rows):
+                for k in range(tile_coords):
+                    total = builder.load(acc[r][k])
+                    old = builder.load(out_ptrs[r][k], align=4)
+                    builder.store(builder.select(adding, builder.fadd(old, total), total), out_ptrs[r][k], align=4)
             return context.get_dummy_value()
 
         return sig, codegen
 
-    return transpose
+    return tile
 
 
 if _HAVE_NUMBA:
-    # W = D ⊙ r, 8 rows × 8 features at a time, into the backward kernel's packed layout
-    scaled_transpose8 = _make_scaled_transpose()
     # forward: A = X̂ packed by tiles (row step 1, t step TILE_ROWS), B = P, 16 features per tile
     _forward_tile = _make_tile(TILE_ROWS, 2, 1, TILE_ROWS)
-    # backward: A = P[b] (coordinate step 16, feature step 1), B = W packed by rows, 24 rows per tile
-    _backward_tile = _make_tile(T_TILE_ROWS, T_VECTORS, PANEL_WIDTH, 1)
+    # backward: lane-wise dot products of rows of W with coordinates of P, 5 rows × 2 coordinates
+    _backward_tile = _make_dot_tile(TILE_ROWS, B_TILE_COORDS)
 
     @njit(nogil=True, cache=True)
     def _forward_blocks(Xt, P, Z, block_lo, block_hi):  # pragma: no cover - compiled
@@ -263,24 +278,23 @@ if _HAVE_NUMBA:
                               Z, s * TILE_ROWS * z_cols + b * PANEL_WIDTH, z_cols, d, False)
 
     @njit(nogil=True, cache=True)
-    def _backward_blocks(Wt, P, GT, block_lo, block_hi, t_base):  # pragma: no cover - compiled
-        """GT[k, 24q + c] += Σ_{block_lo ≤ b < block_hi} Σ_{c' < 16} P[b, k, c'] · Wt[q, 16b + c' − t_base, c].
+    def _backward_blocks(W, P, G8, block_lo, block_hi, w_base):  # pragma: no cover - compiled
+        """G8[i, k, l] += Σ_{block_lo ≤ b < block_hi} Σ_{h=0,1} W[i, 16b + 8h + l − w_base] · P[b, k, 8h + l].
 
-        That is Gᵀ += V_chunkᵀ W_chunkᵀ with V read from the forward panels
-        (P[b] is the d_pad×16 block V[16b:16b+16]ᵀ) and W packed by rows
-        (Wt[q, j, c] = W[24q + c, t_base + j]); GT is (d_pad × 24·⌈rows/24⌉).
+        Σ_l G8[i, k, l] then holds Σ_j W[i, j] V[j, k] over the features of
+        those panels: G = W V with V read from the forward panels and W in
+        its row-major layout (columns offset by w_base); W has a multiple of
+        5 rows (zero rows as padding), G8 is (W's rows × d_pad × 8).
         """
+        rows, w_cols = W.shape
         d_pad = P.shape[1]
-        groups, span, _ = Wt.shape
-        g_cols = GT.shape[1]
-        for b0 in range(block_lo, block_hi, BACKWARD_CHUNK_BLOCKS):  # the sums stay in registers over a chunk
+        for b0 in range(block_lo, block_hi, BACKWARD_CHUNK_BLOCKS):
             panels = min(BACKWARD_CHUNK_BLOCKS, block_hi - b0)
-            for q in range(groups):
-                w_off = (q * span + b0 * PANEL_WIDTH - t_base) * T_WIDTH
-                for k0 in range(0, d_pad, T_TILE_ROWS):
-                    _backward_tile(P, (b0 * d_pad + k0) * PANEL_WIDTH, d_pad * PANEL_WIDTH,
-                                   Wt, w_off, T_WIDTH, PANEL_WIDTH * T_WIDTH, panels,
-                                   GT, k0 * g_cols + q * T_WIDTH, g_cols, PANEL_WIDTH, True)
+            for s in range(0, rows, TILE_ROWS):  # the tile's rows of W stay in L1 over all coordinates
+                for k0 in range(0, d_pad, B_TILE_COORDS):
+                    _backward_tile(W, s * w_cols + b0 * PANEL_WIDTH - w_base, w_cols,
+                                   P, (b0 * d_pad + k0) * PANEL_WIDTH, d_pad * PANEL_WIDTH, panels,
+                                   G8, (s * d_pad + k0) * VECTOR, d_pad * VECTOR, True)
 
 
 def _require_numba():
@@ -301,8 +315,9 @@ def panel_matmul_forward(X: np.ndarray, P: np.ndarray, p: int) -> np.ndarray:
 def panel_matmul_backward(W: np.ndarray, P: np.ndarray, d: int) -> np.ndarray:
     """W V (rows×d, float32) from the same panels P = pack_forward(V)."""
     _require_numba()
-    rows = W.shape[0]
-    Wt = pack_rows(np.asarray(W, dtype=np.float32), P.shape[0] * PANEL_WIDTH)
-    GT = np.zeros((P.shape[1], Wt.shape[0] * T_WIDTH), dtype=np.float32)
-    _backward_blocks(Wt, P, GT, 0, P.shape[0], 0)
-    return np.ascontiguousarray(GT[:d, :rows].T)
+    rows, p = W.shape
+    padded = np.zeros((-(-rows // TILE_ROWS) * TILE_ROWS, P.shape[0] * PANEL_WIDTH), dtype=np.float32)
+    padded[:rows, :p] = W
+    G8 = np.zeros((padded.shape[0], P.shape[1], VECTOR), dtype=np.float32)
+    _backward_blocks(padded, P, G8, 0, P.shape[0], 0)
+    return G8[:rows, :d].sum(axis=2)

@@ -7,7 +7,7 @@ rows (row g·n̂ + i of the stacked X̂ is sample i of set g):
     pass 1, per chunk of 256 features:
         Z = X̂Vᵀ (forward micro-kernel on the panels P of V),
         F = σ(Z), D = σ'(Z) in place, σ = a·relu + b·tanh,
-        v_g += F_g θ,   A_g += F_g F_gᵀ (lower triangle)       (float64 sums)
+        v_g += F_g θ,   A_g += F_g F_gᵀ (lower triangle, 4×2 blocks; float64 sums)
     α_g = A_g⁻¹ v_g       (float64 Cholesky, gram_solve's conditioning rule;
                            gram_solve itself when that rule refuses)
     pass 2, per chunk of 256 features:
@@ -39,7 +39,7 @@ import numpy as np
 
 from .kernels import numba_enabled, relu_tanh_coefficients
 from .linalg import cholesky_condition_limit, gram_solve
-from .panel import PANEL_WIDTH, T_WIDTH, TILE_ROWS, pack_forward, pack_tiles, panel_kernels_available
+from .panel import PANEL_WIDTH, TILE_ROWS, VECTOR, pack_forward, pack_tiles, panel_kernels_available
 
 __all__ = ["panel_loss_applicable", "panel_model_applicable", "panel_projection_loss", "packed_panels",
            "kernel_threads", "panel_threads", "PANEL_MAX_BYTES"]
@@ -48,19 +48,21 @@ PANEL_MAX_BYTES = 2**30  # keep a packed copy of V only up to 1 GiB (else the BL
 FORWARD_CHUNK_BLOCKS = 16  # panels (16 features each) per cache-resident chunk of pass 1
 RESIDUAL_CHUNK_BLOCKS = 16  # panels per cache-resident chunk of pass 2
 PIECE_BLOCKS = 128  # panels (2048 features) per piece of work handed to a thread; fixed, so sums are reproducible
+GRAM_ROWS = 4  # rows per block of the float64 Gram (4 rows × 2 columns: 8 sums in registers)
 
 if panel_kernels_available():
     from numba import njit
 
     from .kernels import relu_tanh_f32
-    from .panel import _backward_blocks, _forward_blocks, scaled_transpose8
+    from .panel import _backward_blocks, _forward_blocks
 
     # (loops index 1-D row slices: LLVM vectorises those, not 2-D indexing)
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
     def _features_pass(X, P, theta, a, b, relu_surrogate, groups, n_hat, block_lo, block_hi, p,
                        F, D, v, A):  # pragma: no cover - compiled
         """Pass 1 on forward panels [block_lo, block_hi): F, D (in place of Z) and the float64 sums v, A (lower triangle)."""
-        H = np.zeros((n_hat + 1, FORWARD_CHUNK_BLOCKS * PANEL_WIDTH))  # float64 rows of one chunk (+ a zero row)
+        n_pad = -(-n_hat // GRAM_ROWS) * GRAM_ROWS
+        H = np.zeros((n_pad, FORWARD_CHUNK_BLOCKS * PANEL_WIDTH))  # float64 rows of one chunk (zero rows past n̂)
         for c0 in range(block_lo, block_hi, FORWARD_CHUNK_BLOCKS):
             c1 = min(c0 + FORWARD_CHUNK_BLOCKS, block_hi)
             _forward_blocks(X, P, F, c0, c1)
@@ -89,59 +91,55 @@ if panel_kernels_available():
                     for j in range(m):
                         s += h_i[j] * th[j]
                     v[g, i] += s
-                for i in range(0, n_hat, 2):  # two rows against each earlier row: half the loads
-                    h_0, h_1 = H[i, :m], H[i + 1, :m]  # H[n_hat] is a zero row
-                    for k in range(i + 2):
-                        h_k = H[k, :m]
-                        s0 = 0.0
-                        s1 = 0.0
-                        for j in range(m):
-                            s0 += h_0[j] * h_k[j]
-                            s1 += h_1[j] * h_k[j]
-                        if k <= i:
-                            A[g, i, k] += s0
-                        if i + 1 < n_hat:
-                            A[g, i + 1, k] += s1
+                _gram_lower(H, m, n_hat, A[g])
 
-    @njit(nogil=True, cache=True, error_model="numpy")
-    def _pack_w(D, r32, row_lo, row_hi, c0, m, width, Wt):  # pragma: no cover - compiled
-        """Wt[row // 24, j, row % 24] = D[row, c0 + j] · r32[j] for rows [row_lo, row_hi) and j < m; 0 for m ≤ j < width.
+    @njit(nogil=True, cache=True, fastmath=True, error_model="numpy", inline="always")
+    def _gram_lower(H, m, n_hat, A):  # pragma: no cover - compiled
+        """A[i, k] += Σ_{j<m} H[i, j] H[k, j] for k ≤ i < n̂, in blocks of 4 rows × 2 columns.
 
-        Whole 8×8 blocks (8 rows of one set, aligned to 8) go through the
-        vector transpose; the rest is scalar.
+        Each block loads 6 vectors for 8 fused multiply–adds (a row pair
+        against one column: 3 loads for 2); H has zero rows up to a multiple
+        of GRAM_ROWS, and only k ≤ i < n̂ is stored.
         """
-        span, d_cols = Wt.shape[1], D.shape[1]
-        full = m - m % 8
-        row = row_lo
-        while row < row_hi:
-            if row % 8 == 0 and row + 8 <= row_hi:  # an 8×8-block row: vector transposes, scalar tail
-                q, c = row // T_WIDTH, row % T_WIDTH
-                for j0 in range(0, full, 8):
-                    scaled_transpose8(D, row * d_cols + c0 + j0, d_cols, r32, j0, Wt, (q * span + j0) * T_WIDTH + c,
-                                      T_WIDTH)
-                last, start = row + 8, full
-            else:  # a single row, all scalar
-                last, start = row + 1, 0
-            for i in range(row, last):
-                q, c = i // T_WIDTH, i % T_WIDTH
-                for j in range(start, m):
-                    Wt[q, j, c] = D[i, c0 + j] * r32[j]
-                for j in range(m, width):
-                    Wt[q, j, c] = np.float32(0.0)
-            row = last
+        for i in range(0, n_hat, GRAM_ROWS):
+            h0, h1, h2, h3 = H[i, :m], H[i + 1, :m], H[i + 2, :m], H[i + 3, :m]
+            for k in range(0, i + GRAM_ROWS, 2):
+                g0, g1 = H[k, :m], H[k + 1, :m]
+                s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = 0.0
+                for j in range(m):
+                    a0, a1, a2, a3, b0, b1 = h0[j], h1[j], h2[j], h3[j], g0[j], g1[j]
+                    s00 += a0 * b0
+                    s01 += a0 * b1
+                    s10 += a1 * b0
+                    s11 += a1 * b1
+                    s20 += a2 * b0
+                    s21 += a2 * b1
+                    s30 += a3 * b0
+                    s31 += a3 * b1
+                sums = ((s00, s01), (s10, s11), (s20, s21), (s30, s31))
+                for di in range(GRAM_ROWS):
+                    row = i + di
+                    if row < n_hat:
+                        if k <= row:
+                            A[row, k] += sums[di][0]
+                        if k + 1 <= row:
+                            A[row, k + 1] += sums[di][1]
 
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
-    def _residual_pass(F, D, theta, alpha, groups, n_hat, block_lo, block_hi, p, P, GT, r_sq,
+    def _residual_pass(F, D, theta, alpha, groups, n_hat, block_lo, block_hi, p, P, G, r_sq,
                        with_grad):  # pragma: no cover - compiled
-        """Pass 2 on forward panels [block_lo, block_hi): r = θ − Fᵀα (float64), ‖r‖², W = D ⊙ r, Gᵀ += Vᵀ Wᵀ.
+        """Pass 2 on forward panels [block_lo, block_hi): r = θ − Fᵀα (float64), ‖r‖², W = D ⊙ r, G += W V.
 
-        W lives only chunk by chunk, packed by rows (Wt[q, j, c] = W[24q + c, j], in cache);
-        features at or past p get W = 0.
+        W lives only chunk by chunk, row-major (rows of F, zero rows past
+        R·n̂), in cache; features at or past p get W = 0.  The backward kernel
+        keeps 8 lane-wise partial sums per entry of G over the whole range;
+        they are added (lanes in order) into G (rows × d_pad) at the end.
         """
         width = RESIDUAL_CHUNK_BLOCKS * PANEL_WIDTH
         r = np.empty(width, dtype=np.float64)
         r32 = np.empty(width, dtype=np.float32)
-        Wt = np.zeros((-(-(groups * n_hat) // T_WIDTH), width, T_WIDTH), dtype=np.float32)
+        W = np.zeros((F.shape[0], width), dtype=np.float32)
+        G8 = np.zeros((F.shape[0], P.shape[1], VECTOR), dtype=np.float32)
         for b0 in range(block_lo, block_hi, RESIDUAL_CHUNK_BLOCKS):
             b1 = min(b0 + RESIDUAL_CHUNK_BLOCKS, block_hi)
             c0 = b0 * PANEL_WIDTH
@@ -162,10 +160,41 @@ if panel_kernels_available():
                 if with_grad:
                     for j in range(m):
                         r32[j] = r[j]
-                    _pack_w(D, r32, g * n_hat, (g + 1) * n_hat, c0, m, (b1 - b0) * PANEL_WIDTH, Wt)
+                    for i in range(g * n_hat, (g + 1) * n_hat):
+                        w_i, d_i = W[i], D[i, c0:c0 + m]
+                        for j in range(m):
+                            w_i[j] = d_i[j] * r32[j]
+                        for j in range(m, width):
+                            w_i[j] = np.float32(0.0)
             if with_grad:
-                _backward_blocks(Wt, P, GT, b0, b1, c0)
+                _backward_blocks(W, P, G8, b0, b1, c0)
+        if with_grad:
+            for i in range(groups * n_hat):
+                for k in range(P.shape[1]):
+                    s = np.float32(0.0)
+                    for lane in range(VECTOR):
+                        s += G8[i, k, lane]
+                    G[i, k] += s
 
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _sum_pieces(parts):  # pragma: no cover - compiled
+        """parts[0] + parts[1] + … (flattened), added in this order whatever the thread count."""
+        flat = parts.reshape((parts.shape[0], parts.size // parts.shape[0]))
+        total = flat[0].copy()
+        for k in range(1, flat.shape[0]):
+            part = flat[k]
+            for i in range(total.size):
+                total[i] += part[i]
+        return total
+
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _gradient_from_pieces(G, scale, groups, n_hat, d, grad):  # pragma: no cover - compiled
+        """grad[g, i, k] = scale[g, i] · (Σ_pieces G)[g·n̂ + i, k], the pieces added in order."""
+        total = _sum_pieces(G).reshape(G.shape[1:])
+        for g in range(groups):
+            for i in range(n_hat):
+                for k in range(d):
+                    grad[g, i, k] = scale[g, i] * total[g * n_hat + i, k]
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def _small_gram_solve(A, v, limit, alpha):  # pragma: no cover - compiled
@@ -282,14 +311,6 @@ def _run_pieces(work, pieces, threads: int) -> None:
     _run([worker] * threads)
 
 
-def _ordered_sum(parts):
-    """parts[0] + parts[1] + … in this order (np.sum over an axis may pair them differently)."""
-    total = parts[0].copy()
-    for part in parts[1:]:
-        total += part
-    return total
-
-
 _LOCAL = threading.local()
 
 
@@ -373,23 +394,22 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
         _features_pass(X, P, theta64, a, b, relu_surrogate, R, n_hat, lo, hi, p, F, D, v[k], A[k])
 
     _run_pieces(features, pieces, threads)
-    v, A = _ordered_sum(v), _ordered_sum(A)  # A: lower triangles
+    v, A = _sum_pieces(v).reshape(R, n_hat), _sum_pieces(A).reshape(R, n_hat, n_hat)  # A: lower triangles
     alpha = np.empty((R, n_hat))
     if not _small_gram_solve(A, v, cholesky_condition_limit(n_hat), alpha):  # ill-conditioned: the general solver
         A = np.tril(A) + np.swapaxes(np.tril(A, -1), 1, 2)
         alpha = np.stack([gram_solve(A[g], v[g]) for g in range(R)])
 
-    GT = np.zeros((len(pieces), P.shape[1], -(-rows // T_WIDTH) * T_WIDTH), dtype=np.float32)  # Gᵀ, padded
+    G = np.zeros((len(pieces), rows, P.shape[1]), dtype=np.float32)  # G = W V per piece (d padded)
     r_sq = np.zeros((len(pieces), R))
 
     def residual(k, lo, hi):
-        _residual_pass(F, D, theta64, alpha, R, n_hat, lo, hi, p, P, GT[k], r_sq[k], with_grad)
+        _residual_pass(F, D, theta64, alpha, R, n_hat, lo, hi, p, P, G[k], r_sq[k], with_grad)
 
     _run_pieces(residual, pieces, threads)
-    r_sq = _ordered_sum(r_sq)
+    r_sq = _sum_pieces(r_sq)
     grad = None
     if with_grad:
-        G = _ordered_sum(GT)[:d, :rows].T
-        scale = ((-2.0 / theta_sq) * alpha).astype(np.float32)
-        grad = G.reshape(R, n_hat, d) * scale[:, :, None]
+        grad = np.empty((R, n_hat, d), dtype=np.float32)
+        _gradient_from_pieces(G, ((-2.0 / theta_sq) * alpha).astype(np.float32), R, n_hat, d, grad)
     return r_sq / theta_sq, grad, alpha

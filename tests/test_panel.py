@@ -11,7 +11,6 @@ from rftheory.loss import projection_loss
 from rftheory.panel import (
     PANEL_WIDTH,
     pack_forward,
-    pack_rows,
     pack_tiles,
     panel_kernels_available,
     panel_matmul_backward,
@@ -41,14 +40,11 @@ def test_pack_layouts_hold_the_entries():
     rng = np.random.default_rng(0)
     V = rng.standard_normal((37, 21)).astype(np.float32)
     P = pack_forward(V)
-    assert P.shape == (3, 24, PANEL_WIDTH)  # d padded to a multiple of the backward tile's 4 rows
+    assert P.shape == (3, 22, PANEL_WIDTH)  # d padded to a multiple of the backward tile's 2 coordinates
     for j in (0, 15, 16, 36):
         for k in (0, 7, 20):
             assert P[j // 16, k, j % 16] == V[j, k]
     assert not P[2, :, 5:].any() and not P[:, 21:, :].any()  # zero padding past p and d
-    W = rng.standard_normal((30, 37)).astype(np.float32)
-    Wt = pack_rows(W, 48)
-    assert Wt.shape == (2, 48, 24) and Wt[1, 36, 5] == W[29, 36] and not Wt[1, :, 6:].any() and not Wt[:, 37:].any()
     X = rng.standard_normal((7, 21)).astype(np.float32)
     Xt = pack_tiles(X)
     assert Xt.shape == (2, 21, 5) and Xt[1, 20, 1] == X[6, 20] and not Xt[1, :, 2:].any()
