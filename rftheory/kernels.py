@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-__all__ = ["numba_available", "numba_enabled", "fused_value_and_derivative", "kernel_coefficients",
+__all__ = ["numba_available", "numba_enabled", "sum_of_squares", "fused_value_and_derivative", "kernel_coefficients",
            "relu_tanh_coefficients", "NUMBA_DEFAULT"]
 
 try:  # pragma: no cover - exercised whenever numba is installed
@@ -105,6 +105,26 @@ if _HAVE_NUMBA:
             step = 1.0 if z > 0.0 else 0.0
             Ff[i] = a * max(z, 0.0) + b * t
             Df[i] = a * step + b * (1.0 - t * t)
+
+
+if _HAVE_NUMBA:
+    @njit(fastmath=True, nogil=True, cache=True)
+    def _sum_of_squares(x):  # pragma: no cover - compiled
+        s = 0.0
+        for i in range(x.size):
+            s += x[i] * x[i]
+        return s
+
+
+def sum_of_squares(x) -> float:
+    """Σ x_i² of a 1-D float64 array, without a temporary (Numba on NumPy, else xp.sum(x·x)).
+
+    Not BLAS: a threaded ddot would leave OpenBLAS threads spinning beside
+    the panel kernels' threads.
+    """
+    if _HAVE_NUMBA and isinstance(x, np.ndarray) and x.ndim == 1 and x.dtype == np.float64:
+        return float(_sum_of_squares(x))
+    return float((x * x).sum())
 
 
 def relu_tanh_coefficients(activation):

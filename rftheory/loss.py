@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backend import array_namespace
-from .kernels import fused_value_and_derivative
+from .kernels import fused_value_and_derivative, sum_of_squares
 from .linalg import gram_solve
 from .panel_loss import panel_loss_applicable, panel_projection_loss
 
@@ -92,7 +92,7 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
         X_hat = X_hat[None]
     R, n_hat, d = X_hat.shape
     theta64 = xp.asarray(theta, dtype=np.float64)
-    theta_sq = float(xp.sum(theta64 * theta64))  # not BLAS: a threaded ddot leaves spinning threads behind
+    theta_sq = sum_of_squares(theta64)
     if theta_sq == 0.0:
         raise ValueError("θ is the zero vector: the projection loss is undefined")
     act = model.activation

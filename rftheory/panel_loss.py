@@ -20,17 +20,23 @@ Every step uses a chunk while it is in cache: Z, F and D are written once
 and read back once (pass 2), W never leaves the cache, and V is read from
 one packed copy by both passes.
 
-Threads: the features are cut into fixed pieces of PIECE_BLOCKS panels
-that the threads pull dynamically; each piece has its own accumulators,
-summed in piece order, so the result is bitwise the same for any thread
-count and schedule.  The thread count is :func:`kernel_threads` (the
-current BLAS limit unless :func:`panel_threads` says otherwise), so
-``threadpool_limits(1)`` — set by sweep workers — makes this serial too.
+Threads: the features are cut into fixed pieces of PIECE_BLOCKS panels.
+One call hands the whole evaluation to the helper threads at once; inside
+compiled code every thread claims pieces from an atomic counter, the lead
+(the calling thread) waits for pass 1 by spinning on a second counter, sums
+and solves, and releases pass 2 through a flag (:mod:`rftheory.spin`): no
+return to Python and no operating-system wake-up between the passes.  Each
+piece has its own accumulators, summed in piece order, so the result is
+bitwise the same for any thread count and schedule.  The thread count is
+:func:`kernel_threads` (the current BLAS limit unless :func:`panel_threads`
+says otherwise), so ``threadpool_limits(1)`` — set by sweep workers — makes
+this serial too.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -49,12 +55,17 @@ FORWARD_CHUNK_BLOCKS = 16  # panels (16 features each) per cache-resident chunk 
 RESIDUAL_CHUNK_BLOCKS = 16  # panels per cache-resident chunk of pass 2
 PIECE_BLOCKS = 128  # panels (2048 features) per piece of work handed to a thread; fixed, so sums are reproducible
 GRAM_ROWS = 4  # rows per block of the float64 Gram (4 rows × 2 columns: 8 sums in registers)
+# the control counters of one evaluation (rftheory.spin): pieces claimed and done per pass, the phase
+# (0 pass 1, 1 pass 2, −1 Gram refused) and an abort flag raised when a thread failed
+CLAIM_1, DONE_1, PHASE, CLAIM_2, DONE_2, ABORT, CONTROLS = 0, 1, 2, 3, 4, 5, 8
+SPINS_BEFORE_YIELD = 256  # spin-wait rounds between two sched_yield calls
 
 if panel_kernels_available():
     from numba import njit
 
     from .kernels import relu_tanh_f32
     from .panel import _backward_blocks, _forward_blocks
+    from .spin import atomic_add, atomic_load, atomic_store, cpu_relax, yield_processor
 
     # (loops index 1-D row slices: LLVM vectorises those, not 2-D indexing)
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
@@ -233,6 +244,73 @@ if panel_kernels_available():
         return True
 
 
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _wait_until(ctl, index, target):  # pragma: no cover - compiled
+        """Spin until ctl[index] ≥ target (True) or an abort is flagged (False)."""
+        spins = 0
+        while atomic_load(ctl, index) < target:
+            if atomic_load(ctl, ABORT) != 0:
+                return False
+            cpu_relax()
+            spins += 1
+            if spins % SPINS_BEFORE_YIELD == 0:
+                yield_processor()
+        return True
+
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _evaluation_share(X, P, theta, a, b, relu_surrogate, groups, n_hat, blocks, p, F, D, v, A, limit,
+                          v_total, A_total, alpha, G, r_sq, with_grad, ctl, lead):  # pragma: no cover - compiled
+        """One thread's part of an evaluation; every thread runs it on the same arguments.
+
+        Threads claim pieces (PIECE_BLOCKS panels) from ctl[CLAIM_1], run pass 1
+        on them into v[k], A[k] and count them in ctl[DONE_1].  The lead thread
+        waits for all pieces, sums v and A in piece order (v_total, A_total) and
+        solves for α; ctl[PHASE] = 1 then releases everyone into pass 2 (pieces
+        claimed from ctl[CLAIM_2], results in G[k], r_sq[k]), which the lead
+        waits for too.  Returns 1 when done, 0 when the Cholesky rule refused
+        the Gram (PHASE = −1: pass 2 is left to the caller), −1 on an abort.
+        A thread that arrives late finds nothing to claim and returns.
+        """
+        pieces = v.shape[0]
+        while True:
+            k = atomic_add(ctl, CLAIM_1, 1)
+            if k >= pieces:
+                break
+            _features_pass(X, P, theta, a, b, relu_surrogate, groups, n_hat, k * PIECE_BLOCKS,
+                           min((k + 1) * PIECE_BLOCKS, blocks), p, F, D, v[k], A[k])
+            atomic_add(ctl, DONE_1, 1)
+        if lead:
+            if not _wait_until(ctl, DONE_1, pieces):
+                return -1
+            v_total[...] = _sum_pieces(v).reshape(v_total.shape)
+            A_total[...] = _sum_pieces(A).reshape(A_total.shape)
+            solved = _small_gram_solve(A_total, v_total, limit, alpha)
+            atomic_store(ctl, PHASE, 1 if solved else -1)
+            if not solved:
+                return 0
+        else:
+            spins = 0
+            while atomic_load(ctl, PHASE) == 0:
+                if atomic_load(ctl, ABORT) != 0:
+                    return -1
+                cpu_relax()
+                spins += 1
+                if spins % SPINS_BEFORE_YIELD == 0:
+                    yield_processor()
+            if atomic_load(ctl, PHASE) < 0:
+                return 0
+        while True:
+            k = atomic_add(ctl, CLAIM_2, 1)
+            if k >= pieces:
+                break
+            _residual_pass(F, D, theta, alpha, groups, n_hat, k * PIECE_BLOCKS, min((k + 1) * PIECE_BLOCKS, blocks),
+                           p, P, G[k], r_sq[k], with_grad)
+            atomic_add(ctl, DONE_2, 1)
+        if lead and not _wait_until(ctl, DONE_2, pieces):
+            return -1
+        return 1
+
+
 _POOL: ThreadPoolExecutor | None = None
 _POOL_PID = None
 _POOL_LOCK = threading.Lock()
@@ -287,28 +365,19 @@ def kernel_threads() -> int:
     return max(os.cpu_count() or 1, 1)
 
 
-def _run(tasks):
-    """Run zero-argument callables, the first on this thread and the rest on the pool."""
-    if len(tasks) == 1:
-        return [tasks[0]()]
-    futures = [_pool().submit(t) for t in tasks[1:]]
-    first = tasks[0]()
-    return [first] + [f.result() for f in futures]
+def _helper(args):
+    """A helper thread's share; if it fails, raise the abort flag so that no thread waits for it."""
+    try:
+        return _evaluation_share(*args, False)
+    except BaseException:
+        args[-1][ABORT] = 1
+        raise
 
 
-def _run_pieces(work, pieces, threads: int) -> None:
-    """Call ``work(k, lo, hi)`` for every piece (k, lo, hi) in ``pieces`` on ``threads`` threads.
-
-    The threads pull pieces from one shared iterator (dynamic scheduling), so
-    a thread that starts late or runs on a slower core simply takes fewer.
-    """
-    pending = iter(pieces)  # next() on a list iterator is atomic under the GIL
-
-    def worker():
-        for piece in pending:
-            work(*piece)
-
-    _run([worker] * threads)
+@functools.lru_cache(maxsize=64)
+def _pieces(blocks: int) -> tuple:
+    """The fixed pieces (index, first panel, end panel) of PIECE_BLOCKS panels covering ``blocks`` panels."""
+    return tuple((k, lo, min(lo + PIECE_BLOCKS, blocks)) for k, lo in enumerate(range(0, blocks, PIECE_BLOCKS)))
 
 
 _LOCAL = threading.local()
@@ -385,28 +454,34 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
 
     # fixed pieces, each with its own accumulators summed in piece order: the result does
     # not depend on the thread count or on which thread took which piece (bitwise)
-    pieces = [(k, lo, min(lo + PIECE_BLOCKS, blocks)) for k, lo in enumerate(range(0, blocks, PIECE_BLOCKS))]
+    pieces = _pieces(blocks)
     threads = min(kernel_threads(), len(pieces))
     v = np.zeros((len(pieces), R, n_hat))
     A = np.zeros((len(pieces), R, n_hat, n_hat))
-
-    def features(k, lo, hi):
-        _features_pass(X, P, theta64, a, b, relu_surrogate, R, n_hat, lo, hi, p, F, D, v[k], A[k])
-
-    _run_pieces(features, pieces, threads)
-    v, A = _sum_pieces(v).reshape(R, n_hat), _sum_pieces(A).reshape(R, n_hat, n_hat)  # A: lower triangles
+    v_total, A_total = np.empty((R, n_hat)), np.empty((R, n_hat, n_hat))  # A: lower triangles
     alpha = np.empty((R, n_hat))
-    if not _small_gram_solve(A, v, cholesky_condition_limit(n_hat), alpha):  # ill-conditioned: the general solver
-        A = np.tril(A) + np.swapaxes(np.tril(A, -1), 1, 2)
-        alpha = np.stack([gram_solve(A[g], v[g]) for g in range(R)])
-
     G = np.zeros((len(pieces), rows, P.shape[1]), dtype=np.float32)  # G = W V per piece (d padded)
     r_sq = np.zeros((len(pieces), R))
-
-    def residual(k, lo, hi):
-        _residual_pass(F, D, theta64, alpha, R, n_hat, lo, hi, p, P, G[k], r_sq[k], with_grad)
-
-    _run_pieces(residual, pieces, threads)
+    ctl = np.zeros(CONTROLS, dtype=np.int64)
+    args = (X, P, theta64, a, b, relu_surrogate, R, n_hat, blocks, p, F, D, v, A, cholesky_condition_limit(n_hat),
+            v_total, A_total, alpha, G, r_sq, with_grad, ctl)
+    # helpers are not waited for: the lead waits (spinning) for the pieces they claimed, and a
+    # helper that starts after the work is gone finds nothing to claim
+    helpers = [_pool().submit(_helper, args) for _ in range(threads - 1)]
+    try:
+        status = _evaluation_share(*args, True)
+    except BaseException:
+        ctl[ABORT] = 1
+        raise
+    if status < 0:  # a helper failed: re-raise its error
+        for helper in helpers:
+            helper.result()
+        raise RuntimeError("a panel-loss thread stopped without an error")  # pragma: no cover
+    if status == 0:  # ill-conditioned Gram: the general solver, then pass 2 on this thread
+        A = np.tril(A_total) + np.swapaxes(np.tril(A_total, -1), 1, 2)
+        alpha = np.stack([gram_solve(A[g], v_total[g]) for g in range(R)])
+        for k, lo, hi in pieces:
+            _residual_pass(F, D, theta64, alpha, R, n_hat, lo, hi, p, P, G[k], r_sq[k], with_grad)
     r_sq = _sum_pieces(r_sq)
     grad = None
     if with_grad:

@@ -199,7 +199,10 @@ def test_panel_loss_with_a_singular_gram_falls_back_like_the_blas_path(blas_path
     model = _model(3000, 30)
     X = random_sphere(6, 30, np.random.default_rng(8), np, np.float32)
     X[3] = X[1]
-    fast = projection_loss(X, model.theta, model)
+    with panel_threads(2):  # the helper thread too must leave pass 2 to the fallback
+        fast = projection_loss(X, model.theta, model)
+    with panel_threads(1):
+        assert projection_loss(X, model.theta, model).loss == fast.loss
     blas_path()
     ref = projection_loss(X, model.theta, model)
     assert np.isfinite(fast.loss) and np.all(np.isfinite(fast.grad))
@@ -215,3 +218,82 @@ def test_astype_does_not_carry_the_packed_copy():
     packed_panels(model)
     assert "_panels" in model.__dict__
     assert "_panels" not in model.astype(np.float64).__dict__
+
+
+@needs_numba
+def test_atomic_counters_count_every_increment_across_threads():
+    import threading
+
+    from numba import njit
+
+    from rftheory.spin import atomic_add, atomic_load, atomic_store, cpu_relax, yield_processor
+
+    @njit(nogil=True)
+    def hammer(ctl, times):
+        for _ in range(times):
+            atomic_add(ctl, 0, 1)
+            cpu_relax()
+        yield_processor()
+        atomic_store(ctl, 1, 7)
+        return atomic_load(ctl, 1)
+
+    ctl = np.zeros(2, np.int64)
+    threads = [threading.Thread(target=hammer, args=(ctl, 50_000)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert ctl[0] == 200_000 and ctl[1] == 7  # a lost update would leave fewer
+
+
+def _evaluation_arguments(monkeypatch, model, X):
+    """Run one two-thread evaluation whose helper does nothing; return (result, the shared arguments)."""
+    from rftheory import panel_loss
+
+    seen = []
+    monkeypatch.setattr(panel_loss, "_helper", lambda args: seen.append(args))
+    with panel_threads(2):
+        res = projection_loss(X, model.theta, model)
+    monkeypatch.undo()
+    return res, seen[0]
+
+
+@needs_numba
+def test_a_late_helper_finds_nothing_to_do_and_the_lead_stops_on_abort(monkeypatch):
+    from rftheory import panel_loss
+
+    model = _model(5000, 30)
+    X = random_sphere(7, 30, np.random.default_rng(9), np, np.float32)
+    res, args = _evaluation_arguments(monkeypatch, model, X)
+    with panel_threads(1):
+        ref = projection_loss(X, model.theta, model)
+    assert res.loss == ref.loss and np.array_equal(res.grad, ref.grad)  # the lead did every piece alone
+    G, ctl = args[-4], args[-1]
+    before = G.copy()
+    assert panel_loss._evaluation_share(*args, False) == 1  # arrives after the work: claims nothing
+    assert np.array_equal(G, before)
+    # a helper that claimed piece 0 and died: without the abort flag the lead would wait forever
+    ctl[:] = 0
+    ctl[panel_loss.CLAIM_1] = 1
+    ctl[panel_loss.ABORT] = 1
+    assert panel_loss._evaluation_share(*args, True) == -1
+
+
+def test_a_failing_helper_raises_the_abort_flag_and_its_error(monkeypatch):
+    from rftheory import panel_loss
+
+    def share(*args):
+        if args[-1]:  # the lead: as if it had seen the abort flag
+            return -1
+        raise ValueError("helper failed")
+
+    monkeypatch.setattr(panel_loss, "_evaluation_share", share)
+    ctl = np.zeros(panel_loss.CONTROLS, np.int64)
+    with pytest.raises(ValueError, match="helper failed"):
+        panel_loss._helper((None, ctl))
+    assert ctl[panel_loss.ABORT] == 1
+    if panel_kernels_available():
+        model = _model(5000, 30)
+        X = random_sphere(7, 30, np.random.default_rng(9), np, np.float32)
+        with panel_threads(2), pytest.raises(ValueError, match="helper failed"):
+            projection_loss(X, model.theta, model)
