@@ -31,7 +31,8 @@ import os
 
 import numpy as np
 
-__all__ = ["numba_available", "numba_enabled", "sum_of_squares", "fused_value_and_derivative", "kernel_coefficients",
+__all__ = ["numba_available", "numba_enabled", "sum_of_squares", "rows_kernel_applies", "tangent_rows",
+           "retract_rows", "two_loop_recursion", "fused_value_and_derivative", "kernel_coefficients",
            "relu_tanh_coefficients", "NUMBA_DEFAULT"]
 
 try:  # pragma: no cover - exercised whenever numba is installed
@@ -42,7 +43,7 @@ except Exception:  # pragma: no cover
     _HAVE_NUMBA = False
 
 # Which kernels are on by default (set from benchmarks/bench_kernels.py).
-NUMBA_DEFAULT = {"relu_tanh": True, "panel": True}
+NUMBA_DEFAULT = {"relu_tanh": True, "panel": True, "rows": True}
 
 
 def numba_available() -> bool:
@@ -125,6 +126,96 @@ def sum_of_squares(x) -> float:
     if _HAVE_NUMBA and isinstance(x, np.ndarray) and x.ndim == 1 and x.dtype == np.float64:
         return float(_sum_of_squares(x))
     return float((x * x).sum())
+
+
+if _HAVE_NUMBA:
+    @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+    def _tangent_rows(X, G, out):  # pragma: no cover - compiled
+        for i in range(X.shape[0]):
+            gx = 0.0
+            xx = 0.0
+            for k in range(X.shape[1]):
+                gx += np.float64(G[i, k]) * X[i, k]
+                xx += np.float64(X[i, k]) * X[i, k]
+            c = gx / xx
+            for k in range(X.shape[1]):
+                out[i, k] = G[i, k] - c * X[i, k]
+
+    @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+    def _retract_rows(X, radius, out):  # pragma: no cover - compiled
+        for i in range(X.shape[0]):
+            xx = 0.0
+            for k in range(X.shape[1]):
+                xx += np.float64(X[i, k]) * X[i, k]
+            scale = radius / max(np.sqrt(xx), 1e-300)
+            for k in range(X.shape[1]):
+                out[i, k] = X[i, k] * scale
+
+    @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+    def _two_loop(S, Y, rho, order, scale, g, out):  # pragma: no cover - compiled
+        q = g.astype(np.float64)
+        alphas = np.empty(order.size)
+        for idx in range(order.size - 1, -1, -1):
+            s, y = S[order[idx]], Y[order[idx]]
+            a = 0.0
+            for j in range(q.size):
+                a += s[j] * q[j]
+            a *= rho[order[idx]]
+            alphas[idx] = a
+            for j in range(q.size):
+                q[j] -= a * y[j]
+        for j in range(q.size):
+            q[j] *= scale
+        for idx in range(order.size):
+            s, y = S[order[idx]], Y[order[idx]]
+            b = 0.0
+            for j in range(q.size):
+                b += y[j] * q[j]
+            c = alphas[idx] - rho[order[idx]] * b
+            for j in range(q.size):
+                q[j] += c * s[j]
+        for j in range(q.size):
+            out[j] = q[j]
+
+
+def rows_kernel_applies(*arrays) -> bool:
+    """True if the Numba row kernels serve these arrays: NumPy float32/float64 of one dtype, "rows" kernel on."""
+    dtype = getattr(arrays[0], "dtype", None)
+    return (dtype in (np.float32, np.float64) and all(isinstance(a, np.ndarray) and a.dtype == dtype for a in arrays)
+            and numba_enabled("rows"))
+
+
+def _as_rows(A):
+    return np.ascontiguousarray(A).reshape(-1, A.shape[-1])
+
+
+def tangent_rows(X, G):
+    """g_i − (⟨g_i, x_i⟩/‖x_i‖²) x_i for every row (last axis), sums in float64; caller checks rows_kernel_applies."""
+    out = np.empty(G.shape, dtype=G.dtype)
+    _tangent_rows(_as_rows(X), _as_rows(G), out.reshape(-1, G.shape[-1]))
+    return out
+
+
+def retract_rows(X, radius: float):
+    """radius · x_i/‖x_i‖ for every row (last axis), norms in float64; caller checks rows_kernel_applies."""
+    out = np.empty(X.shape, dtype=X.dtype)
+    _retract_rows(_as_rows(X), float(radius), out.reshape(-1, X.shape[-1]))
+    return out
+
+
+def two_loop_recursion(S, Y, rho, order, scale, g):
+    """The L-BFGS two-loop recursion H·g in float64 (Nocedal & Wright, Alg. 7.4).
+
+    S, Y: (slots, N) float64 with the pairs (s_k, y_k) as rows; ``order``
+    (int64) lists the slots in use from oldest to newest; ρ_k = 1/⟨y_k, s_k⟩;
+    ``scale`` is H₀ = γI's γ.  Returns H·g shaped and typed like g:
+
+        q ← g;  for k newest → oldest: a_k = ρ_k⟨s_k, q⟩, q ← q − a_k y_k
+        q ← γ q;  for k oldest → newest: q ← q + (a_k − ρ_k⟨y_k, q⟩) s_k
+    """
+    out = np.empty(g.shape, dtype=g.dtype)
+    _two_loop(S, Y, rho, order, float(scale), np.ascontiguousarray(g).reshape(-1), out.reshape(-1))
+    return out
 
 
 def relu_tanh_coefficients(activation):

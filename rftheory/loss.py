@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backend import array_namespace
-from .kernels import fused_value_and_derivative, sum_of_squares
+from .kernels import fused_value_and_derivative, retract_rows, rows_kernel_applies, sum_of_squares, tangent_rows
 from .linalg import gram_solve
 from .panel_loss import panel_loss_applicable, panel_projection_loss
 
@@ -189,6 +189,8 @@ def feature_map_loss(X_hat, theta, model, *, with_grad: bool = True) -> LossResu
 
 def riemannian_gradient(X, G):
     """Tangent part of G on the product of spheres: g_i − (⟨g_i, x_i⟩/‖x_i‖²) x_i."""
+    if rows_kernel_applies(X, G):  # NumPy: one compiled pass (sums in float64)
+        return tangent_rows(X, G)
     xp = array_namespace(X, G)
     coef = xp.sum(G * X, axis=-1, keepdims=True) / xp.sum(X * X, axis=-1, keepdims=True)
     return G - coef * X
@@ -196,8 +198,10 @@ def riemannian_gradient(X, G):
 
 def retract_to_sphere(X, radius=None):
     """Rescale every row to norm ``radius`` (default √d)."""
-    xp = array_namespace(X)
     if radius is None:
         radius = float(np.sqrt(X.shape[-1]))
+    if rows_kernel_applies(X):  # NumPy: one compiled pass (norms in float64)
+        return retract_rows(X, radius)
+    xp = array_namespace(X)
     norms = xp.linalg.norm(X, axis=-1, keepdims=True)
     return X * (radius / xp.maximum(norms, 1e-300))

@@ -40,6 +40,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .backend import array_namespace
+from .kernels import rows_kernel_applies, two_loop_recursion
 from .linalg import gram_solve
 from .loss import projection_loss, retract_to_sphere, riemannian_gradient
 from .panel_loss import kernel_threads, panel_model_applicable, panel_threads
@@ -159,11 +160,20 @@ def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, h
 
 
 class _CurvatureMemory:
-    """The last ``size`` L-BFGS curvature pairs (s, y), with ρ = 1/⟨y, s⟩ and ⟨y, y⟩ stored once."""
+    """The last ``size`` L-BFGS curvature pairs (s, y), with ρ = 1/⟨y, s⟩ and ⟨y, y⟩ stored once.
+
+    For NumPy arrays the pairs are also kept as rows of two float64 arrays
+    (slot = pairs seen modulo ``size``, so a new pair takes the slot of the
+    one it evicts) and H·g runs as one compiled two-loop recursion
+    (:func:`rftheory.kernels.two_loop_recursion`); other backends loop in
+    Python over the same pairs.
+    """
 
     def __init__(self, size: int):
         self.size = size
-        self.pairs = []  # (s, y, ρ, ⟨y, y⟩), oldest first
+        self.pairs = []  # (s, y, ρ, ⟨y, y⟩, slot), oldest first
+        self.seen = 0
+        self.rows = None  # NumPy: (S, Y, ρ) by slot
 
     def __bool__(self) -> bool:
         return bool(self.pairs)
@@ -173,27 +183,45 @@ class _CurvatureMemory:
 
     def remember(self, s_vec, y_vec) -> None:
         """Add (s, y) if ⟨s, y⟩ > 0 (numerically), keeping the last ``size``."""
+        compiled = rows_kernel_applies(s_vec, y_vec)
+        if compiled:
+            s_vec, y_vec = s_vec.astype(np.float64).ravel(), y_vec.astype(np.float64).ravel()
         sy, ss, yy = _vdot(s_vec, y_vec), _vdot(s_vec, s_vec), _vdot(y_vec, y_vec)
-        if sy > 1e-12 * math.sqrt(ss * yy):
-            self.pairs.append((s_vec, y_vec, 1.0 / sy, yy))
-            if len(self.pairs) > self.size:
-                self.pairs.pop(0)
+        if not sy > 1e-12 * math.sqrt(ss * yy):
+            return
+        slot = self.seen % self.size
+        self.seen += 1
+        if compiled:
+            if self.rows is None or self.rows[0].shape[1] != s_vec.size:
+                self.rows = (np.zeros((self.size, s_vec.size)), np.zeros((self.size, s_vec.size)), np.zeros(self.size))
+            S, Y, rho = self.rows
+            S[slot], Y[slot], rho[slot] = s_vec, y_vec, 1.0 / sy
+        self.pairs.append((s_vec, y_vec, 1.0 / sy, yy, slot))
+        if len(self.pairs) > self.size:
+            self.pairs.pop(0)
+
+    def _initial_scale(self, g) -> float:
+        """H₀ = γI: γ = ⟨s, y⟩/⟨y, y⟩ of the newest pair, or 1/‖g‖ without pairs."""
+        if self.pairs:
+            _, _, rho, yy, _ = self.pairs[-1]
+            return 1.0 / (rho * yy)
+        return 1.0 / max(math.sqrt(_vdot(g, g)), 1e-300)
 
     def apply(self, g):
-        """Two-loop recursion: H·g, with H₀ = (⟨s, y⟩/⟨y, y⟩)·I from the newest pair (or 1/‖g‖)."""
+        """Two-loop recursion: H·g (see :func:`rftheory.kernels.two_loop_recursion`)."""
+        if self.rows is not None and rows_kernel_applies(g):
+            S, Y, rho = self.rows
+            order = np.array([pair[4] for pair in self.pairs], dtype=np.int64)
+            return two_loop_recursion(S, Y, rho, order, self._initial_scale(g), g)
         q = g.copy()
         alphas = []
-        for s, y, rho, _ in reversed(self.pairs):
+        for s, y, rho, _, _ in reversed(self.pairs):
             a = rho * _vdot(s, q)
             alphas.append(a)
-            q -= a * y
-        if self.pairs:
-            _, _, rho, yy = self.pairs[-1]
-            q *= 1.0 / (rho * yy)
-        else:
-            q *= 1.0 / max(math.sqrt(_vdot(g, g)), 1e-300)
-        for (s, y, rho, _), a in zip(self.pairs, reversed(alphas)):
-            q += (a - rho * _vdot(y, q)) * s
+            q -= a * y.reshape(q.shape)
+        q *= self._initial_scale(g)
+        for (s, y, rho, _, _), a in zip(self.pairs, reversed(alphas)):
+            q += (a - rho * _vdot(y, q)) * s.reshape(q.shape)
         return q
 
 
