@@ -64,14 +64,20 @@ def _with_panel(enabled: bool, fn):
 
 
 def _iteration_time(model, theta, n, dtype, warm_up: bool = True) -> tuple[float, float]:
-    """(seconds per L-BFGS iteration, evaluations per iteration) over 100 iterations of ``reconstruct``."""
+    """(seconds per L-BFGS iteration, evaluations per iteration) over 100 iterations of ``reconstruct``.
+
+    Steady state: the time from the first iteration's end to the last's
+    (callback time stamps) over the iterations between, so the call's
+    one-off set-up (casting, packing, the initial evaluation) is not spread
+    over them.
+    """
     kw = dict(restarts=1, max_iter=100, reseed=False, tol=0.0, dtype=dtype)
     if warm_up:
         reconstruct(theta, model, n, **kw)  # compilation, packing
-    start = time.perf_counter()
-    res = reconstruct(theta, model, n, **kw)
+    stamps = []
+    res = reconstruct(theta, model, n, callback=lambda X, L: stamps.append(time.perf_counter()), **kw)
     its = max(res.iterations, 1)
-    return (time.perf_counter() - start) / its, res.evaluations / its
+    return (stamps[-1] - stamps[0]) / max(len(stamps) - 1, 1), res.evaluations / its
 
 
 def _min_time(fn, calls: int = 100) -> float:
@@ -173,12 +179,14 @@ def main(argv=None) -> int:
                 t = best_time(fn)
             times[name].append(t)
             fractions[name].append(fl / t / 1e9 / peaks[name.split()[0]][-1])
-        # a whole iteration of the attack (reconstruct sets up its own threads), evaluations included
-        t_iter, evals = _iteration_time(work32, model.theta, n, np.float32, warm_up=False)
+        # a whole iteration of the attack (reconstruct sets up its own threads), evaluations included;
+        # after a warm-up run like every case above (OpenBLAS's threads, just used by the BLAS cases,
+        # keep spinning for a while and would compete with the attack's threads)
+        t_iter, evals = _iteration_time(work32, model.theta, n, np.float32)
         times[iteration].append(t_iter)
         fractions[iteration].append(evals * flops / t_iter / 1e9 / peaks["float32"][-1])
         print(f"round {r + 1}: sgemm peak {peaks['float32'][-1]:6.1f} GFLOP/s; "
-              + "; ".join(f"{k} {times[k][-1] * 1e3:.2f} ms = {fractions[k][-1]:.1%}" for k in cases))
+              + "; ".join(f"{k} {times[k][-1] * 1e3:.2f} ms = {fractions[k][-1]:.1%}" for k in times))
 
     print("\nmedians over rounds (fraction = evaluation GFLOP/s / same round's matmul peak):")
     print(f"  matmul peak: float32 {statistics.median(peaks['float32']):.1f} GFLOP/s "

@@ -39,7 +39,6 @@ import contextvars
 import functools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -59,6 +58,7 @@ GRAM_ROWS = 4  # rows per block of the float64 Gram (4 rows × 2 columns: 8 sums
 # (0 pass 1, 1 pass 2, −1 Gram refused) and an abort flag raised when a thread failed
 CLAIM_1, DONE_1, PHASE, CLAIM_2, DONE_2, ABORT, CONTROLS = 0, 1, 2, 3, 4, 5, 8
 SPINS_BEFORE_YIELD = 256  # spin-wait rounds between two sched_yield calls
+LINGER_SPINS = 20_000  # pause rounds (≈ 0.5 ms on the reference machine) a helper waits awake for the next job
 
 if panel_kernels_available():
     from numba import njit
@@ -258,6 +258,23 @@ if panel_kernels_available():
         return True
 
     @njit(nogil=True, cache=True, error_model="numpy")
+    def _linger(posted, seen, spins):  # pragma: no cover - compiled
+        """Spin up to ``spins`` pause rounds, or until posted[0] differs from ``seen``."""
+        for _ in range(spins):
+            if atomic_load(posted, 0) != seen:
+                return
+            cpu_relax()
+
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _helper_share(args, posted, seen, spins):  # pragma: no cover - compiled
+        """A helper's share of the evaluation ``args``, then up to ``spins`` pause rounds awake for the
+        next job (posted[0] ≠ seen), all without returning to Python: a helper that needs the
+        interpreter lock while the lead runs Python code would make each of them wait for the other."""
+        status = _evaluation_share(*args, False)
+        _linger(posted, seen, spins)
+        return status
+
+    @njit(nogil=True, cache=True, error_model="numpy")
     def _evaluation_share(X, P, theta, a, b, relu_surrogate, groups, n_hat, blocks, p, F, D, v, A, limit,
                           v_total, A_total, alpha, G, r_sq, with_grad, ctl, lead):  # pragma: no cover - compiled
         """One thread's part of an evaluation; every thread runs it on the same arguments.
@@ -311,20 +328,63 @@ if panel_kernels_available():
         return 1
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_PID = None
-_POOL_LOCK = threading.Lock()
 _BLAS = None
 
 
-def _pool() -> ThreadPoolExecutor:
-    """A process-wide worker pool (recreated in a forked child, whose copy has no threads)."""
-    global _POOL, _POOL_PID
-    with _POOL_LOCK:
-        if _POOL is None or _POOL_PID != os.getpid():
-            _POOL = ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 1), thread_name_prefix="rftheory-panel")
-            _POOL_PID = os.getpid()
-        return _POOL
+class _HelperThreads:
+    """Daemon threads that take the helper shares of evaluations posted by lead threads.
+
+    A helper that finished its share stays in compiled code, spinning for up
+    to LINGER_SPINS pause rounds until the next evaluation is posted, before
+    it returns to Python and sleeps on a condition: an attack posts one
+    every few milliseconds, and a helper that is still awake starts at once
+    instead of waiting for the operating system to wake it, and never takes
+    the interpreter lock while the lead runs the optimiser's Python code.
+    Only the newest job counts; a helper that missed one costs nothing (the
+    lead claims the pieces nobody took).
+    """
+
+    def __init__(self):
+        self.posted = np.zeros(1, dtype=np.int64)  # job generation
+        self.cond = threading.Condition()
+        self.job = None  # (args, errors, helpers wanted)
+        self.threads = []
+        self.pid = os.getpid()
+
+    def post(self, args, errors, wanted: int) -> None:
+        with self.cond:
+            while len(self.threads) < wanted:
+                thread = threading.Thread(target=self._loop, args=(len(self.threads),), daemon=True,
+                                          name=f"rftheory-panel-{len(self.threads)}")
+                self.threads.append(thread)
+                thread.start()
+            self.job = (args, errors, wanted)
+            self.posted[0] += 1
+            self.cond.notify_all()
+
+    def _loop(self, index: int) -> None:
+        seen = 0
+        while True:
+            with self.cond:
+                while self.posted[0] == seen:
+                    self.cond.wait()
+                seen = int(self.posted[0])
+                args, errors, wanted = self.job
+            if index < wanted:
+                _helper(args, errors, self.posted, seen)
+
+
+_HELPERS: _HelperThreads | None = None
+_HELPERS_LOCK = threading.Lock()
+
+
+def _share_with_helpers(args, errors, wanted: int) -> None:
+    """Post an evaluation to ``wanted`` helper threads (recreated in a forked child, whose copy has none)."""
+    global _HELPERS
+    with _HELPERS_LOCK:
+        if _HELPERS is None or _HELPERS.pid != os.getpid():
+            _HELPERS = _HelperThreads()
+    _HELPERS.post(args, errors, wanted)
 
 
 _THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar("rftheory_panel_threads", default=None)
@@ -365,13 +425,13 @@ def kernel_threads() -> int:
     return max(os.cpu_count() or 1, 1)
 
 
-def _helper(args):
-    """A helper thread's share; if it fails, raise the abort flag so that no thread waits for it."""
+def _helper(args, errors, posted, seen: int) -> None:
+    """A helper thread's share (:func:`_helper_share`); if it fails, keep the error for the lead and raise the abort flag."""
     try:
-        return _evaluation_share(*args, False)
-    except BaseException:
+        _helper_share(args, posted, seen, LINGER_SPINS)
+    except BaseException as error:  # noqa: BLE001 - handed to the lead thread, which raises it
+        errors.append(error)
         args[-1][ABORT] = 1
-        raise
 
 
 @functools.lru_cache(maxsize=64)
@@ -467,16 +527,16 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
             v_total, A_total, alpha, G, r_sq, with_grad, ctl)
     # helpers are not waited for: the lead waits (spinning) for the pieces they claimed, and a
     # helper that starts after the work is gone finds nothing to claim
-    helpers = [_pool().submit(_helper, args) for _ in range(threads - 1)]
+    errors = []
+    if threads > 1:
+        _share_with_helpers(args, errors, threads - 1)
     try:
         status = _evaluation_share(*args, True)
     except BaseException:
         ctl[ABORT] = 1
         raise
-    if status < 0:  # a helper failed: re-raise its error
-        for helper in helpers:
-            helper.result()
-        raise RuntimeError("a panel-loss thread stopped without an error")  # pragma: no cover
+    if status < 0:  # a helper failed (its error is recorded before the abort flag is raised)
+        raise errors[0] if errors else RuntimeError("a panel-loss thread stopped without an error")
     if status == 0:  # ill-conditioned Gram: the general solver, then pass 2 on this thread
         A = np.tril(A_total) + np.swapaxes(np.tril(A_total, -1), 1, 2)
         alpha = np.stack([gram_solve(A[g], v_total[g]) for g in range(R)])

@@ -251,7 +251,7 @@ def _evaluation_arguments(monkeypatch, model, X):
     from rftheory import panel_loss
 
     seen = []
-    monkeypatch.setattr(panel_loss, "_helper", lambda args: seen.append(args))
+    monkeypatch.setattr(panel_loss, "_share_with_helpers", lambda args, errors, wanted: seen.append(args))
     with panel_threads(2):
         res = projection_loss(X, model.theta, model)
     monkeypatch.undo()
@@ -280,18 +280,24 @@ def test_a_late_helper_finds_nothing_to_do_and_the_lead_stops_on_abort(monkeypat
 
 
 def test_a_failing_helper_raises_the_abort_flag_and_its_error(monkeypatch):
+    import time
+
     from rftheory import panel_loss
 
-    def share(*args):
-        if args[-1]:  # the lead: as if it had seen the abort flag
-            return -1
+    def lead_share(*args):  # waits for the abort flag, as the compiled lead does
+        while not args[-2][panel_loss.ABORT]:
+            time.sleep(1e-3)
+        return -1
+
+    def helper_share(args, posted, seen, spins):
         raise ValueError("helper failed")
 
-    monkeypatch.setattr(panel_loss, "_evaluation_share", share)
+    monkeypatch.setattr(panel_loss, "_evaluation_share", lead_share)
+    monkeypatch.setattr(panel_loss, "_helper_share", helper_share)
     ctl = np.zeros(panel_loss.CONTROLS, np.int64)
-    with pytest.raises(ValueError, match="helper failed"):
-        panel_loss._helper((None, ctl))
-    assert ctl[panel_loss.ABORT] == 1
+    errors = []
+    panel_loss._helper((None, ctl), errors, np.zeros(1, np.int64), 0)
+    assert ctl[panel_loss.ABORT] == 1 and isinstance(errors[0], ValueError)
     if panel_kernels_available():
         model = _model(5000, 30)
         X = random_sphere(7, 30, np.random.default_rng(9), np, np.float32)
