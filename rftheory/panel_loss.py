@@ -58,7 +58,6 @@ GRAM_ROWS = 4  # rows per block of the float64 Gram (4 rows × 2 columns: 8 sums
 # (0 pass 1, 1 pass 2, −1 Gram refused) and an abort flag raised when a thread failed
 CLAIM_1, DONE_1, PHASE, CLAIM_2, DONE_2, ABORT, CONTROLS = 0, 1, 2, 3, 4, 5, 8
 SPINS_BEFORE_YIELD = 256  # spin-wait rounds between two sched_yield calls
-LINGER_SPINS = 20_000  # pause rounds (≈ 0.5 ms on the reference machine) a helper waits awake for the next job
 
 if panel_kernels_available():
     from numba import njit
@@ -258,23 +257,6 @@ if panel_kernels_available():
         return True
 
     @njit(nogil=True, cache=True, error_model="numpy")
-    def _linger(posted, seen, spins):  # pragma: no cover - compiled
-        """Spin up to ``spins`` pause rounds, or until posted[0] differs from ``seen``."""
-        for _ in range(spins):
-            if atomic_load(posted, 0) != seen:
-                return
-            cpu_relax()
-
-    @njit(nogil=True, cache=True, error_model="numpy")
-    def _helper_share(args, posted, seen, spins):  # pragma: no cover - compiled
-        """A helper's share of the evaluation ``args``, then up to ``spins`` pause rounds awake for the
-        next job (posted[0] ≠ seen), all without returning to Python: a helper that needs the
-        interpreter lock while the lead runs Python code would make each of them wait for the other."""
-        status = _evaluation_share(*args, False)
-        _linger(posted, seen, spins)
-        return status
-
-    @njit(nogil=True, cache=True, error_model="numpy")
     def _evaluation_share(X, P, theta, a, b, relu_surrogate, groups, n_hat, blocks, p, F, D, v, A, limit,
                           v_total, A_total, alpha, G, r_sq, with_grad, ctl, lead):  # pragma: no cover - compiled
         """One thread's part of an evaluation; every thread runs it on the same arguments.
@@ -334,12 +316,8 @@ _BLAS = None
 class _HelperThreads:
     """Daemon threads that take the helper shares of evaluations posted by lead threads.
 
-    A helper that finished its share stays in compiled code, spinning for up
-    to LINGER_SPINS pause rounds until the next evaluation is posted, before
-    it returns to Python and sleeps on a condition: an attack posts one
-    every few milliseconds, and a helper that is still awake starts at once
-    instead of waiting for the operating system to wake it, and never takes
-    the interpreter lock while the lead runs the optimiser's Python code.
+    Between evaluations a helper sleeps on a condition.  (Spinning awake for
+    the next job instead was measured: no gain on the reference machine.)
     Only the newest job counts; a helper that missed one costs nothing (the
     lead claims the pieces nobody took).
     """
@@ -371,7 +349,7 @@ class _HelperThreads:
                 seen = int(self.posted[0])
                 args, errors, wanted = self.job
             if index < wanted:
-                _helper(args, errors, self.posted, seen)
+                _helper(args, errors)
 
 
 _HELPERS: _HelperThreads | None = None
@@ -425,10 +403,10 @@ def kernel_threads() -> int:
     return max(os.cpu_count() or 1, 1)
 
 
-def _helper(args, errors, posted, seen: int) -> None:
-    """A helper thread's share (:func:`_helper_share`); if it fails, keep the error for the lead and raise the abort flag."""
+def _helper(args, errors) -> None:
+    """A helper thread's share; if it fails, keep the error for the lead and raise the abort flag."""
     try:
-        _helper_share(args, posted, seen, LINGER_SPINS)
+        _evaluation_share(*args, False)
     except BaseException as error:  # noqa: BLE001 - handed to the lead thread, which raises it
         errors.append(error)
         args[-1][ABORT] = 1

@@ -284,19 +284,17 @@ def test_a_failing_helper_raises_the_abort_flag_and_its_error(monkeypatch):
 
     from rftheory import panel_loss
 
-    def lead_share(*args):  # waits for the abort flag, as the compiled lead does
-        while not args[-2][panel_loss.ABORT]:
-            time.sleep(1e-3)
-        return -1
-
-    def helper_share(args, posted, seen, spins):
+    def share(*args):
+        if args[-1]:  # the lead: waits for the abort flag, as the compiled lead does
+            while not args[-2][panel_loss.ABORT]:
+                time.sleep(1e-3)
+            return -1
         raise ValueError("helper failed")
 
-    monkeypatch.setattr(panel_loss, "_evaluation_share", lead_share)
-    monkeypatch.setattr(panel_loss, "_helper_share", helper_share)
+    monkeypatch.setattr(panel_loss, "_evaluation_share", share)
     ctl = np.zeros(panel_loss.CONTROLS, np.int64)
     errors = []
-    panel_loss._helper((None, ctl), errors, np.zeros(1, np.int64), 0)
+    panel_loss._helper((None, ctl), errors)
     assert ctl[panel_loss.ABORT] == 1 and isinstance(errors[0], ValueError)
     if panel_kernels_available():
         model = _model(5000, 30)
