@@ -94,6 +94,57 @@ def pack_tiles(X: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(tiles, TILE_ROWS, d).transpose(0, 2, 1))
 
 
+class _TileCode:
+    """LLVM IR helpers shared by the tile intrinsics (one per codegen call).
+
+    Flat float32 pointers into array arguments, int64 arguments, 8-wide
+    vector loads, the grid of output vector pointers, zeroed accumulators
+    (allocas in the entry block that LLVM promotes to registers) and the
+    fused multiply–add into one of them.
+    """
+
+    def __init__(self, context, builder, signature):
+        self.context, self.builder, self.signature = context, builder, signature
+        self.vec = ir.VectorType(ir.FloatType(), VECTOR)
+        self.vec_ptr = self.vec.as_pointer()
+        self.fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(self.vec, [self.vec] * 3),
+                                                  f"llvm.fma.v{VECTOR}f32")
+
+    def const(self, value):
+        return ir.Constant(ir.IntType(64), value)
+
+    def int64(self, k, value):
+        return self.context.cast(self.builder, value, self.signature.args[k], types.int64)
+
+    def boolean(self, k, value):
+        return self.context.cast(self.builder, value, self.signature.args[k], types.boolean)
+
+    def at(self, k_array, array, k_offset, offset):
+        """float* to element ``offset`` (argument k_offset) of the array argument k_array."""
+        data = self.context.make_array(self.signature.args[k_array])(self.context, self.builder, array).data
+        return self.builder.gep(self.builder.bitcast(data, ir.FloatType().as_pointer()), [self.int64(k_offset, offset)])
+
+    def load(self, ptr, offset):
+        return self.builder.load(self.builder.bitcast(self.builder.gep(ptr, [offset]), self.vec_ptr), align=4)
+
+    def output_grid(self, base, row_step, rows, columns):
+        """Vector pointers base + r·row_step + 8c for r < rows, c < columns."""
+        b = self.builder
+        return [[b.bitcast(b.gep(base, [b.add(b.mul(self.const(r), row_step), self.const(VECTOR * c))]), self.vec_ptr)
+                 for c in range(columns)] for r in range(rows)]
+
+    def accumulators(self, rows, columns):
+        zero = ir.Constant(self.vec, [0.0] * VECTOR)
+        acc = [[cgutils.alloca_once_value(self.builder, zero) for _ in range(columns)] for _ in range(rows)]
+        for row in acc:
+            for cell in row:
+                self.builder.store(zero, cell)
+        return acc
+
+    def fma_into(self, cell, a, b):
+        self.builder.store(self.builder.call(self.fma, [a, b, self.builder.load(cell)]), cell)
+
+
 def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
     """A Numba intrinsic for one register tile of tile_rows × (8·vectors) sums:
 
@@ -102,8 +153,7 @@ def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
 
     for r < tile_rows, c < 8·vectors, all indices flat element offsets into
     C-contiguous float32 arrays (callers compute a, b, o; no bounds checks).
-    The sums stay in registers across all ``panels`` (the backward kernel
-    walks a whole chunk of panels per call).
+    The sums stay in registers across all ``panels``.
     With ``accumulate`` true the sums are added to what ``out`` holds, else
     they replace it.  The A steps are compile-time constants, so the loop
     advances two pointers; tile_rows·vectors accumulators + vectors loads + 1
@@ -118,39 +168,14 @@ def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
         def codegen(context, builder, signature, args):
             (a_arr, a_off, a_panel_, b_arr, b_off, b_step_, b_panel_, panels_, o_arr, o_off, o_row_, count_,
              accumulate_) = args
-            f32 = ir.FloatType()
-            i64 = ir.IntType(64)
-            vec = ir.VectorType(f32, VECTOR)
-            vec_ptr = vec.as_pointer()
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
-                                                 f"llvm.fma.v{VECTOR}f32")
-
-            def data(k, value):
-                return builder.bitcast(context.make_array(signature.args[k])(context, builder, value).data,
-                                       f32.as_pointer())
-
-            def const(v):
-                return ir.Constant(i64, v)
-
-            def int64(k, value):
-                return context.cast(builder, value, signature.args[k], types.int64)
-
-            base_a = builder.gep(data(0, a_arr), [int64(1, a_off)])
-            base_b = builder.gep(data(3, b_arr), [int64(4, b_off)])
-            base_o = builder.gep(data(8, o_arr), [int64(9, o_off)])
-            a_panel_v, b_step_v, b_panel_v = int64(2, a_panel_), int64(5, b_step_), int64(6, b_panel_)
-            panels_v, o_row_v, count_v = int64(7, panels_), int64(10, o_row_), int64(11, count_)
-            out_ptrs = [[builder.bitcast(builder.gep(base_o, [builder.add(builder.mul(const(r), o_row_v),
-                                                                          const(VECTOR * c))]), vec_ptr)
-                         for c in range(vectors)] for r in range(tile_rows)]
-            # accumulators: allocas in the entry block, promoted to registers by LLVM;
-            # they start from out's values (accumulate) or from zero
-            zero = ir.Constant(vec, [0.0] * VECTOR)
-            acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(vectors)] for _ in range(tile_rows)]
-            for r in range(tile_rows):
-                for c in range(vectors):
-                    builder.store(zero, acc[r][c])
-            with builder.if_then(context.cast(builder, accumulate_, signature.args[12], types.boolean)):
+            code = _TileCode(context, builder, signature)
+            vec, const = code.vec, code.const
+            base_a, base_b = code.at(0, a_arr, 1, a_off), code.at(3, b_arr, 4, b_off)
+            a_panel_v, b_step_v, b_panel_v = code.int64(2, a_panel_), code.int64(5, b_step_), code.int64(6, b_panel_)
+            panels_v, count_v = code.int64(7, panels_), code.int64(11, count_)
+            out_ptrs = code.output_grid(code.at(8, o_arr, 9, o_off), code.int64(10, o_row_), tile_rows, vectors)
+            acc = code.accumulators(tile_rows, vectors)  # from zero, or from out's values (accumulate)
+            with builder.if_then(code.boolean(12, accumulate_)):
                 for r in range(tile_rows):
                     for c in range(vectors):
                         builder.store(builder.load(out_ptrs[r][c], align=4), acc[r][c])
@@ -161,8 +186,7 @@ def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
                 with cgutils.for_range(builder, count_v) as loop:
                     t = loop.index
                     b_row = builder.gep(panel_b, [builder.mul(t, b_step_v)])
-                    b_vecs = [builder.load(builder.bitcast(builder.gep(b_row, [const(VECTOR * c)]), vec_ptr),
-                                           align=4) for c in range(vectors)]
+                    b_vecs = [code.load(b_row, const(VECTOR * c)) for c in range(vectors)]
                     a_row = builder.gep(panel_a, [builder.mul(t, const(a_t_step))])
                     for r in range(tile_rows):
                         a_one = builder.insert_element(ir.Constant(vec, None),
@@ -170,8 +194,7 @@ def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
                                                        ir.Constant(ir.IntType(32), 0))
                         a_vec = builder.shuffle_vector(a_one, ir.Constant(vec, None), splat)
                         for c in range(vectors):
-                            builder.store(builder.call(fma, [a_vec, b_vecs[c], builder.load(acc[r][c])]),
-                                          acc[r][c])
+                            code.fma_into(acc[r][c], a_vec, b_vecs[c])
             for r in range(tile_rows):
                 for c in range(vectors):
                     builder.store(builder.load(acc[r][c]), out_ptrs[r][c], align=4)
@@ -203,40 +226,13 @@ def _make_dot_tile(tile_rows: int, tile_coords: int):
 
         def codegen(context, builder, signature, args):
             w_arr, w_off, w_row_, p_arr, b_off, b_panel_, panels_, o_arr, o_off, o_row_, accumulate_ = args
-            f32 = ir.FloatType()
-            i64 = ir.IntType(64)
-            vec = ir.VectorType(f32, VECTOR)
-            vec_ptr = vec.as_pointer()
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
-                                                 f"llvm.fma.v{VECTOR}f32")
-
-            def data(k, value):
-                return builder.bitcast(context.make_array(signature.args[k])(context, builder, value).data,
-                                       f32.as_pointer())
-
-            def const(v):
-                return ir.Constant(i64, v)
-
-            def int64(k, value):
-                return context.cast(builder, value, signature.args[k], types.int64)
-
-            def load(ptr, offset):
-                return builder.load(builder.bitcast(builder.gep(ptr, [offset]), vec_ptr), align=4)
-
-            base_w = builder.gep(data(0, w_arr), [int64(1, w_off)])
-            base_b = builder.gep(data(3, p_arr), [int64(4, b_off)])
-            base_o = builder.gep(data(7, o_arr), [int64(8, o_off)])
-            w_row_v, b_panel_v, panels_v, o_row_v = int64(2, w_row_), int64(5, b_panel_), int64(6, panels_), \
-                int64(9, o_row_)
+            code = _TileCode(context, builder, signature)
+            const, load = code.const, code.load
+            base_w, base_b = code.at(0, w_arr, 1, w_off), code.at(3, p_arr, 4, b_off)
+            w_row_v, b_panel_v, panels_v = code.int64(2, w_row_), code.int64(5, b_panel_), code.int64(6, panels_)
             w_rows = [builder.gep(base_w, [builder.mul(const(r), w_row_v)]) for r in range(tile_rows)]
-            out_ptrs = [[builder.bitcast(builder.gep(base_o, [builder.add(builder.mul(const(r), o_row_v),
-                                                                          const(VECTOR * k))]), vec_ptr)
-                         for k in range(tile_coords)] for r in range(tile_rows)]
-            zero = ir.Constant(vec, [0.0] * VECTOR)
-            acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(tile_coords)] for _ in range(tile_rows)]
-            for r in range(tile_rows):
-                for k in range(tile_coords):
-                    builder.store(zero, acc[r][k])
+            out_ptrs = code.output_grid(code.at(7, o_arr, 8, o_off), code.int64(9, o_row_), tile_rows, tile_coords)
+            acc = code.accumulators(tile_rows, tile_coords)
             with cgutils.for_range(builder, panels_v) as loop:
                 s = loop.index
                 panel_b = builder.gep(base_b, [builder.mul(s, b_panel_v)])
@@ -246,9 +242,8 @@ def _make_dot_tile(tile_rows: int, tile_coords: int):
                     b_vecs = [load(panel_b, const(PANEL_WIDTH * k + VECTOR * h)) for k in range(tile_coords)]
                     for r in range(tile_rows):
                         for k in range(tile_coords):
-                            builder.store(builder.call(fma, [w_vecs[r], b_vecs[k], builder.load(acc[r][k])]),
-                                          acc[r][k])
-            adding = context.cast(builder, accumulate_, signature.args[10], types.boolean)
+                            code.fma_into(acc[r][k], w_vecs[r], b_vecs[k])
+            adding = code.boolean(10, accumulate_)
             for r in range(tile_rows):
                 for k in range(tile_coords):
                     total = builder.load(acc[r][k])
