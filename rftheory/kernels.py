@@ -118,7 +118,7 @@ if _HAVE_NUMBA:
 
 
 def sum_of_squares(x) -> float:
-    """Σ x_i² of a 1-D float64 array, without a temporary (Numba on NumPy, else xp.sum(x·x)).
+    """Σ x² over all entries: compiled, without a temporary, for a 1-D float64 NumPy array; else (x·x).sum().
 
     Not BLAS: a threaded ddot would leave OpenBLAS threads spinning beside
     the panel kernels' threads.

@@ -173,7 +173,7 @@ def feature_map_loss(X_hat, theta, model, *, with_grad: bool = True) -> LossResu
     vector = Theta.ndim == 1
     if vector:
         Theta = Theta[:, None]
-    theta_sq = float(xp.sum(Theta * Theta))
+    theta_sq = sum_of_squares(Theta)
     if theta_sq == 0.0:
         raise ValueError("θ is the zero vector: the projection loss is undefined")
     F = model.features(X_hat).astype(np.float64)

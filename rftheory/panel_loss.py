@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
 import os
 import threading
 
@@ -256,6 +255,12 @@ if panel_kernels_available():
                 yield_processor()
         return True
 
+    @njit(nogil=True, cache=True)
+    def _piece_bounds(k, blocks):  # pragma: no cover - compiled
+        """Panels [lo, hi) of piece k: PIECE_BLOCKS panels each, the last one cut at ``blocks``."""
+        lo = k * PIECE_BLOCKS
+        return lo, min(lo + PIECE_BLOCKS, blocks)
+
     @njit(nogil=True, cache=True, error_model="numpy")
     def _evaluation_share(X, P, theta, a, b, relu_surrogate, groups, n_hat, blocks, p, F, D, v, A, limit,
                           v_total, A_total, alpha, G, r_sq, with_grad, ctl, lead):  # pragma: no cover - compiled
@@ -275,8 +280,8 @@ if panel_kernels_available():
             k = atomic_add(ctl, CLAIM_1, 1)
             if k >= pieces:
                 break
-            _features_pass(X, P, theta, a, b, relu_surrogate, groups, n_hat, k * PIECE_BLOCKS,
-                           min((k + 1) * PIECE_BLOCKS, blocks), p, F, D, v[k], A[k])
+            lo, hi = _piece_bounds(k, blocks)
+            _features_pass(X, P, theta, a, b, relu_surrogate, groups, n_hat, lo, hi, p, F, D, v[k], A[k])
             atomic_add(ctl, DONE_1, 1)
         if lead:
             if not _wait_until(ctl, DONE_1, pieces):
@@ -302,8 +307,8 @@ if panel_kernels_available():
             k = atomic_add(ctl, CLAIM_2, 1)
             if k >= pieces:
                 break
-            _residual_pass(F, D, theta, alpha, groups, n_hat, k * PIECE_BLOCKS, min((k + 1) * PIECE_BLOCKS, blocks),
-                           p, P, G[k], r_sq[k], with_grad)
+            lo, hi = _piece_bounds(k, blocks)
+            _residual_pass(F, D, theta, alpha, groups, n_hat, lo, hi, p, P, G[k], r_sq[k], with_grad)
             atomic_add(ctl, DONE_2, 1)
         if lead and not _wait_until(ctl, DONE_2, pieces):
             return -1
@@ -412,12 +417,6 @@ def _helper(args, errors) -> None:
         args[-1][ABORT] = 1
 
 
-@functools.lru_cache(maxsize=64)
-def _pieces(blocks: int) -> tuple:
-    """The fixed pieces (index, first panel, end panel) of PIECE_BLOCKS panels covering ``blocks`` panels."""
-    return tuple((k, lo, min(lo + PIECE_BLOCKS, blocks)) for k, lo in enumerate(range(0, blocks, PIECE_BLOCKS)))
-
-
 _LOCAL = threading.local()
 
 
@@ -492,14 +491,14 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
 
     # fixed pieces, each with its own accumulators summed in piece order: the result does
     # not depend on the thread count or on which thread took which piece (bitwise)
-    pieces = _pieces(blocks)
-    threads = min(kernel_threads(), len(pieces))
-    v = np.zeros((len(pieces), R, n_hat))
-    A = np.zeros((len(pieces), R, n_hat, n_hat))
+    pieces = -(-blocks // PIECE_BLOCKS)
+    threads = min(kernel_threads(), pieces)
+    v = np.zeros((pieces, R, n_hat))
+    A = np.zeros((pieces, R, n_hat, n_hat))
     v_total, A_total = np.empty((R, n_hat)), np.empty((R, n_hat, n_hat))  # A: lower triangles
     alpha = np.empty((R, n_hat))
-    G = np.zeros((len(pieces), rows, P.shape[1]), dtype=np.float32)  # G = W V per piece (d padded)
-    r_sq = np.zeros((len(pieces), R))
+    G = np.zeros((pieces, rows, P.shape[1]), dtype=np.float32)  # G = W V per piece (d padded)
+    r_sq = np.zeros((pieces, R))
     ctl = np.zeros(CONTROLS, dtype=np.int64)
     args = (X, P, theta64, a, b, relu_surrogate, R, n_hat, blocks, p, F, D, v, A, cholesky_condition_limit(n_hat),
             v_total, A_total, alpha, G, r_sq, with_grad, ctl)
@@ -518,7 +517,8 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
     if status == 0:  # ill-conditioned Gram: the general solver, then pass 2 on this thread
         A = np.tril(A_total) + np.swapaxes(np.tril(A_total, -1), 1, 2)
         alpha = np.stack([gram_solve(A[g], v_total[g]) for g in range(R)])
-        for k, lo, hi in pieces:
+        for k in range(pieces):
+            lo, hi = _piece_bounds(k, blocks)
             _residual_pass(F, D, theta64, alpha, R, n_hat, lo, hi, p, P, G[k], r_sq[k], with_grad)
     r_sq = _sum_pieces(r_sq)
     grad = None

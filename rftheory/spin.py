@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import platform
 
-__all__ = ["atomic_add", "atomic_load", "atomic_store", "cpu_relax", "yield_processor", "spin_available"]
+__all__ = ["atomic_add", "atomic_load", "atomic_store", "cpu_relax", "yield_processor"]
 
 try:  # pragma: no cover - exercised whenever numba is installed
     from llvmlite import ir
@@ -37,11 +37,6 @@ except Exception:  # pragma: no cover
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 _POSIX = os.name == "posix"
-
-
-def spin_available() -> bool:
-    """True when the compiled atomics can be used (Numba installed)."""
-    return _HAVE_NUMBA
 
 
 if _HAVE_NUMBA:
