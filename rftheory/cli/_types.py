@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["positive_int", "nonneg_int", "positive_float", "nonneg_float", "add_feature_count_options", "feature_count"]
+__all__ = ["positive_int", "nonneg_int", "positive_float", "nonneg_float", "positive_below", "add_feature_count_options",
+           "feature_count", "add_activation_option"]
 
 
 def _number(text: str, kind, minimum: float, strict: bool, what: str):
@@ -36,6 +37,26 @@ def positive_float(text: str) -> float:
 def nonneg_float(text: str) -> float:
     """A finite number ≥ 0."""
     return _number(text, float, 0.0, False, "a non-negative number")
+
+
+def positive_below(limit: float, what: str):
+    """An argparse type for numbers in (0, limit); ``what`` names that interval in the error message."""
+
+    def parse(text: str) -> float:
+        value = positive_float(text)
+        if not value < limit:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+def add_activation_option(parser) -> None:
+    """--activation: one σ by name, or a weighted sum of them."""
+    from ..activations import known_activations  # noqa: PLC0415
+
+    parser.add_argument("--activation", default="relu+tanh",
+                        help=f"σ: one of {', '.join(known_activations())}, or a sum such as '0.5*relu+tanh'")
 
 
 def add_feature_count_options(parser, ratio_default: float) -> None:

@@ -13,21 +13,16 @@ import time
 
 import numpy as np
 
-from ..activations import known_activations
 from ..backend import resolve_backend
 from ..data import synthetic_sphere
 from ..identifiability import DEFAULT_DELTA, DEFAULT_EPS, DEFAULT_ORDER, identifiability_checks
 from ..random_features import RandomFeatures
-from ._types import add_feature_count_options, feature_count, positive_float, positive_int
+from ._types import add_activation_option, add_feature_count_options, feature_count, positive_below, positive_int
 
 HELP = "check the identifiability conditions (Theorems 1, 2 and lemmas) for one configuration"
 
 
-def unit_distance(text: str) -> float:
-    value = positive_float(text)
-    if not value < math.sqrt(2):
-        raise argparse.ArgumentTypeError(f"expected a distance in (0, √2), got {text!r}")
-    return value
+unit_distance = positive_below(math.sqrt(2), "a distance in (0, √2)")
 
 
 def add_parser(sub):
@@ -48,8 +43,7 @@ def add_parser(sub):
     p.add_argument("--n", type=positive_int, default=3, help="number of samples")
     p.add_argument("--d", type=positive_int, default=5, help="input dimension")
     add_feature_count_options(p, ratio_default=16.0)
-    p.add_argument("--activation", default="relu+tanh",
-                   help=f"σ: one of {', '.join(known_activations())}, or a sum such as '0.5*relu+tanh'")
+    add_activation_option(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the data; V uses seed+1000; the searches use seed")
     p.add_argument("--delta", type=unit_distance, default=DEFAULT_DELTA,
                    help="Theorem 1: the far region is dist(x̂, ±x_i)/√d ≥ δ")

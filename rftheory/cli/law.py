@@ -24,7 +24,7 @@ from ..law import (
 from ..data import synthetic_sphere
 from ..metrics import DEFAULT_THRESHOLD, chance_levels
 from ..reconstruct import OPTIMIZERS
-from ._types import positive_float, positive_int
+from ._types import positive_below, positive_float, positive_int
 
 HELP = "phase diagram: reconstruction success vs p/(dn), critical ratio with bootstrap interval"
 
@@ -49,11 +49,7 @@ def seed_value(text: str) -> int:
     return value
 
 
-def level_value(text: str) -> float:
-    value = positive_float(text)
-    if not value < 1:
-        raise argparse.ArgumentTypeError(f"expected a level in (0, 1), got {text!r}")
-    return value
+level_value = positive_below(1.0, "a level in (0, 1)")
 
 
 def add_parser(sub):

@@ -15,14 +15,13 @@ import time
 
 import numpy as np
 
-from ..activations import known_activations
 from ..backend import to_numpy
 from ..data import digits, synthetic_sphere
 from ..metrics import DEFAULT_THRESHOLD, chance_levels, reconstruction_errors
 from ..random_features import RandomFeatures
 from ..reconstruct import OPTIMIZERS, reconstruct
 from ..subspace import estimate_subspace_from_training, subspace_reconstruct, synthetic_subspace
-from ._types import add_feature_count_options, feature_count, positive_float, positive_int
+from ._types import add_activation_option, add_feature_count_options, feature_count, positive_float, positive_int
 
 HELP = "train a random-features model and reconstruct its training set from θ"
 
@@ -47,8 +46,7 @@ def add_parser(sub):
     p.add_argument("--n", type=positive_int, default=10, help="number of training samples")
     p.add_argument("--d", type=positive_int, default=20, help="input dimension (synthetic only; digits has d=64)")
     add_feature_count_options(p, ratio_default=20.0)
-    p.add_argument("--activation", default="relu+tanh",
-                   help=f"σ: one of {', '.join(known_activations())}, or a sum such as '0.5*relu+tanh'")
+    add_activation_option(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the data, of V (seed+1000) and of the attack")
     p.add_argument("--n-guess", type=positive_int, default=None,
                    help="n̂, the attacker's guess of n (default: the true n); metrics need n̂ = n")
