@@ -43,7 +43,7 @@ import numpy as np
 
 from .kernels import numba_enabled, relu_tanh_coefficients
 from .linalg import cholesky_condition_limit, gram_solve
-from .panel import PANEL_WIDTH, TILE_ROWS, VECTOR, pack_forward, pack_tiles, panel_kernels_available
+from .panel import PANEL_WIDTH, TILE_ROWS, VECTOR, pack_forward, panel_kernels_available
 
 __all__ = ["panel_loss_applicable", "panel_model_applicable", "panel_projection_loss", "packed_panels",
            "kernel_threads", "panel_threads", "PANEL_MAX_BYTES"]
@@ -197,13 +197,38 @@ if panel_kernels_available():
         return total
 
     @njit(nogil=True, cache=True, error_model="numpy")
-    def _gradient_from_pieces(G, scale, groups, n_hat, d, grad):  # pragma: no cover - compiled
-        """grad[g, i, k] = scale[g, i] · (Σ_pieces G)[g·n̂ + i, k], the pieces added in order."""
-        total = _sum_pieces(G).reshape(G.shape[1:])
-        for g in range(groups):
-            for i in range(n_hat):
-                for k in range(d):
-                    grad[g, i, k] = scale[g, i] * total[g * n_hat + i, k]
+    def _prepare(X, Xt, v, A, G, r_sq):  # pragma: no cover - compiled
+        """Xt[s, k, r] = X[5s + r, k] (zero past X's rows; see panel.pack_tiles) and zeroed piece sums."""
+        rows = X.shape[0]
+        for s in range(Xt.shape[0]):
+            for k in range(Xt.shape[1]):
+                for r in range(TILE_ROWS):
+                    i = s * TILE_ROWS + r
+                    Xt[s, k, r] = X[i, k] if i < rows else np.float32(0.0)
+        v[...] = 0.0
+        A[...] = 0.0
+        G[...] = 0.0
+        r_sq[...] = 0.0
+
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _finish(G, r_sq, alpha, theta_sq, with_grad, d):  # pragma: no cover - compiled
+        """(L_g, ∂L/∂X̂_g, α_g) from the piece sums, each added in piece order:
+
+            L_g = Σ ‖r_g‖² / ‖θ‖²,   ∂L/∂X̂[g, i] = −(2/‖θ‖²) α_g[i] · (Σ G)[g·n̂ + i, :d]
+
+        (new arrays: the caller may keep them while the buffers are reused).
+        """
+        groups, n_hat = alpha.shape
+        loss = _sum_pieces(r_sq) / theta_sq
+        grad = np.empty((groups, n_hat, d if with_grad else 0), dtype=np.float32)
+        if with_grad:
+            total = _sum_pieces(G).reshape(G.shape[1:])
+            for g in range(groups):
+                for i in range(n_hat):
+                    scale = np.float32((-2.0 / theta_sq) * alpha[g, i])
+                    for k in range(d):
+                        grad[g, i, k] = scale * total[g * n_hat + i, k]
+        return loss, grad, alpha.copy()
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def _small_gram_solve(A, v, limit, alpha):  # pragma: no cover - compiled
@@ -321,40 +346,37 @@ _BLAS = None
 class _HelperThreads:
     """Daemon threads that take the helper shares of evaluations posted by lead threads.
 
-    Between evaluations a helper sleeps on a condition.  (Spinning awake for
-    the next job instead was measured: no gain on the reference machine.)
-    Only the newest job counts; a helper that missed one costs nothing (the
-    lead claims the pieces nobody took).
+    Each helper sleeps on its own start lock (held while it has nothing to
+    do) and takes the newest posted job when the lock is released: waking
+    one is a single C-level lock release, no Python-level condition.  (Spinning
+    awake for the next job instead was measured: no gain on the reference
+    machine.)  A helper that missed a job costs nothing (the lead claims the
+    pieces nobody took), and one that wakes to a finished job finds nothing
+    to claim (every evaluation has its own control counters).
     """
 
     def __init__(self):
-        self.posted = np.zeros(1, dtype=np.int64)  # job generation
-        self.cond = threading.Condition()
-        self.job = None  # (args, errors, helpers wanted)
-        self.threads = []
+        self.job = None  # (args, errors)
+        self.starts = []  # one start lock per helper
         self.pid = os.getpid()
 
-    def post(self, args, errors, wanted: int) -> None:
-        with self.cond:
-            while len(self.threads) < wanted:
-                thread = threading.Thread(target=self._loop, args=(len(self.threads),), daemon=True,
-                                          name=f"rftheory-panel-{len(self.threads)}")
-                self.threads.append(thread)
-                thread.start()
-            self.job = (args, errors, wanted)
-            self.posted[0] += 1
-            self.cond.notify_all()
+    def post(self, job, wanted: int) -> None:
+        """Hand ``job`` to the first ``wanted`` helpers (the caller holds _HELPERS_LOCK)."""
+        while len(self.starts) < wanted:
+            start = threading.Lock()
+            start.acquire()
+            self.starts.append(start)
+            threading.Thread(target=self._loop, args=(start,), daemon=True,
+                             name=f"rftheory-panel-{len(self.starts) - 1}").start()
+        self.job = job
+        for start in self.starts[:wanted]:
+            if start.locked():  # else its helper has not come back yet and will take this job anyway
+                start.release()
 
-    def _loop(self, index: int) -> None:
-        seen = 0
+    def _loop(self, start) -> None:
         while True:
-            with self.cond:
-                while self.posted[0] == seen:
-                    self.cond.wait()
-                seen = int(self.posted[0])
-                args, errors, wanted = self.job
-            if index < wanted:
-                _helper(args, errors)
+            start.acquire()
+            _helper(*self.job)
 
 
 _HELPERS: _HelperThreads | None = None
@@ -367,7 +389,7 @@ def _share_with_helpers(args, errors, wanted: int) -> None:
     with _HELPERS_LOCK:
         if _HELPERS is None or _HELPERS.pid != os.getpid():
             _HELPERS = _HelperThreads()
-    _HELPERS.post(args, errors, wanted)
+        _HELPERS.post((args, errors), wanted)
 
 
 _THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar("rftheory_panel_threads", default=None)
@@ -420,20 +442,54 @@ def _helper(args, errors) -> None:
 _LOCAL = threading.local()
 
 
-def _workspace(rows: int, columns: int):
-    """Scratch F, D (rows×columns, float32), reused by later calls of this thread.
+class _Plan:
+    """Everything an evaluation of one shape needs besides X̂ and θ, reused by later calls of the thread.
 
-    Fresh multi-megabyte arrays cost page faults on every evaluation
-    (≈ 0.2 ms for three 1.6 MB arrays on the reference machine, measured
-    when W was a third such array); nothing
-    returned to the caller refers to them.
+    Buffers: the packed tiles of X̂, the scratch F, D (rows × features,
+    float32; fresh multi-megabyte arrays cost page faults on every
+    evaluation: ≈ 0.2 ms for three 1.6 MB arrays on the reference machine)
+    and the per-piece sums; constants: the panels P, σ's (a, b), the
+    Cholesky limit.  Nothing returned to the caller refers to them
+    (:func:`_finish` returns new arrays).  Reusing them matters inside the
+    attack: between two evaluations the caches are cold, and every Python
+    or NumPy call then costs 10–20 µs.
     """
-    key = (rows, columns)
-    cached = getattr(_LOCAL, "workspace", None)
-    if cached is None or cached[0] != key:
-        cached = (key, np.empty((rows, columns), np.float32), np.empty((rows, columns), np.float32))
-        _LOCAL.workspace = cached
-    return cached[1:]
+
+    def __init__(self, model, P, R: int, n_hat: int, d: int):
+        self.model, self.P = model, P
+        rows = R * n_hat
+        tiles = -(-rows // TILE_ROWS)
+        blocks = P.shape[0]
+        self.blocks, self.pieces = blocks, -(-blocks // PIECE_BLOCKS)
+        self.a, self.b = (np.float32(c) for c in relu_tanh_coefficients(model.activation))
+        self.limit = cholesky_condition_limit(n_hat)
+        self.Xt = np.zeros((tiles, d, TILE_ROWS), dtype=np.float32)
+        self.F = np.empty((tiles * TILE_ROWS, blocks * PANEL_WIDTH), dtype=np.float32)
+        self.D = np.empty_like(self.F)
+        self.v = np.zeros((self.pieces, R, n_hat))
+        self.A = np.zeros((self.pieces, R, n_hat, n_hat))
+        self.v_total, self.A_total = np.empty((R, n_hat)), np.empty((R, n_hat, n_hat))  # A: lower triangles
+        self.alpha = np.empty((R, n_hat))
+        self.G = np.zeros((self.pieces, rows, P.shape[1]), dtype=np.float32)  # G = W V per piece (d padded)
+        self.r_sq = np.zeros((self.pieces, R))
+
+
+PLANS_KEPT = 4  # plans per thread: the attack alternates n̂ and n̂ − 1 rows while re-seeding
+
+
+def _plan(model, R: int, n_hat: int, d: int) -> _Plan:
+    """This thread's plan for (model, its panels, shape), made on first use; the newest PLANS_KEPT are kept."""
+    P = packed_panels(model)
+    plans = getattr(_LOCAL, "plans", None)
+    if plans is None:
+        plans = _LOCAL.plans = {}
+    key = (id(model), id(P), R, n_hat, d)
+    plan = plans.get(key)
+    if plan is None or plan.model is not model or plan.P is not P:  # (ids of dead objects can come back)
+        plan = plans[key] = _Plan(model, P, R, n_hat, d)
+        while len(plans) > PLANS_KEPT:
+            del plans[next(iter(plans))]
+    return plan
 
 
 def packed_panels(model):
@@ -479,32 +535,20 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
     docstring for the passes; the caller checks :func:`panel_loss_applicable`.
     """
     R, n_hat, d = X_hat.shape
-    p = model.p
-    P = packed_panels(model)
-    a, b = (np.float32(c) for c in relu_tanh_coefficients(model.activation))
-    rows = R * n_hat
-    rows_padded = -(-rows // TILE_ROWS) * TILE_ROWS
-    blocks = P.shape[0]
-    X = pack_tiles(X_hat.reshape(rows, d))
-    F, D = _workspace(rows_padded, blocks * PANEL_WIDTH)
-    theta64 = np.ascontiguousarray(theta64, dtype=np.float64)
-
+    plan = _plan(model, R, n_hat, d)
+    P, blocks, pieces = plan.P, plan.blocks, plan.pieces
+    _prepare(X_hat.reshape(R * n_hat, d), plan.Xt, plan.v, plan.A, plan.G, plan.r_sq)
     # fixed pieces, each with its own accumulators summed in piece order: the result does
-    # not depend on the thread count or on which thread took which piece (bitwise)
-    pieces = -(-blocks // PIECE_BLOCKS)
-    threads = min(kernel_threads(), pieces)
-    v = np.zeros((pieces, R, n_hat))
-    A = np.zeros((pieces, R, n_hat, n_hat))
-    v_total, A_total = np.empty((R, n_hat)), np.empty((R, n_hat, n_hat))  # A: lower triangles
-    alpha = np.empty((R, n_hat))
-    G = np.zeros((pieces, rows, P.shape[1]), dtype=np.float32)  # G = W V per piece (d padded)
-    r_sq = np.zeros((pieces, R))
+    # not depend on the thread count or on which thread took which piece (bitwise).
+    # Control counters are new for every evaluation: a helper that wakes late to an
+    # earlier evaluation's job claims nothing from this one.
     ctl = np.zeros(CONTROLS, dtype=np.int64)
-    args = (X, P, theta64, a, b, relu_surrogate, R, n_hat, blocks, p, F, D, v, A, cholesky_condition_limit(n_hat),
-            v_total, A_total, alpha, G, r_sq, with_grad, ctl)
+    args = (plan.Xt, P, theta64, plan.a, plan.b, relu_surrogate, R, n_hat, blocks, model.p, plan.F, plan.D,
+            plan.v, plan.A, plan.limit, plan.v_total, plan.A_total, plan.alpha, plan.G, plan.r_sq, with_grad, ctl)
     # helpers are not waited for: the lead waits (spinning) for the pieces they claimed, and a
     # helper that starts after the work is gone finds nothing to claim
     errors = []
+    threads = min(kernel_threads(), pieces)
     if threads > 1:
         _share_with_helpers(args, errors, threads - 1)
     try:
@@ -515,14 +559,11 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
     if status < 0:  # a helper failed (its error is recorded before the abort flag is raised)
         raise errors[0] if errors else RuntimeError("a panel-loss thread stopped without an error")
     if status == 0:  # ill-conditioned Gram: the general solver, then pass 2 on this thread
-        A = np.tril(A_total) + np.swapaxes(np.tril(A_total, -1), 1, 2)
-        alpha = np.stack([gram_solve(A[g], v_total[g]) for g in range(R)])
+        A = np.tril(plan.A_total) + np.swapaxes(np.tril(plan.A_total, -1), 1, 2)
+        plan.alpha[...] = np.stack([gram_solve(A[g], plan.v_total[g]) for g in range(R)])
         for k in range(pieces):
             lo, hi = _piece_bounds(k, blocks)
-            _residual_pass(F, D, theta64, alpha, R, n_hat, lo, hi, p, P, G[k], r_sq[k], with_grad)
-    r_sq = _sum_pieces(r_sq)
-    grad = None
-    if with_grad:
-        grad = np.empty((R, n_hat, d), dtype=np.float32)
-        _gradient_from_pieces(G, ((-2.0 / theta_sq) * alpha).astype(np.float32), R, n_hat, d, grad)
-    return r_sq / theta_sq, grad, alpha
+            _residual_pass(plan.F, plan.D, theta64, plan.alpha, R, n_hat, lo, hi, model.p, P, plan.G[k],
+                           plan.r_sq[k], with_grad)
+    loss, grad, alpha = _finish(plan.G, plan.r_sq, plan.alpha, theta_sq, with_grad, d)
+    return loss, grad if with_grad else None, alpha

@@ -128,6 +128,23 @@ def test_panel_loss_without_gradient_and_thread_counts_agree():
 
 
 @needs_numba
+def test_reused_buffers_never_leak_into_returned_results():
+    """Evaluations of a thread reuse one plan of buffers per shape; what they return is their own."""
+    model = _model(6000, 40)
+    rng = np.random.default_rng(11)
+    X1 = random_sphere(9, 40, rng, np, np.float32)
+    X2 = random_sphere(9, 40, rng, np, np.float32)
+    first = projection_loss(X1, model.theta, model)
+    kept = (first.loss, first.grad.copy(), first.alpha.copy())
+    projection_loss(X2, model.theta, model)  # same shape: same buffers
+    projection_loss(X1[:8], model.theta, model)  # n̂ − 1 rows (re-seeding): a second plan
+    projection_loss(np.stack([X2, X1]), model.theta, model)  # batched: a third
+    again = projection_loss(X1, model.theta, model)
+    assert np.array_equal(first.grad, kept[1]) and np.array_equal(first.alpha, kept[2])
+    assert again.loss == kept[0] and np.array_equal(again.grad, kept[1]) and np.array_equal(again.alpha, kept[2])
+
+
+@needs_numba
 def test_threaded_attack_is_reproducible():
     """Two threads pulling pieces dynamically must not make the attack's iterates depend on timing."""
     from rftheory.reconstruct import reconstruct
