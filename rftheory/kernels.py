@@ -1,6 +1,7 @@
-"""Numba CPU kernel with a NumPy fallback: σ and σ' fused in one pass.
+"""Numba CPU kernels with a NumPy fallback: σ and σ' fused in one pass, and the
+small per-iteration steps of the attack's optimiser.
 
-Each kernel computes, in one serial, vectorised pass over Z (n×p,
+Each activation kernel computes, in one serial, vectorised pass over Z (n×p,
 C-contiguous NumPy float32/float64), what the NumPy path computes in several:
 
     F = σ(Z),  D = σ'(Z)       for σ = a·relu + b·tanh (relu, tanh, relu+tanh, ...)
@@ -9,10 +10,15 @@ The scalar formula (``relu_tanh_f32``) is shared with the fused panel loss
 (:mod:`rftheory.panel_loss`), which applies it to cache-resident chunks of
 X̂Vᵀ right after its packed-panel products (:mod:`rftheory.panel`).
 
-(A row-retraction kernel was measured too and dropped: it saves about 20 µs
-of a 5 ms iteration, not worth a second code path.)
+The row kernels ("rows": tangent projection, retraction, a step retracted
+to the sphere, the L-BFGS direction with its slope and step cap, the
+curvature pair) each replace several NumPy calls on the n̂×d iterate by one
+compiled pass.  They matter inside the attack: every evaluation streams V
+through the caches, after which each Python/NumPy call costs 10–20 µs
+(measured), so an iteration's handful of small steps cost as much as a
+tenth of its evaluation.
 
-This kernel is serial; the panel loss runs its pieces on as many threads as
+These kernels are serial; the panel loss runs its pieces on as many threads as
 BLAS may use (threadpoolctl's limit), so sweeps that pin BLAS to one thread
 per process pin it too (oversubscribed threads were measured 30× slower under
 load).
@@ -32,7 +38,7 @@ import os
 import numpy as np
 
 __all__ = ["numba_available", "numba_enabled", "sum_of_squares", "rows_kernel_applies", "tangent_rows",
-           "retract_rows", "two_loop_recursion", "fused_value_and_derivative", "kernel_coefficients",
+           "retract_rows", "step_rows", "two_loop_recursion", "lbfgs_direction", "curvature_pair", "fused_value_and_derivative", "kernel_coefficients",
            "relu_tanh_coefficients", "NUMBA_DEFAULT"]
 
 try:  # pragma: no cover - exercised whenever numba is installed
@@ -142,14 +148,48 @@ if _HAVE_NUMBA:
                 out[i, k] = G[i, k] - c * X[i, k]
 
     @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-    def _retract_rows(X, radius, out):  # pragma: no cover - compiled
+    def _step_rows(X, t, Dir, radius, out):  # pragma: no cover - compiled
         for i in range(X.shape[0]):
             xx = 0.0
             for k in range(X.shape[1]):
-                xx += np.float64(X[i, k]) * X[i, k]
+                z = np.float64(X[i, k]) + t * np.float64(Dir[i, k])
+                xx += z * z
             scale = radius / max(np.sqrt(xx), 1e-300)
             for k in range(X.shape[1]):
-                out[i, k] = X[i, k] * scale
+                out[i, k] = (np.float64(X[i, k]) + t * np.float64(Dir[i, k])) * scale
+
+    @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+    def _lbfgs_direction(X, g, S, Y, rho, order, scale, max_move, out):  # pragma: no cover - compiled
+        q = np.empty(g.size)
+        _two_loop(S, Y, rho, order, scale, g.reshape(g.size), q)
+        n, d = X.shape
+        slope, biggest = 0.0, 0.0
+        for i in range(n):
+            qx, xx = 0.0, 0.0
+            for k in range(d):
+                qx += q[i * d + k] * X[i, k]
+                xx += np.float64(X[i, k]) * X[i, k]
+            c = qx / xx
+            norm2 = 0.0
+            for k in range(d):
+                out[i, k] = c * X[i, k] - q[i * d + k]
+                value = np.float64(out[i, k])
+                slope += value * g[i, k]
+                norm2 += value * value
+            biggest = max(biggest, norm2)
+        return slope, min(1.0, max_move / max(np.sqrt(biggest), 1e-300))
+
+    @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+    def _curvature_pair(X_new, X, G_new, G, s, y):  # pragma: no cover - compiled
+        sy, ss, yy = 0.0, 0.0, 0.0
+        Xn, Xo, Gn, Go = X_new.reshape(s.size), X.reshape(s.size), G_new.reshape(s.size), G.reshape(s.size)
+        for j in range(s.size):
+            s[j] = np.float64(Xn[j]) - Xo[j]
+            y[j] = np.float64(Gn[j]) - Go[j]
+            sy += s[j] * y[j]
+            ss += s[j] * s[j]
+            yy += y[j] * y[j]
+        return sy, ss, yy
 
     @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
     def _two_loop(S, Y, rho, order, scale, g, out):  # pragma: no cover - compiled
@@ -198,9 +238,40 @@ def tangent_rows(X, G):
 
 def retract_rows(X, radius: float):
     """radius · x_i/‖x_i‖ for every row (last axis), norms in float64; caller checks rows_kernel_applies."""
+    return step_rows(X, 0.0, X, radius)
+
+
+def step_rows(X, t: float, direction, radius: float):
+    """radius · (x_i + t d_i)/‖x_i + t d_i‖ for every row (last axis), in float64 before the final
+    rounding: a step along ``direction`` retracted to the sphere; caller checks rows_kernel_applies."""
     out = np.empty(X.shape, dtype=X.dtype)
-    _retract_rows(_as_rows(X), float(radius), out.reshape(-1, X.shape[-1]))
+    _step_rows(_as_rows(X), float(t), _as_rows(direction), float(radius), out.reshape(-1, X.shape[-1]))
     return out
+
+
+def lbfgs_direction(X, g, S, Y, rho, order, scale, max_move: float):
+    """The L-BFGS search direction on the product of spheres, its slope and the first trial step, in one pass.
+
+    With h = H·g (:func:`two_loop_recursion` on the slots S, Y, ρ listed in
+    ``order``, H₀ = ``scale``·I), all in float64 until the result is rounded
+    to X's dtype:
+
+        d_i = −(h_i − (⟨h_i, x_i⟩/‖x_i‖²) x_i)      (tangent part of −H g, per row)
+        slope = ⟨d, g⟩,   t = min(1, max_move / max_i ‖d_i‖)
+
+    X, g: (n, d) of one dtype; caller checks rows_kernel_applies.
+    Returns (d, slope, t).
+    """
+    out = np.empty(X.shape, dtype=X.dtype)
+    slope, t = _lbfgs_direction(np.ascontiguousarray(X), np.ascontiguousarray(g), S, Y, rho, order, float(scale),
+                                float(max_move), out)
+    return out, slope, t
+
+
+def curvature_pair(X_new, X, G_new, G, s, y):
+    """s = X_new − X and y = G_new − G (float64, written into the flat rows ``s``, ``y``) and
+    (⟨s, y⟩, ⟨s, s⟩, ⟨y, y⟩); arrays of one shape, caller checks rows_kernel_applies."""
+    return _curvature_pair(*(np.ascontiguousarray(A) for A in (X_new, X, G_new, G)), s, y)
 
 
 def two_loop_recursion(S, Y, rho, order, scale, g):

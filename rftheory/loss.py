@@ -40,11 +40,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backend import array_namespace
-from .kernels import fused_value_and_derivative, retract_rows, rows_kernel_applies, sum_of_squares, tangent_rows
+from .kernels import (
+    fused_value_and_derivative,
+    retract_rows,
+    rows_kernel_applies,
+    step_rows,
+    sum_of_squares,
+    tangent_rows,
+)
 from .linalg import gram_solve
 from .panel_loss import panel_loss_applicable, panel_projection_loss
 
-__all__ = ["LossResult", "projection_loss", "feature_map_loss", "riemannian_gradient", "retract_to_sphere"]
+__all__ = ["LossResult", "projection_loss", "feature_map_loss", "riemannian_gradient", "retract_to_sphere",
+           "step_on_sphere"]
 
 
 @dataclass
@@ -205,3 +213,12 @@ def retract_to_sphere(X, radius=None):
     xp = array_namespace(X)
     norms = xp.linalg.norm(X, axis=-1, keepdims=True)
     return X * (radius / xp.maximum(norms, 1e-300))
+
+
+def step_on_sphere(X, t: float, direction, radius=None):
+    """R(X + t·D): the step t along ``direction`` retracted to the sphere of ``radius`` (default √d), per row."""
+    if radius is None:
+        radius = float(np.sqrt(X.shape[-1]))
+    if rows_kernel_applies(X, direction):  # NumPy: one compiled pass, no temporaries
+        return step_rows(X, t, direction, radius)
+    return retract_to_sphere(X + t * direction, radius)

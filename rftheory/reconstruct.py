@@ -40,9 +40,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .backend import array_namespace
-from .kernels import rows_kernel_applies, two_loop_recursion
+from .kernels import curvature_pair, lbfgs_direction, rows_kernel_applies, two_loop_recursion
 from .linalg import gram_solve
-from .loss import projection_loss, retract_to_sphere, riemannian_gradient
+from .loss import projection_loss, retract_to_sphere, riemannian_gradient, step_on_sphere
 from .panel_loss import kernel_threads, panel_model_applicable, panel_threads
 from .validation import check_count, check_finite, check_matrix, check_vector
 
@@ -140,7 +140,7 @@ def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, h
         direction, slope, t = _search_direction(X, g, curvature, max_move)
         accepted = False
         for _ in range(40):
-            X_new = retract_to_sphere(X + t * direction)
+            X_new = step_on_sphere(X, t, direction)
             res_new = fun(X_new)
             if res_new.loss <= L + 1e-4 * t * slope:
                 accepted = True
@@ -151,7 +151,7 @@ def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, h
                 curvature.clear()
                 continue
             break
-        curvature.remember(X_new - X, res_new.grad - g)
+        curvature.remember(X, X_new, g, res_new.grad)
         X, L, g = X_new, res_new.loss, res_new.grad
         hist.append(L)
         if _should_stop(fun, X, L, hist, h0, stall_window, stall_rtol):
@@ -162,43 +162,58 @@ def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, h
 class _CurvatureMemory:
     """The last ``size`` L-BFGS curvature pairs (s, y), with ρ = 1/⟨y, s⟩ and ⟨y, y⟩ stored once.
 
-    For NumPy arrays the pairs are also kept as rows of two float64 arrays
-    (slot = pairs seen modulo ``size``, so a new pair takes the slot of the
-    one it evicts) and H·g runs as one compiled two-loop recursion
-    (:func:`rftheory.kernels.two_loop_recursion`); other backends loop in
-    Python over the same pairs.
+    For NumPy arrays (row kernels on) the pairs live as rows of two float64
+    arrays with size + 1 slots (a new pair is written into a free slot, which
+    it keeps if accepted; an evicted pair frees its slot), and the search
+    direction is one compiled pass (:func:`rftheory.kernels.lbfgs_direction`);
+    other backends loop in Python over the same pairs.
     """
 
     def __init__(self, size: int):
         self.size = size
-        self.pairs = []  # (s, y, ρ, ⟨y, y⟩, slot), oldest first
-        self.seen = 0
+        self.pairs = []  # (s, y, ρ, ⟨y, y⟩, slot or None), oldest first
         self.rows = None  # NumPy: (S, Y, ρ) by slot
+        self.free = []  # NumPy: slots holding no pair
+        self.order = np.zeros(0, dtype=np.int64)  # NumPy: the pairs' slots, oldest first
 
     def __bool__(self) -> bool:
         return bool(self.pairs)
 
     def clear(self) -> None:
         self.pairs.clear()
+        self.free = list(range(self.size + 1))
+        self.order = self.order[:0]
 
-    def remember(self, s_vec, y_vec) -> None:
-        """Add (s, y) if ⟨s, y⟩ > 0 (numerically), keeping the last ``size``."""
-        compiled = rows_kernel_applies(s_vec, y_vec)
-        if compiled:
-            s_vec, y_vec = s_vec.astype(np.float64).ravel(), y_vec.astype(np.float64).ravel()
-        sy, ss, yy = _vdot(s_vec, y_vec), _vdot(s_vec, s_vec), _vdot(y_vec, y_vec)
+    def _slots(self, size: int):
+        """(S, Y, ρ) for pairs of ``size`` entries (made, empty, on first use or a new size)."""
+        if self.rows is None or self.rows[0].shape[1] != size:
+            self.rows = (np.zeros((self.size + 1, size)), np.zeros((self.size + 1, size)), np.zeros(self.size + 1))
+            self.clear()
+        return self.rows
+
+    def remember(self, X, X_new, g, g_new) -> None:
+        """Add s = X_new − X, y = g_new − g if ⟨s, y⟩ > 1e-12‖s‖‖y‖, keeping the last ``size``."""
+        slot = None
+        if rows_kernel_applies(X, X_new, g, g_new):
+            S, Y, rho = self._slots(X.size)
+            slot = self.free[-1]
+            s_vec, y_vec = S[slot], Y[slot]
+            sy, ss, yy = curvature_pair(X_new, X, g_new, g, s_vec, y_vec)
+        else:
+            s_vec, y_vec = X_new - X, g_new - g
+            sy, ss, yy = _vdot(s_vec, y_vec), _vdot(s_vec, s_vec), _vdot(y_vec, y_vec)
         if not sy > 1e-12 * math.sqrt(ss * yy):
             return
-        slot = self.seen % self.size
-        self.seen += 1
-        if compiled:
-            if self.rows is None or self.rows[0].shape[1] != s_vec.size:
-                self.rows = (np.zeros((self.size, s_vec.size)), np.zeros((self.size, s_vec.size)), np.zeros(self.size))
-            S, Y, rho = self.rows
-            S[slot], Y[slot], rho[slot] = s_vec, y_vec, 1.0 / sy
         self.pairs.append((s_vec, y_vec, 1.0 / sy, yy, slot))
+        if slot is not None:
+            self.free.pop()
+            rho[slot] = 1.0 / sy
         if len(self.pairs) > self.size:
-            self.pairs.pop(0)
+            evicted = self.pairs.pop(0)[4]
+            if evicted is not None:
+                self.free.append(evicted)
+        if slot is not None:
+            self.order = np.array([pair[4] for pair in self.pairs], dtype=np.int64)
 
     def _initial_scale(self, g) -> float:
         """H₀ = γI: γ = ⟨s, y⟩/⟨y, y⟩ of the newest pair, or 1/‖g‖ without pairs."""
@@ -209,10 +224,9 @@ class _CurvatureMemory:
 
     def apply(self, g):
         """Two-loop recursion: H·g (see :func:`rftheory.kernels.two_loop_recursion`)."""
-        if self.rows is not None and rows_kernel_applies(g):
-            S, Y, rho = self.rows
-            order = np.array([pair[4] for pair in self.pairs], dtype=np.int64)
-            return two_loop_recursion(S, Y, rho, order, self._initial_scale(g), g)
+        if rows_kernel_applies(g) and (self.rows is not None or not self.pairs):
+            S, Y, rho = self._slots(g.size)
+            return two_loop_recursion(S, Y, rho, self.order, self._initial_scale(g), g)
         q = g.copy()
         alphas = []
         for s, y, rho, _, _ in reversed(self.pairs):
@@ -224,23 +238,29 @@ class _CurvatureMemory:
             q += (a - rho * _vdot(y, q)) * s.reshape(q.shape)
         return q
 
+    def direction(self, X, g, max_move):
+        """(d, ⟨d, g⟩, t): d = −(H g made tangent), t = min(1, max_move / max_i ‖d_i‖) (a row moves ≤ max_move)."""
+        if rows_kernel_applies(X, g) and (self.rows is not None or not self.pairs):
+            S, Y, rho = self._slots(g.size)
+            return lbfgs_direction(X, g, S, Y, rho, self.order, self._initial_scale(g), max_move)
+        direction = -riemannian_gradient(X, self.apply(g))
+        xp = array_namespace(direction)
+        biggest = float(xp.max(xp.linalg.norm(direction, axis=-1)))
+        return direction, _vdot(direction, g), min(1.0, max_move / max(biggest, 1e-300))
+
 
 def _search_direction(X, g, memory: _CurvatureMemory, max_move):
     """L-BFGS direction −H g made tangent, its slope ⟨d, g⟩ and the first trial step.
 
     If it is not a descent direction the memory is cleared in place and
-    steepest descent is used.  The trial step is 1, capped so that no row moves
-    farther than ``max_move``.
+    steepest descent (−g/‖g‖, the direction of an empty memory) is used.
+    The trial step is 1, capped so that no row moves farther than ``max_move``.
     """
-    direction = -riemannian_gradient(X, memory.apply(g))
-    slope = _vdot(direction, g)
-    if not slope < 0:
+    direction, slope, t = memory.direction(X, g, max_move)
+    if not slope < 0 and memory:
         memory.clear()
-        direction = -g / max(math.sqrt(_vdot(g, g)), 1e-300)
-        slope = _vdot(direction, g)
-    xp = array_namespace(direction)
-    biggest = float(xp.max(xp.linalg.norm(direction, axis=-1)))
-    return direction, slope, min(1.0, max_move / max(biggest, 1e-300))
+        direction, slope, t = memory.direction(X, g, max_move)
+    return direction, slope, t
 
 
 def _stalled(hist, start, window, rtol) -> bool:
@@ -286,7 +306,7 @@ def _lbfgs_batched(fun, X, max_iter, tol, stop_at_tol, memory=20, stall_window=1
         for _ in range(40):
             if not searching:
                 break
-            trial = xp.stack([retract_to_sphere(X[k] + steps[k] * dirs[k]) for k in searching])
+            trial = xp.stack([step_on_sphere(X[k], steps[k], dirs[k]) for k in searching])
             out = fun(trial)
             still = []
             for j, k in enumerate(searching):
@@ -304,7 +324,7 @@ def _lbfgs_batched(fun, X, max_iter, tol, stop_at_tol, memory=20, stall_window=1
                     active[k] = False
                 continue
             X_new, L_new, g_new = accepted[k]
-            curvature[k].remember(X_new - X[k], g_new - G[k])
+            curvature[k].remember(X[k], X_new, G[k], g_new)
             X[k], L[k], G[k] = X_new, L_new, g_new
             hist[k].append(L_new)
             if L_new <= tol or _stalled(hist[k], 0, stall_window, stall_rtol):
@@ -326,7 +346,7 @@ def _momentum(fun, X, max_iter, tol, lr, beta=0.9, stall_window=200, stall_rtol=
     while it < max_iter and L > tol:
         it += 1
         buf = beta * riemannian_gradient(X, buf) + res.grad
-        X = retract_to_sphere(X - lr * buf)
+        X = step_on_sphere(X, -lr, buf)
         res = fun(X)
         L = res.loss
         if not math.isfinite(L):

@@ -89,18 +89,21 @@ def test_multi_output_loss_gradient_matches_finite_differences(rng):
 def test_row_kernels_match_the_numpy_formulas(shape, dtype, rng, monkeypatch):
     """Tangent part g − (⟨g, x⟩/‖x‖²)x and retraction r·x/‖x‖ per row: compiled vs NumPy."""
     from rftheory import kernels
-    from rftheory.loss import retract_to_sphere, riemannian_gradient
+    from rftheory.loss import retract_to_sphere, riemannian_gradient, step_on_sphere
 
     X = rng.standard_normal(shape).astype(dtype)
     G = rng.standard_normal(shape).astype(dtype)
     assert kernels.rows_kernel_applies(X, G) and not kernels.rows_kernel_applies(X, G.astype(np.float16))
-    T, R = riemannian_gradient(X, G), retract_to_sphere(X, 2.5)
+    T, R, S = riemannian_gradient(X, G), retract_to_sphere(X, 2.5), step_on_sphere(X, 0.3, G, 2.5)
     monkeypatch.setitem(kernels.NUMBA_DEFAULT, "rows", False)
     T_np, R_np = riemannian_gradient(X, G), retract_to_sphere(X, 2.5)
+    S_np = (X + 0.3 * G) * (2.5 / np.linalg.norm(X + 0.3 * G, axis=-1, keepdims=True))
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    assert T.dtype == R.dtype == dtype and T.shape == R.shape == shape
+    assert T.dtype == R.dtype == S.dtype == dtype and T.shape == R.shape == S.shape == shape
     np.testing.assert_allclose(T, T_np, atol=tol * np.abs(G).max())
     np.testing.assert_allclose(R, R_np, rtol=tol)
+    np.testing.assert_allclose(S, S_np, rtol=tol, atol=tol)
+    np.testing.assert_allclose(step_on_sphere(X, 0.3, G, 2.5), S, rtol=tol, atol=tol)  # NumPy path
     np.testing.assert_allclose(np.sum(T * X, axis=-1), 0.0, atol=20 * tol * np.abs(G).max() * shape[-1])
     np.testing.assert_allclose(np.linalg.norm(R.astype(np.float64), axis=-1), 2.5, rtol=tol)
 
@@ -114,8 +117,9 @@ def test_compiled_two_loop_recursion_matches_the_python_loop(rng, monkeypatch):
 
     def filled(memory_size, pairs):
         mem = _CurvatureMemory(memory_size)
+        zero = np.zeros_like(pairs[0][0])
         for s, y in pairs:
-            mem.remember(s, y)
+            mem.remember(zero, s, zero, y)  # s = s − 0, y = y − 0
         return mem
 
     pairs = []
@@ -124,7 +128,9 @@ def test_compiled_two_loop_recursion_matches_the_python_loop(rng, monkeypatch):
         pairs.append((s, s + 0.2 * rng.standard_normal((4, 6))))
     g = rng.standard_normal((4, 6))
     compiled = filled(5, pairs)
-    assert compiled.rows is not None and [p[4] for p in compiled.pairs] == [4, 0, 1, 2, 3]
+    # 6 slots for 5 pairs: the 6th pair takes the free slot 0, the 7th the slot 5 that the 1st freed, ...
+    assert compiled.rows is not None and [p[4] for p in compiled.pairs] == [1, 0, 5, 4, 3]
+    assert list(compiled.order) == [1, 0, 5, 4, 3] and compiled.free == [2]
     Hg = compiled.apply(g)
     monkeypatch.setitem(kernels.NUMBA_DEFAULT, "rows", False)
     python = filled(5, pairs)
@@ -132,3 +138,40 @@ def test_compiled_two_loop_recursion_matches_the_python_loop(rng, monkeypatch):
     np.testing.assert_allclose(Hg, python.apply(g), rtol=1e-12, atol=1e-12)
     s_new, y_new = pairs[-1]
     np.testing.assert_allclose(python.apply(y_new), s_new, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_search_direction_and_curvature_pairs_match_the_numpy_path(dtype, rng, monkeypatch):
+    """One compiled pass (−H g made tangent, ⟨d, g⟩, step cap; s, y and their products) equals the
+    NumPy expressions, and the direction is tangent with no row moving farther than the cap."""
+    from rftheory import kernels
+    from rftheory.loss import retract_to_sphere, riemannian_gradient
+    from rftheory.reconstruct import _CurvatureMemory, _search_direction
+
+    n, d, max_move = 6, 9, 0.4
+    Xs = [retract_to_sphere(rng.standard_normal((n, d))).astype(dtype) for _ in range(5)]
+    Gs = [riemannian_gradient(X, rng.standard_normal((n, d)).astype(dtype)) for X in Xs]
+
+    def run():
+        mem = _CurvatureMemory(3)
+        for k in range(4):
+            mem.remember(Xs[k], Xs[k + 1], Gs[k], Gs[k] + 0.5 * (Xs[k + 1] - Xs[k]))  # ⟨s, y⟩ > 0
+        return mem, _search_direction(Xs[-1], Gs[-1], mem, max_move)
+
+    mem, (direction, slope, t) = run()
+    monkeypatch.setitem(kernels.NUMBA_DEFAULT, "rows", False)
+    mem_np, (direction_np, slope_np, t_np) = run()
+    assert mem.rows is not None and mem_np.rows is None and len(mem.pairs) == len(mem_np.pairs) == 3
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    for (s, y, rho, yy, _), (s_np, y_np, rho_np, yy_np, _) in zip(mem.pairs, mem_np.pairs):
+        np.testing.assert_allclose(s, s_np.ravel(), rtol=tol, atol=tol)
+        np.testing.assert_allclose(y, y_np.ravel(), rtol=tol, atol=tol)
+        assert rho == pytest.approx(rho_np, rel=tol) and yy == pytest.approx(yy_np, rel=tol)
+    assert direction.dtype == dtype
+    np.testing.assert_allclose(direction, direction_np, rtol=10 * tol, atol=10 * tol)
+    assert slope == pytest.approx(slope_np, rel=10 * tol) and slope < 0
+    assert t == pytest.approx(t_np, rel=10 * tol)
+    row_norms = np.linalg.norm(direction.astype(np.float64), axis=1)
+    assert t * row_norms.max() <= max_move * (1 + 1e-6) and t <= 1.0
+    np.testing.assert_allclose(np.sum(direction * Xs[-1], axis=1), 0.0, atol=10 * tol * d)
