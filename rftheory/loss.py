@@ -68,7 +68,8 @@ def _relu_surrogate(z):
     return (z > 0).astype(z.dtype)
 
 
-def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: str = "true") -> LossResult:
+def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: str = "true",
+                    tangent: bool = False) -> LossResult:
     """L(X̂) = ‖θ − P_{rowspan Φ̂} θ‖² / ‖θ‖² and its gradient with respect to X̂.
 
     Parameters
@@ -86,13 +87,21 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
     derivative : "true" or "relu"
         σ' used in the gradient: the activation's own derivative (default), or
         the ReLU surrogate 1[z > 0] (an explicit option, never silent).
+    tangent : bool
+        Return the Riemannian gradient on the product of spheres through X̂'s
+        rows instead, g_i − (⟨g_i, x̂_i⟩/‖x̂_i‖²) x̂_i (what
+        :func:`riemannian_gradient` makes of the Euclidean one; the fused
+        panel path projects in the same pass).
     """
     if derivative not in ("true", "relu"):
         raise ValueError(f"derivative must be 'true' or 'relu', got {derivative!r}")
     if not hasattr(model, "weight_blocks"):
         if derivative != "true":
             raise ValueError("derivative='relu' is only defined for random-features models")
-        return feature_map_loss(X_hat, theta, model, with_grad=with_grad)
+        res = feature_map_loss(X_hat, theta, model, with_grad=with_grad)
+        if tangent and with_grad:
+            res.grad = riemannian_gradient(X_hat, res.grad)
+        return res
     xp = array_namespace(X_hat, theta)
     X_hat = xp.asarray(X_hat, dtype=model.dtype)
     batched = X_hat.ndim == 3
@@ -107,7 +116,7 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
     low = model.dtype != np.float64
     if panel_loss_applicable(model, X_hat):  # float32 NumPy, stored V, a·relu + b·tanh: fused panel kernels
         loss, grad, alpha = panel_projection_loss(X_hat, theta64, theta_sq, model, with_grad=with_grad,
-                                                  relu_surrogate=derivative == "relu")
+                                                  relu_surrogate=derivative == "relu", tangent=tangent)
         if not batched:
             return LossResult(loss=float(loss[0]), grad=None if grad is None else grad[0], alpha=alpha[0])
         return LossResult(loss=loss, grad=grad, alpha=alpha)
@@ -161,6 +170,8 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
                 acc += W @ Vb
         scale = ((-2.0 / theta_sq) * alpha).astype(model.dtype, copy=False)
         grad = acc.reshape(R, n_hat, d) * scale[:, :, None]
+        if tangent:
+            grad = riemannian_gradient(X_hat, grad)
     loss = r_sq / theta_sq
     if not batched:
         return LossResult(loss=float(loss[0]), grad=None if grad is None else grad[0], alpha=alpha[0])

@@ -61,7 +61,7 @@ SPINS_BEFORE_YIELD = 256  # spin-wait rounds between two sched_yield calls
 if panel_kernels_available():
     from numba import njit
 
-    from .kernels import relu_tanh_f32
+    from .kernels import _tangent_rows, relu_tanh_f32
     from .panel import _backward_blocks, _forward_blocks
     from .spin import atomic_add, atomic_load, atomic_store, cpu_relax, yield_processor
 
@@ -89,16 +89,14 @@ if panel_kernels_available():
                         f_row[j], d_row[j] = relu_tanh_f32(f_row[j], a, b)
             m = j1 - j0
             for g in range(groups):
-                # the group's rows once in float64 (each converted once, not once per pair)
+                # the group's rows once in float64 (each converted once, not once per pair), v on the way
                 for i in range(n_hat):
                     f_i, h_i = F[g * n_hat + i, j0:j1], H[i]
-                    for j in range(m):
-                        h_i[j] = f_i[j]
-                for i in range(n_hat):
-                    h_i = H[i, :m]
                     s = 0.0
                     for j in range(m):
-                        s += h_i[j] * th[j]
+                        h = np.float64(f_i[j])
+                        h_i[j] = h
+                        s += h * th[j]
                     v[g, i] += s
                 _gram_lower(H, m, n_hat, A[g])
 
@@ -211,13 +209,16 @@ if panel_kernels_available():
         r_sq[...] = 0.0
 
     @njit(nogil=True, cache=True, error_model="numpy")
-    def _finish(G, r_sq, alpha, theta_sq, with_grad, d):  # pragma: no cover - compiled
+    def _finish(G, r_sq, alpha, theta_sq, with_grad, X, tangent):  # pragma: no cover - compiled
         """(L_g, ∂L/∂X̂_g, α_g) from the piece sums, each added in piece order:
 
             L_g = Σ ‖r_g‖² / ‖θ‖²,   ∂L/∂X̂[g, i] = −(2/‖θ‖²) α_g[i] · (Σ G)[g·n̂ + i, :d]
 
+        and with ``tangent`` each gradient row projected as by
+        :func:`rftheory.kernels.tangent_rows` at the row of X (R·n̂ × d)
         (new arrays: the caller may keep them while the buffers are reused).
         """
+        d = X.shape[1]
         groups, n_hat = alpha.shape
         loss = _sum_pieces(r_sq) / theta_sq
         grad = np.empty((groups, n_hat, d if with_grad else 0), dtype=np.float32)
@@ -228,6 +229,9 @@ if panel_kernels_available():
                     scale = np.float32((-2.0 / theta_sq) * alpha[g, i])
                     for k in range(d):
                         grad[g, i, k] = scale * total[g * n_hat + i, k]
+            if tangent:
+                flat = grad.reshape((groups * n_hat, d))
+                _tangent_rows(X, flat, flat)
         return loss, grad, alpha.copy()
 
     @njit(nogil=True, cache=True, error_model="numpy")
@@ -528,16 +532,20 @@ def panel_loss_applicable(model, X_hat) -> bool:
     return isinstance(X_hat, np.ndarray) and panel_model_applicable(model)
 
 
-def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, relu_surrogate: bool):
+def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, relu_surrogate: bool,
+                          tangent: bool = False):
     """(loss (R,), grad (R, n̂, d) float32 or None, α (R, n̂)) for X̂ of shape (R, n̂, d), float32.
 
-    ``theta64`` is θ as float64 (p,), ``theta_sq`` = ‖θ‖².  See the module
+    ``theta64`` is θ as float64 (p,), ``theta_sq`` = ‖θ‖²; ``tangent``: the
+    gradient's rows projected onto the tangent spaces of the spheres through
+    X̂'s rows (see :func:`rftheory.loss.projection_loss`).  See the module
     docstring for the passes; the caller checks :func:`panel_loss_applicable`.
     """
     R, n_hat, d = X_hat.shape
     plan = _plan(model, R, n_hat, d)
     P, blocks, pieces = plan.P, plan.blocks, plan.pieces
-    _prepare(X_hat.reshape(R * n_hat, d), plan.Xt, plan.v, plan.A, plan.G, plan.r_sq)
+    X = np.ascontiguousarray(X_hat).reshape(R * n_hat, d)
+    _prepare(X, plan.Xt, plan.v, plan.A, plan.G, plan.r_sq)
     # fixed pieces, each with its own accumulators summed in piece order: the result does
     # not depend on the thread count or on which thread took which piece (bitwise).
     # Control counters are new for every evaluation: a helper that wakes late to an
@@ -565,5 +573,5 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
             lo, hi = _piece_bounds(k, blocks)
             _residual_pass(plan.F, plan.D, theta64, plan.alpha, R, n_hat, lo, hi, model.p, P, plan.G[k],
                            plan.r_sq[k], with_grad)
-    loss, grad, alpha = _finish(plan.G, plan.r_sq, plan.alpha, theta_sq, with_grad, d)
+    loss, grad, alpha = _finish(plan.G, plan.r_sq, plan.alpha, theta_sq, with_grad, X, tangent)
     return loss, grad if with_grad else None, alpha

@@ -106,10 +106,8 @@ class _Counter:
 
     def __call__(self, X, with_grad=True):
         self.evaluations += 1
-        res = projection_loss(X, self.theta, self.model, with_grad=with_grad, derivative=self.derivative)
-        if with_grad:
-            res.grad = riemannian_gradient(X, res.grad)
-        return res
+        return projection_loss(X, self.theta, self.model, with_grad=with_grad, derivative=self.derivative,
+                               tangent=True)
 
 
 def _vdot(a, b) -> float:

@@ -144,6 +144,22 @@ def test_reused_buffers_never_leak_into_returned_results():
     assert again.loss == kept[0] and np.array_equal(again.grad, kept[1]) and np.array_equal(again.alpha, kept[2])
 
 
+@pytest.mark.parametrize("panel_on", [True, False])
+def test_tangent_gradient_is_the_projected_euclidean_one(panel_on, monkeypatch):
+    """tangent=True (fused into the panel pass's last step) = riemannian_gradient of the Euclidean gradient."""
+    from rftheory.loss import riemannian_gradient
+
+    monkeypatch.setitem(kernels.NUMBA_DEFAULT, "panel", panel_on)
+    model = _model(3000, 24)
+    rng = np.random.default_rng(12)
+    for X in (random_sphere(6, 24, rng, np, np.float32), np.stack([random_sphere(6, 24, rng, np, np.float32)] * 2)):
+        plain = projection_loss(X, model.theta, model)
+        projected = projection_loss(X, model.theta, model, tangent=True)
+        assert projected.grad.shape == X.shape and np.all(projected.loss == plain.loss)
+        assert np.array_equal(projected.grad, riemannian_gradient(X, plain.grad))
+        assert np.abs(np.sum(projected.grad * X, axis=-1)).max() < 1e-5 * np.abs(plain.grad).max() * 24
+
+
 @needs_numba
 def test_threaded_attack_is_reproducible():
     """Two threads pulling pieces dynamically must not make the attack's iterates depend on timing."""
