@@ -30,10 +30,19 @@ def best_time(fn, repeat: int = 5, min_time: float = 0.2) -> float:
     return statistics.median(rounds)
 
 
-def matmul_gflops(dtype, size: int = 2048) -> float:
-    """Measured GEMM throughput of this machine (all cores, the BLAS numpy uses)."""
+def matmul_sampler(dtype, size: int = 2048):
+    """sample(repeat, min_time) -> measured GEMM GFLOP/s of this machine (all cores, the BLAS numpy uses),
+    on one pair of size×size matrices made once."""
     rng = np.random.default_rng(0)
     A = rng.standard_normal((size, size)).astype(dtype)
     B = rng.standard_normal((size, size)).astype(dtype)
-    t = best_time(lambda: A @ B, repeat=3, min_time=0.5)
-    return 2 * size**3 / t / 1e9
+
+    def sample(repeat: int = 3, min_time: float = 0.5) -> float:
+        return 2 * size**3 / best_time(lambda: A @ B, repeat=repeat, min_time=min_time) / 1e9
+
+    return sample
+
+
+def matmul_gflops(dtype, size: int = 2048) -> float:
+    """Measured GEMM throughput of this machine (all cores, the BLAS numpy uses)."""
+    return matmul_sampler(dtype, size)()

@@ -54,8 +54,9 @@ RESIDUAL_CHUNK_BLOCKS = 16  # panels per cache-resident chunk of pass 2
 PIECE_BLOCKS = 128  # panels (2048 features) per piece of work handed to a thread; fixed, so sums are reproducible
 GRAM_ROWS = 4  # rows per block of the float64 Gram (4 rows × 2 columns: 8 sums in registers)
 # the control counters of one evaluation (rftheory.spin): pieces claimed and done per pass, the phase
-# (0 pass 1, 1 pass 2, −1 Gram refused) and an abort flag raised when a thread failed
-CLAIM_1, DONE_1, PHASE, CLAIM_2, DONE_2, ABORT, CONTROLS = 0, 1, 2, 3, 4, 5, 8
+# (0 pass 1, 1 pass 2, −1 Gram refused), an abort flag raised when a thread failed, and the lead's
+# "inputs packed" flag that the helpers wait for
+CLAIM_1, DONE_1, PHASE, CLAIM_2, DONE_2, ABORT, READY, CONTROLS = 0, 1, 2, 3, 4, 5, 6, 8
 SPINS_BEFORE_YIELD = 256  # spin-wait rounds between two sched_yield calls
 
 if panel_kernels_available():
@@ -302,8 +303,11 @@ if panel_kernels_available():
         claimed from ctl[CLAIM_2], results in G[k], r_sq[k]), which the lead
         waits for too.  Returns 1 when done, 0 when the Cholesky rule refused
         the Gram (PHASE = −1: pass 2 is left to the caller), −1 on an abort.
-        A thread that arrives late finds nothing to claim and returns.
+        A thread that arrives late finds nothing to claim and returns.  Helpers
+        first wait for ctl[READY] (the lead has packed X̂ and zeroed the sums).
         """
+        if not lead and not _wait_until(ctl, READY, 1):
+            return -1
         pieces = v.shape[0]
         while True:
             k = atomic_add(ctl, CLAIM_1, 1)
@@ -342,6 +346,20 @@ if panel_kernels_available():
         if lead and not _wait_until(ctl, DONE_2, pieces):
             return -1
         return 1
+
+
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _lead(X_rows, tangent, theta_sq, Xt, P, theta, a, b, relu_surrogate, groups, n_hat, blocks, p, F, D, v, A,
+              limit, v_total, A_total, alpha, G, r_sq, with_grad, ctl):  # pragma: no cover - compiled
+        """The calling thread's whole evaluation in one compiled call: pack X̂ (rows) and zero the sums
+        (:func:`_prepare`), release the helpers (ctl[READY]), take its share (:func:`_evaluation_share`)
+        and, when that finished the evaluation, :func:`_finish`.  Returns (status, L, ∂L/∂X̂, α)."""
+        _prepare(X_rows, Xt, v, A, G, r_sq)
+        atomic_store(ctl, READY, 1)
+        status = _evaluation_share(Xt, P, theta, a, b, relu_surrogate, groups, n_hat, blocks, p, F, D, v, A, limit,
+                                   v_total, A_total, alpha, G, r_sq, with_grad, ctl, True)
+        loss, grad, alpha_out = _finish(G, r_sq, alpha, theta_sq, with_grad and status == 1, X_rows, tangent)
+        return status, loss, grad, alpha_out
 
 
 _BLAS = None
@@ -545,7 +563,6 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
     plan = _plan(model, R, n_hat, d)
     P, blocks, pieces = plan.P, plan.blocks, plan.pieces
     X = np.ascontiguousarray(X_hat).reshape(R * n_hat, d)
-    _prepare(X, plan.Xt, plan.v, plan.A, plan.G, plan.r_sq)
     # fixed pieces, each with its own accumulators summed in piece order: the result does
     # not depend on the thread count or on which thread took which piece (bitwise).
     # Control counters are new for every evaluation: a helper that wakes late to an
@@ -560,7 +577,7 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
     if threads > 1:
         _share_with_helpers(args, errors, threads - 1)
     try:
-        status = _evaluation_share(*args, True)
+        status, loss, grad, alpha = _lead(X, tangent, theta_sq, *args)
     except BaseException:
         ctl[ABORT] = 1
         raise
@@ -573,5 +590,5 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
             lo, hi = _piece_bounds(k, blocks)
             _residual_pass(plan.F, plan.D, theta64, plan.alpha, R, n_hat, lo, hi, model.p, P, plan.G[k],
                            plan.r_sq[k], with_grad)
-    loss, grad, alpha = _finish(plan.G, plan.r_sq, plan.alpha, theta_sq, with_grad, X, tangent)
+        loss, grad, alpha = _finish(plan.G, plan.r_sq, plan.alpha, theta_sq, with_grad, X, tangent)
     return loss, grad if with_grad else None, alpha

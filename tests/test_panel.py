@@ -324,7 +324,11 @@ def test_a_failing_helper_raises_the_abort_flag_and_its_error(monkeypatch):
             return -1
         raise ValueError("helper failed")
 
+    def lead(X_rows, tangent, theta_sq, *args):
+        return share(*args, True), None, None, None
+
     monkeypatch.setattr(panel_loss, "_evaluation_share", share)
+    monkeypatch.setattr(panel_loss, "_lead", lead)
     ctl = np.zeros(panel_loss.CONTROLS, np.int64)
     errors = []
     panel_loss._helper((None, ctl), errors)
