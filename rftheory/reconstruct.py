@@ -40,7 +40,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .backend import array_namespace
-from .kernels import curvature_pair, lbfgs_direction, rows_kernel_applies, two_loop_recursion
+from .kernels import curvature_ring, lbfgs_advance, remember_pair, ring_order, rows_kernel_applies, two_loop_recursion
 from .linalg import gram_solve
 from .loss import projection_loss, retract_to_sphere, riemannian_gradient, step_on_sphere
 from .panel_loss import kernel_threads, panel_model_applicable, panel_threads
@@ -133,23 +133,25 @@ def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, h
     hist.append(L)
     h0 = len(hist)  # stall test only over this call's own iterations
     it = 0
+    X_old = g_old = None  # the last accepted step's start, remembered by the next direction
     while it < max_iter and L > tol:
         it += 1
-        direction, slope, t = _search_direction(X, g, curvature, max_move)
+        direction, slope, t, X_new = _search_direction(X_old, X, g_old, g, curvature, max_move)
+        X_old = g_old = None
         accepted = False
         for _ in range(40):
-            X_new = step_on_sphere(X, t, direction)
             res_new = fun(X_new)
             if res_new.loss <= L + 1e-4 * t * slope:
                 accepted = True
                 break
             t *= 0.5
+            X_new = step_on_sphere(X, t, direction)
         if not accepted:
             if curvature:  # drop the curvature memory and try steepest descent once more
                 curvature.clear()
                 continue
             break
-        curvature.remember(X, X_new, g, res_new.grad)
+        X_old, g_old = X, g
         X, L, g = X_new, res_new.loss, res_new.grad
         hist.append(L)
         if _should_stop(fun, X, L, hist, h0, stall_window, stall_rtol):
@@ -160,105 +162,101 @@ def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, h
 class _CurvatureMemory:
     """The last ``size`` L-BFGS curvature pairs (s, y), with ρ = 1/⟨y, s⟩ and ⟨y, y⟩ stored once.
 
-    For NumPy arrays (row kernels on) the pairs live as rows of two float64
-    arrays with size + 1 slots (a new pair is written into a free slot, which
-    it keeps if accepted; an evicted pair frees its slot), and the search
-    direction is one compiled pass (:func:`rftheory.kernels.lbfgs_direction`);
-    other backends loop in Python over the same pairs.
+    For NumPy arrays (row kernels on) the pairs live in a compiled ring of
+    size + 1 slots in the iterate's dtype (:func:`rftheory.kernels.curvature_ring`: a new
+    pair is written into the free slot and kept only if accepted), and
+    remembering the last step's pair, the next direction and its first trial
+    point are one compiled call (:func:`rftheory.kernels.lbfgs_advance`);
+    other backends keep a list of pairs and loop in Python.
     """
 
     def __init__(self, size: int):
         self.size = size
-        self.pairs = []  # (s, y, ρ, ⟨y, y⟩, slot or None), oldest first
-        self.rows = None  # NumPy: (S, Y, ρ) by slot
-        self.free = []  # NumPy: slots holding no pair
-        self.order = np.zeros(0, dtype=np.int64)  # NumPy: the pairs' slots, oldest first
+        self.pairs = []  # other backends: (s, y, ρ, ⟨y, y⟩), oldest first
+        self.ring = None  # NumPy: (S, Y, ρ, ⟨y, y⟩, [count, newest])
+
+    def _compiled(self, *arrays) -> bool:
+        """Whether the ring serves these arrays (made, empty, on first use or for a new size)."""
+        if not rows_kernel_applies(*arrays):
+            return False
+        if self.ring is None or self.ring[0].shape[1] != arrays[0].size or self.ring[0].dtype != arrays[0].dtype:
+            self.ring = curvature_ring(self.size, arrays[0].size, arrays[0].dtype)
+        return True
 
     def __bool__(self) -> bool:
-        return bool(self.pairs)
+        return bool(self.pairs) or (self.ring is not None and bool(self.ring[4][0] > 0))
 
     def clear(self) -> None:
         self.pairs.clear()
-        self.free = list(range(self.size + 1))
-        self.order = self.order[:0]
+        if self.ring is not None:
+            self.ring[4][0] = 0
 
-    def _slots(self, size: int):
-        """(S, Y, ρ) for pairs of ``size`` entries (made, empty, on first use or a new size)."""
-        if self.rows is None or self.rows[0].shape[1] != size:
-            self.rows = (np.zeros((self.size + 1, size)), np.zeros((self.size + 1, size)), np.zeros(self.size + 1))
-            self.clear()
-        return self.rows
-
-    def remember(self, X, X_new, g, g_new) -> None:
-        """Add s = X_new − X, y = g_new − g if ⟨s, y⟩ > 1e-12‖s‖‖y‖, keeping the last ``size``."""
-        slot = None
-        if rows_kernel_applies(X, X_new, g, g_new):
-            S, Y, rho = self._slots(X.size)
-            slot = self.free[-1]
-            s_vec, y_vec = S[slot], Y[slot]
-            sy, ss, yy = curvature_pair(X_new, X, g_new, g, s_vec, y_vec)
-        else:
-            s_vec, y_vec = X_new - X, g_new - g
-            sy, ss, yy = _vdot(s_vec, y_vec), _vdot(s_vec, s_vec), _vdot(y_vec, y_vec)
-        if not sy > 1e-12 * math.sqrt(ss * yy):
+    def remember(self, X_old, X, g_old, g) -> None:
+        """Add s = X − X_old, y = g − g_old if ⟨s, y⟩ > 1e-12‖s‖‖y‖, keeping the last ``size``."""
+        if self._compiled(X_old, X, g_old, g):
+            remember_pair(X_old, X, g_old, g, self.ring)
             return
-        self.pairs.append((s_vec, y_vec, 1.0 / sy, yy, slot))
-        if slot is not None:
-            self.free.pop()
-            rho[slot] = 1.0 / sy
-        if len(self.pairs) > self.size:
-            evicted = self.pairs.pop(0)[4]
-            if evicted is not None:
-                self.free.append(evicted)
-        if slot is not None:
-            self.order = np.array([pair[4] for pair in self.pairs], dtype=np.int64)
+        s_vec, y_vec = X - X_old, g - g_old
+        sy, ss, yy = _vdot(s_vec, y_vec), _vdot(s_vec, s_vec), _vdot(y_vec, y_vec)
+        if sy > 1e-12 * math.sqrt(ss * yy):
+            self.pairs.append((s_vec, y_vec, 1.0 / sy, yy))
+            if len(self.pairs) > self.size:
+                self.pairs.pop(0)
 
     def _initial_scale(self, g) -> float:
         """H₀ = γI: γ = ⟨s, y⟩/⟨y, y⟩ of the newest pair, or 1/‖g‖ without pairs."""
+        if self.ring is not None and self.ring[4][0]:
+            _, _, rho, yy, ring = self.ring
+            return 1.0 / (rho[ring[1]] * yy[ring[1]])
         if self.pairs:
-            _, _, rho, yy, _ = self.pairs[-1]
+            _, _, rho, yy = self.pairs[-1]
             return 1.0 / (rho * yy)
         return 1.0 / max(math.sqrt(_vdot(g, g)), 1e-300)
 
     def apply(self, g):
         """Two-loop recursion: H·g (see :func:`rftheory.kernels.two_loop_recursion`)."""
-        if rows_kernel_applies(g) and (self.rows is not None or not self.pairs):
-            S, Y, rho = self._slots(g.size)
-            return two_loop_recursion(S, Y, rho, self.order, self._initial_scale(g), g)
+        if self._compiled(g):
+            S, Y, rho, _, ring = self.ring
+            return two_loop_recursion(S, Y, rho, ring_order(ring, S.shape[0]), self._initial_scale(g), g)
         q = g.copy()
         alphas = []
-        for s, y, rho, _, _ in reversed(self.pairs):
+        for s, y, rho, _ in reversed(self.pairs):
             a = rho * _vdot(s, q)
             alphas.append(a)
-            q -= a * y.reshape(q.shape)
+            q -= a * y
         q *= self._initial_scale(g)
-        for (s, y, rho, _, _), a in zip(self.pairs, reversed(alphas)):
-            q += (a - rho * _vdot(y, q)) * s.reshape(q.shape)
+        for (s, y, rho, _), a in zip(self.pairs, reversed(alphas)):
+            q += (a - rho * _vdot(y, q)) * s
         return q
 
-    def direction(self, X, g, max_move):
-        """(d, ⟨d, g⟩, t): d = −(H g made tangent), t = min(1, max_move / max_i ‖d_i‖) (a row moves ≤ max_move)."""
-        if rows_kernel_applies(X, g) and (self.rows is not None or not self.pairs):
-            S, Y, rho = self._slots(g.size)
-            return lbfgs_direction(X, g, S, Y, rho, self.order, self._initial_scale(g), max_move)
+    def advance(self, X_old, X, g_old, g, max_move):
+        """Remember the pair of the step X_old → X (if X_old is given), then (d, ⟨d, g⟩, t, trial):
+        d = −(H g made tangent), t = min(1, max_move / max_i ‖d_i‖) (no row moves farther than
+        max_move) and the first trial point R(X + t d) on the spheres."""
+        radius = math.sqrt(X.shape[-1])
+        arrays = (X, g) if X_old is None else (X_old, X, g_old, g)
+        if self._compiled(*arrays):
+            return lbfgs_advance(X_old, X, g_old, g, self.ring, max_move, radius)
+        if X_old is not None:
+            self.remember(X_old, X, g_old, g)
         direction = -riemannian_gradient(X, self.apply(g))
         xp = array_namespace(direction)
-        biggest = float(xp.max(xp.linalg.norm(direction, axis=-1)))
-        return direction, _vdot(direction, g), min(1.0, max_move / max(biggest, 1e-300))
+        t = min(1.0, max_move / max(float(xp.max(xp.linalg.norm(direction, axis=-1))), 1e-300))
+        return direction, _vdot(direction, g), t, step_on_sphere(X, t, direction, radius)
 
 
-def _search_direction(X, g, memory: _CurvatureMemory, max_move):
-    """L-BFGS direction −H g made tangent, its slope ⟨d, g⟩ and the first trial step.
+def _search_direction(X_old, X, g_old, g, memory: _CurvatureMemory, max_move):
+    """Remember the last step's pair, then the L-BFGS direction, its slope ⟨d, g⟩, the first trial
+    step t and the trial point (see :meth:`_CurvatureMemory.advance`).
 
     If it is not a descent direction the memory is cleared in place and
     steepest descent (−g/‖g‖, the direction of an empty memory) is used.
-    The trial step is 1, capped so that no row moves farther than ``max_move``.
     """
-    direction, slope, t = memory.direction(X, g, max_move)
+    direction, slope, t, trial = memory.advance(X_old, X, g_old, g, max_move)
     if not slope < 0 and memory:
         memory.clear()
-        direction, slope, t = memory.direction(X, g, max_move)
-    return direction, slope, t
+        direction, slope, t, trial = memory.advance(None, X, None, g, max_move)
+    return direction, slope, t, trial
 
 
 def _stalled(hist, start, window, rtol) -> bool:
@@ -298,7 +296,7 @@ def _lbfgs_batched(fun, X, max_iter, tol, stop_at_tol, memory=20, stall_window=1
         it += 1
         dirs, slopes, steps = {}, {}, {}
         for k in (k for k in range(R) if active[k]):
-            dirs[k], slopes[k], steps[k] = _search_direction(X[k], G[k], curvature[k], max_move)
+            dirs[k], slopes[k], steps[k], _ = _search_direction(None, X[k], None, G[k], curvature[k], max_move)
         searching = list(dirs)
         accepted = {}
         for _ in range(40):

@@ -110,7 +110,7 @@ def test_row_kernels_match_the_numpy_formulas(shape, dtype, rng, monkeypatch):
 
 @pytest.mark.skipif(not numba_available(), reason="numba not installed")
 def test_compiled_two_loop_recursion_matches_the_python_loop(rng, monkeypatch):
-    """H·g from the slot arrays (compiled) equals the textbook loop over the same pairs, and H
+    """H·g from the compiled ring equals the textbook loop over the same pairs, and H
     satisfies the secant equation H y = s for the newest pair."""
     from rftheory import kernels
     from rftheory.reconstruct import _CurvatureMemory
@@ -123,20 +123,23 @@ def test_compiled_two_loop_recursion_matches_the_python_loop(rng, monkeypatch):
         return mem
 
     pairs = []
-    for _ in range(9):  # more pairs than slots: the ring evicts the oldest
+    for _ in range(9):  # more pairs than slots: the ring drops the oldest
         s = rng.standard_normal((4, 6))
         pairs.append((s, s + 0.2 * rng.standard_normal((4, 6))))
+    pairs.append((pairs[0][0], -pairs[0][0]))  # ⟨s, y⟩ < 0: refused, keeps the ring as it was
     g = rng.standard_normal((4, 6))
     compiled = filled(5, pairs)
-    # 6 slots for 5 pairs: the 6th pair takes the free slot 0, the 7th the slot 5 that the 1st freed, ...
-    assert compiled.rows is not None and [p[4] for p in compiled.pairs] == [1, 0, 5, 4, 3]
-    assert list(compiled.order) == [1, 0, 5, 4, 3] and compiled.free == [2]
+    S, Y, rho, yy, ring = compiled.ring
+    # 6 slots, pairs 1…9 in slots 0…5, 0, 1, 2: the last 5 are in slots 4, 5, 0, 1, 2
+    assert list(ring) == [5, 2] and list(kernels.ring_order(ring, 6)) == [4, 5, 0, 1, 2]
+    np.testing.assert_array_equal(S[2], pairs[8][0].ravel())
+    assert rho[2] == pytest.approx(1.0 / np.vdot(pairs[8][0], pairs[8][1]), rel=1e-14)
     Hg = compiled.apply(g)
     monkeypatch.setitem(kernels.NUMBA_DEFAULT, "rows", False)
     python = filled(5, pairs)
-    assert python.rows is None
+    assert python.ring is None and len(python.pairs) == 5
     np.testing.assert_allclose(Hg, python.apply(g), rtol=1e-12, atol=1e-12)
-    s_new, y_new = pairs[-1]
+    s_new, y_new = pairs[-2]
     np.testing.assert_allclose(python.apply(y_new), s_new, rtol=1e-10, atol=1e-10)
 
 
@@ -155,23 +158,29 @@ def test_compiled_search_direction_and_curvature_pairs_match_the_numpy_path(dtyp
 
     def run():
         mem = _CurvatureMemory(3)
-        for k in range(4):
+        for k in range(3):
             mem.remember(Xs[k], Xs[k + 1], Gs[k], Gs[k] + 0.5 * (Xs[k + 1] - Xs[k]))  # ⟨s, y⟩ > 0
-        return mem, _search_direction(Xs[-1], Gs[-1], mem, max_move)
+        # the 4th pair is remembered by the direction's own call
+        return mem, _search_direction(Xs[3], Xs[4], Gs[3], Gs[3] + 0.5 * (Xs[4] - Xs[3]), mem, max_move)
 
-    mem, (direction, slope, t) = run()
+    mem, (direction, slope, t, trial) = run()
     monkeypatch.setitem(kernels.NUMBA_DEFAULT, "rows", False)
-    mem_np, (direction_np, slope_np, t_np) = run()
-    assert mem.rows is not None and mem_np.rows is None and len(mem.pairs) == len(mem_np.pairs) == 3
+    mem_np, (direction_np, slope_np, t_np, trial_np) = run()
+    assert mem.ring is not None and mem_np.ring is None and mem.ring[4][0] == len(mem_np.pairs) == 3
     tol = 2e-5 if dtype == np.float32 else 1e-12
-    for (s, y, rho, yy, _), (s_np, y_np, rho_np, yy_np, _) in zip(mem.pairs, mem_np.pairs):
-        np.testing.assert_allclose(s, s_np.ravel(), rtol=tol, atol=tol)
-        np.testing.assert_allclose(y, y_np.ravel(), rtol=tol, atol=tol)
-        assert rho == pytest.approx(rho_np, rel=tol) and yy == pytest.approx(yy_np, rel=tol)
-    assert direction.dtype == dtype
+    S, Y, rho, yy, ring = mem.ring
+    for slot, (s_np, y_np, rho_np, yy_np) in zip(kernels.ring_order(ring, 4), mem_np.pairs):
+        np.testing.assert_allclose(S[slot], s_np.ravel(), rtol=tol, atol=tol)
+        np.testing.assert_allclose(Y[slot], y_np.ravel(), rtol=tol, atol=tol)
+        assert rho[slot] == pytest.approx(rho_np, rel=tol) and yy[slot] == pytest.approx(yy_np, rel=tol)
+    assert direction.dtype == trial.dtype == dtype
     np.testing.assert_allclose(direction, direction_np, rtol=10 * tol, atol=10 * tol)
     assert slope == pytest.approx(slope_np, rel=10 * tol) and slope < 0
     assert t == pytest.approx(t_np, rel=10 * tol)
+    np.testing.assert_allclose(trial, trial_np, rtol=10 * tol, atol=10 * tol)
     row_norms = np.linalg.norm(direction.astype(np.float64), axis=1)
-    assert t * row_norms.max() <= max_move * (1 + 1e-6) and t <= 1.0
+    assert t * row_norms.max() <= max_move * (1 + 1e-6) and t < 1.0  # the cap binds here
     np.testing.assert_allclose(np.sum(direction * Xs[-1], axis=1), 0.0, atol=10 * tol * d)
+    expected = Xs[-1] + t * direction.astype(np.float64)
+    np.testing.assert_allclose(trial, 3.0 * expected / np.linalg.norm(expected, axis=1, keepdims=True),
+                               rtol=10 * tol, atol=10 * tol)  # radius √9
