@@ -140,6 +140,9 @@ def test_reused_buffers_never_leak_into_returned_results():
     projection_loss(X1[:8], model.theta, model)  # n̂ − 1 rows (re-seeding): a second plan
     projection_loss(np.stack([X2, X1]), model.theta, model)  # batched: a third
     again = projection_loss(X1, model.theta, model)
+    from rftheory import panel_loss
+
+    assert np.array_equal(panel_loss._plan(model, 1, 9, 40).Xt, pack_tiles(X1))  # compiled packing = the layout's
     assert np.array_equal(first.grad, kept[1]) and np.array_equal(first.alpha, kept[2])
     assert again.loss == kept[0] and np.array_equal(again.grad, kept[1]) and np.array_equal(again.alpha, kept[2])
 
