@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 
 __all__ = ["numba_available", "numba_enabled", "sum_of_squares", "rows_kernel_applies", "tangent_rows",
-           "retract_rows", "step_rows", "two_loop_recursion", "curvature_ring", "ring_order", "remember_pair",
+           "retract_rows", "step_rows", "two_loop_recursion", "CurvatureRing", "curvature_ring", "ring_order",
+           "remember_pair",
            "lbfgs_advance", "fused_value_and_derivative", "kernel_coefficients",
            "relu_tanh_coefficients", "NUMBA_DEFAULT"]
 
@@ -161,19 +163,15 @@ if _HAVE_NUMBA:
 
     @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
     def _lbfgs_direction(X, g, S, Y, rho, order, scale, max_move, out):  # pragma: no cover - compiled
+        n, d = X.shape
         q = np.empty(g.size)
         _two_loop(S, Y, rho, order, scale, g.reshape(g.size), q)
-        n, d = X.shape
+        _tangent_rows(X, q.reshape((n, d)), out)  # H g made tangent; the direction is its negative
         slope, biggest = 0.0, 0.0
         for i in range(n):
-            qx, xx = 0.0, 0.0
-            for k in range(d):
-                qx += q[i * d + k] * X[i, k]
-                xx += np.float64(X[i, k]) * X[i, k]
-            c = qx / xx
             norm2 = 0.0
             for k in range(d):
-                out[i, k] = c * X[i, k] - q[i * d + k]
+                out[i, k] = -out[i, k]
                 value = np.float64(out[i, k])
                 slope += value * g[i, k]
                 norm2 += value * value
@@ -182,8 +180,9 @@ if _HAVE_NUMBA:
 
     @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
     def _remember_pair(X_old, X, G_old, G, S, Y, rho, yy, ring):  # pragma: no cover - compiled
-        """s = X − X_old, y = G − G_old (float64) into the free slot after ring's newest; kept (ring
-        advanced, ρ = 1/⟨s, y⟩, ⟨y, y⟩ stored) if ⟨s, y⟩ > 1e-12‖s‖‖y‖.  ring = [count, newest]."""
+        """s = X − X_old, y = G − G_old (in S's dtype) into the free slot after ring's newest; kept (ring
+        advanced, ρ = 1/⟨s, y⟩ and ⟨y, y⟩ stored, in float64 from the stored values) if
+        ⟨s, y⟩ > 1e-12‖s‖‖y‖.  ring = [count, newest]."""
         slots = S.shape[0]
         slot = (ring[1] + 1) % slots
         s, y = S[slot], Y[slot]
@@ -284,22 +283,33 @@ def step_rows(X, t: float, direction, radius: float):
     return out
 
 
-def curvature_ring(size: int, entries: int, dtype=np.float64):
-    """Empty storage for ``size`` L-BFGS pairs of ``entries`` numbers, for :func:`lbfgs_advance`:
-    (S, Y, ρ, ⟨y, y⟩, ring) with size + 1 slots and ring = [count, newest slot].
+class CurvatureRing(NamedTuple):
+    """Storage of L-BFGS curvature pairs in size + 1 slots (see :func:`curvature_ring`)."""
+
+    S: np.ndarray  # (slots, entries): s of the pair in each slot
+    Y: np.ndarray  # (slots, entries): y
+    rho: np.ndarray  # (slots,) float64: 1/⟨s, y⟩
+    yy: np.ndarray  # (slots,) float64: ⟨y, y⟩
+    state: np.ndarray  # int64 [pairs stored, newest slot]
+
+
+def curvature_ring(size: int, entries: int, dtype=np.float64) -> CurvatureRing:
+    """Empty storage for ``size`` L-BFGS pairs of ``entries`` numbers, for :func:`lbfgs_advance`,
+    with size + 1 slots: a new pair is written into the slot after the newest, free even when
+    ``size`` pairs are stored, and kept only if accepted.
 
     S and Y hold the pairs in ``dtype`` (the iterate's: float32 halves the
     memory traffic of the two-loop recursion, which streams S and Y twice
     per iteration — 20 pairs of 20×100 are 320 KB in float32); ρ, ⟨y, y⟩
     and every sum are float64, computed from the stored values.
     """
-    return (np.zeros((size + 1, entries), dtype=dtype), np.zeros((size + 1, entries), dtype=dtype),
-            np.zeros(size + 1), np.zeros(size + 1), np.array([0, size], dtype=np.int64))
+    return CurvatureRing(np.zeros((size + 1, entries), dtype=dtype), np.zeros((size + 1, entries), dtype=dtype),
+                         np.zeros(size + 1), np.zeros(size + 1), np.array([0, size], dtype=np.int64))
 
 
-def ring_order(ring, slots: int):
-    """The slots of the stored pairs, oldest first (int64): newest − count + 1 … newest, modulo ``slots``."""
-    return _ring_order(ring, slots)
+def ring_order(memory: CurvatureRing):
+    """The slots of the stored pairs, oldest first (int64): newest − count + 1 … newest, modulo the slots."""
+    return _ring_order(memory.state, memory.S.shape[0])
 
 
 def remember_pair(X_old, X, G_old, G, memory) -> None:

@@ -173,23 +173,23 @@ class _CurvatureMemory:
     def __init__(self, size: int):
         self.size = size
         self.pairs = []  # other backends: (s, y, ρ, ⟨y, y⟩), oldest first
-        self.ring = None  # NumPy: (S, Y, ρ, ⟨y, y⟩, [count, newest])
+        self.ring = None  # NumPy: kernels.CurvatureRing
 
     def _compiled(self, *arrays) -> bool:
         """Whether the ring serves these arrays (made, empty, on first use or for a new size)."""
         if not rows_kernel_applies(*arrays):
             return False
-        if self.ring is None or self.ring[0].shape[1] != arrays[0].size or self.ring[0].dtype != arrays[0].dtype:
+        if self.ring is None or self.ring.S.shape[1] != arrays[0].size or self.ring.S.dtype != arrays[0].dtype:
             self.ring = curvature_ring(self.size, arrays[0].size, arrays[0].dtype)
         return True
 
     def __bool__(self) -> bool:
-        return bool(self.pairs) or (self.ring is not None and bool(self.ring[4][0] > 0))
+        return bool(self.pairs) or (self.ring is not None and bool(self.ring.state[0] > 0))
 
     def clear(self) -> None:
         self.pairs.clear()
         if self.ring is not None:
-            self.ring[4][0] = 0
+            self.ring.state[0] = 0
 
     def remember(self, X_old, X, g_old, g) -> None:
         """Add s = X − X_old, y = g − g_old if ⟨s, y⟩ > 1e-12‖s‖‖y‖, keeping the last ``size``."""
@@ -205,9 +205,9 @@ class _CurvatureMemory:
 
     def _initial_scale(self, g) -> float:
         """H₀ = γI: γ = ⟨s, y⟩/⟨y, y⟩ of the newest pair, or 1/‖g‖ without pairs."""
-        if self.ring is not None and self.ring[4][0]:
-            _, _, rho, yy, ring = self.ring
-            return 1.0 / (rho[ring[1]] * yy[ring[1]])
+        if self.ring is not None and self.ring.state[0]:
+            newest = self.ring.state[1]
+            return 1.0 / (self.ring.rho[newest] * self.ring.yy[newest])
         if self.pairs:
             _, _, rho, yy = self.pairs[-1]
             return 1.0 / (rho * yy)
@@ -216,8 +216,8 @@ class _CurvatureMemory:
     def apply(self, g):
         """Two-loop recursion: H·g (see :func:`rftheory.kernels.two_loop_recursion`)."""
         if self._compiled(g):
-            S, Y, rho, _, ring = self.ring
-            return two_loop_recursion(S, Y, rho, ring_order(ring, S.shape[0]), self._initial_scale(g), g)
+            ring = self.ring
+            return two_loop_recursion(ring.S, ring.Y, ring.rho, ring_order(ring), self._initial_scale(g), g)
         q = g.copy()
         alphas = []
         for s, y, rho, _ in reversed(self.pairs):
@@ -294,15 +294,16 @@ def _lbfgs_batched(fun, X, max_iter, tol, stop_at_tol, memory=20, stall_window=1
     it = 0
     while it < max_iter and any(active):
         it += 1
-        dirs, slopes, steps = {}, {}, {}
+        dirs, slopes, steps, trials = {}, {}, {}, {}
         for k in (k for k in range(R) if active[k]):
-            dirs[k], slopes[k], steps[k], _ = _search_direction(None, X[k], None, G[k], curvature[k], max_move)
+            dirs[k], slopes[k], steps[k], trials[k] = _search_direction(None, X[k], None, G[k], curvature[k],
+                                                                         max_move)
         searching = list(dirs)
         accepted = {}
         for _ in range(40):
             if not searching:
                 break
-            trial = xp.stack([step_on_sphere(X[k], steps[k], dirs[k]) for k in searching])
+            trial = xp.stack([trials[k] for k in searching])
             out = fun(trial)
             still = []
             for j, k in enumerate(searching):
@@ -310,6 +311,7 @@ def _lbfgs_batched(fun, X, max_iter, tol, stop_at_tol, memory=20, stall_window=1
                     accepted[k] = (trial[j], float(out.loss[j]), out.grad[j])
                 else:
                     steps[k] *= 0.5
+                    trials[k] = step_on_sphere(X[k], steps[k], dirs[k])
                     still.append(k)
             searching = still
         for k in dirs:

@@ -129,9 +129,9 @@ def test_compiled_two_loop_recursion_matches_the_python_loop(rng, monkeypatch):
     pairs.append((pairs[0][0], -pairs[0][0]))  # ⟨s, y⟩ < 0: refused, keeps the ring as it was
     g = rng.standard_normal((4, 6))
     compiled = filled(5, pairs)
-    S, Y, rho, yy, ring = compiled.ring
+    S, Y, rho, yy, state = compiled.ring
     # 6 slots, pairs 1…9 in slots 0…5, 0, 1, 2: the last 5 are in slots 4, 5, 0, 1, 2
-    assert list(ring) == [5, 2] and list(kernels.ring_order(ring, 6)) == [4, 5, 0, 1, 2]
+    assert list(state) == [5, 2] and list(kernels.ring_order(compiled.ring)) == [4, 5, 0, 1, 2]
     np.testing.assert_array_equal(S[2], pairs[8][0].ravel())
     assert rho[2] == pytest.approx(1.0 / np.vdot(pairs[8][0], pairs[8][1]), rel=1e-14)
     Hg = compiled.apply(g)
@@ -166,10 +166,10 @@ def test_compiled_search_direction_and_curvature_pairs_match_the_numpy_path(dtyp
     mem, (direction, slope, t, trial) = run()
     monkeypatch.setitem(kernels.NUMBA_DEFAULT, "rows", False)
     mem_np, (direction_np, slope_np, t_np, trial_np) = run()
-    assert mem.ring is not None and mem_np.ring is None and mem.ring[4][0] == len(mem_np.pairs) == 3
+    assert mem.ring is not None and mem_np.ring is None and mem.ring.state[0] == len(mem_np.pairs) == 3
     tol = 2e-5 if dtype == np.float32 else 1e-12
-    S, Y, rho, yy, ring = mem.ring
-    for slot, (s_np, y_np, rho_np, yy_np) in zip(kernels.ring_order(ring, 4), mem_np.pairs):
+    S, Y, rho, yy, _ = mem.ring
+    for slot, (s_np, y_np, rho_np, yy_np) in zip(kernels.ring_order(mem.ring), mem_np.pairs):
         np.testing.assert_allclose(S[slot], s_np.ravel(), rtol=tol, atol=tol)
         np.testing.assert_allclose(Y[slot], y_np.ravel(), rtol=tol, atol=tol)
         assert rho[slot] == pytest.approx(rho_np, rel=tol) and yy[slot] == pytest.approx(yy_np, rel=tol)
