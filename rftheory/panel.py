@@ -263,6 +263,16 @@ if _HAVE_NUMBA:
     _backward_tile = _make_dot_tile(TILE_ROWS, B_TILE_COORDS)
 
     @njit(nogil=True, cache=True)
+    def _pack_tiles_into(X, Xt):  # pragma: no cover - compiled
+        """Xt = pack_tiles(X) written into an existing (⌈rows/5⌉, d, 5) float32 array."""
+        rows = X.shape[0]
+        for s in range(Xt.shape[0]):
+            for k in range(Xt.shape[1]):
+                for r in range(TILE_ROWS):
+                    i = s * TILE_ROWS + r
+                    Xt[s, k, r] = X[i, k] if i < rows else np.float32(0.0)
+
+    @njit(nogil=True, cache=True)
     def _forward_blocks(Xt, P, Z, block_lo, block_hi):  # pragma: no cover - compiled
         """Z[5s + r, 16b + c] = Σ_k Xt[s, k, r] P[b, k, c] for block_lo ≤ b < block_hi (Xt = pack_tiles(X̂))."""
         tiles, d, _ = Xt.shape

@@ -63,7 +63,7 @@ if panel_kernels_available():
     from numba import njit
 
     from .kernels import _tangent_rows, relu_tanh_f32
-    from .panel import _backward_blocks, _forward_blocks
+    from .panel import _backward_blocks, _forward_blocks, _pack_tiles_into
     from .spin import atomic_add, atomic_load, atomic_store, cpu_relax, yield_processor
 
     # (loops index 1-D row slices: LLVM vectorises those, not 2-D indexing)
@@ -197,13 +197,8 @@ if panel_kernels_available():
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def _prepare(X, Xt, v, A, G, r_sq):  # pragma: no cover - compiled
-        """Xt[s, k, r] = X[5s + r, k] (zero past X's rows; see panel.pack_tiles) and zeroed piece sums."""
-        rows = X.shape[0]
-        for s in range(Xt.shape[0]):
-            for k in range(Xt.shape[1]):
-                for r in range(TILE_ROWS):
-                    i = s * TILE_ROWS + r
-                    Xt[s, k, r] = X[i, k] if i < rows else np.float32(0.0)
+        """Xt = pack_tiles(X) (the forward kernel's layout) and zeroed piece sums."""
+        _pack_tiles_into(X, Xt)
         v[...] = 0.0
         A[...] = 0.0
         G[...] = 0.0
@@ -563,6 +558,7 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
     plan = _plan(model, R, n_hat, d)
     P, blocks, pieces = plan.P, plan.blocks, plan.pieces
     X = np.ascontiguousarray(X_hat).reshape(R * n_hat, d)
+    theta64 = np.ascontiguousarray(theta64, dtype=np.float64)  # one compiled signature whatever θ's layout
     # fixed pieces, each with its own accumulators summed in piece order: the result does
     # not depend on the thread count or on which thread took which piece (bitwise).
     # Control counters are new for every evaluation: a helper that wakes late to an
