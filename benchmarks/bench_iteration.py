@@ -99,7 +99,7 @@ def _breakdown(model, X, theta) -> None:
     """Single-thread parts of one panel evaluation (fastest of 100 calls each)."""
     from rftheory import panel, panel_loss  # noqa: PLC0415
 
-    n, d, p = X.shape[0], model.d, model.p
+    n, p = X.shape[0], model.p
     P = panel_loss.packed_panels(model)
     blocks = P.shape[0]
     Xt = panel.pack_tiles(X)

@@ -60,7 +60,7 @@ def numba_available() -> bool:
 
 
 def numba_enabled(kind: str) -> bool:
-    """Whether the Numba kernel ``kind`` ("relu_tanh", "panel") is on: RFTHEORY_NUMBA, else NUMBA_DEFAULT."""
+    """Whether the Numba kernel ``kind`` ("relu_tanh", "panel", "rows") is on: RFTHEORY_NUMBA, else NUMBA_DEFAULT."""
     if not _HAVE_NUMBA:
         return False
     flag = os.environ.get("RFTHEORY_NUMBA", "auto").strip().lower()
@@ -179,12 +179,12 @@ if _HAVE_NUMBA:
         return slope, min(1.0, max_move / max(np.sqrt(biggest), 1e-300))
 
     @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-    def _remember_pair(X_old, X, G_old, G, S, Y, rho, yy, ring):  # pragma: no cover - compiled
-        """s = X − X_old, y = G − G_old (in S's dtype) into the free slot after ring's newest; kept (ring
+    def _remember_pair(X_old, X, G_old, G, S, Y, rho, yy, state):  # pragma: no cover - compiled
+        """s = X − X_old, y = G − G_old (in S's dtype) into the free slot after the newest; kept (state
         advanced, ρ = 1/⟨s, y⟩ and ⟨y, y⟩ stored, in float64 from the stored values) if
-        ⟨s, y⟩ > 1e-12‖s‖‖y‖.  ring = [count, newest]."""
+        ⟨s, y⟩ > 1e-12‖s‖‖y‖.  state = [count, newest] (CurvatureRing.state)."""
         slots = S.shape[0]
-        slot = (ring[1] + 1) % slots
+        slot = (state[1] + 1) % slots
         s, y = S[slot], Y[slot]
         n, d = X.shape
         sy, ss, yyy = 0.0, 0.0, 0.0
@@ -198,30 +198,30 @@ if _HAVE_NUMBA:
                 yyy += c * c
         if sy > 1e-12 * np.sqrt(ss * yyy):
             rho[slot], yy[slot] = 1.0 / sy, yyy
-            ring[0], ring[1] = min(ring[0] + 1, slots - 1), slot
+            state[0], state[1] = min(state[0] + 1, slots - 1), slot
 
     @njit(cache=True, nogil=True, error_model="numpy")
-    def _ring_order(ring, slots):  # pragma: no cover - compiled
-        count, newest = ring[0], ring[1]
+    def _ring_order(state, slots):  # pragma: no cover - compiled
+        count, newest = state[0], state[1]
         order = np.empty(count, dtype=np.int64)
         for j in range(count):
             order[j] = (newest - count + 1 + j) % slots
         return order
 
     @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-    def _lbfgs_advance(X_old, X, G_old, G, remember, S, Y, rho, yy, ring, max_move, radius,
+    def _lbfgs_advance(X_old, X, G_old, G, remember, S, Y, rho, yy, state, max_move, radius,
                        direction, trial):  # pragma: no cover - compiled
         if remember:
-            _remember_pair(X_old, X, G_old, G, S, Y, rho, yy, ring)
-        if ring[0] > 0:
-            scale = 1.0 / (rho[ring[1]] * yy[ring[1]])
+            _remember_pair(X_old, X, G_old, G, S, Y, rho, yy, state)
+        if state[0] > 0:
+            scale = 1.0 / (rho[state[1]] * yy[state[1]])
         else:
             gg = 0.0
             for i in range(G.shape[0]):
                 for k in range(G.shape[1]):
                     gg += np.float64(G[i, k]) * G[i, k]
             scale = 1.0 / max(np.sqrt(gg), 1e-300)
-        slope, t = _lbfgs_direction(X, G, S, Y, rho, _ring_order(ring, S.shape[0]), scale, max_move, direction)
+        slope, t = _lbfgs_direction(X, G, S, Y, rho, _ring_order(state, S.shape[0]), scale, max_move, direction)
         _step_rows(X, t, direction, radius, trial)
         return slope, t
 

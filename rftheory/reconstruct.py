@@ -40,7 +40,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .backend import array_namespace
-from .kernels import curvature_ring, lbfgs_advance, remember_pair, ring_order, rows_kernel_applies, two_loop_recursion
+from .kernels import curvature_ring, lbfgs_advance, rows_kernel_applies
 from .linalg import gram_solve
 from .loss import projection_loss, retract_to_sphere, riemannian_gradient, step_on_sphere
 from .panel_loss import kernel_threads, panel_model_applicable, panel_threads
@@ -167,7 +167,8 @@ class _CurvatureMemory:
     pair is written into the free slot and kept only if accepted), and
     remembering the last step's pair, the next direction and its first trial
     point are one compiled call (:func:`rftheory.kernels.lbfgs_advance`);
-    other backends keep a list of pairs and loop in Python.
+    other backends keep a list of pairs and loop in Python (:meth:`remember`,
+    :meth:`apply`).  Either way :meth:`advance` is the one entry point.
     """
 
     def __init__(self, size: int):
@@ -192,10 +193,7 @@ class _CurvatureMemory:
             self.ring.state[0] = 0
 
     def remember(self, X_old, X, g_old, g) -> None:
-        """Add s = X − X_old, y = g − g_old if ⟨s, y⟩ > 1e-12‖s‖‖y‖, keeping the last ``size``."""
-        if self._compiled(X_old, X, g_old, g):
-            remember_pair(X_old, X, g_old, g, self.ring)
-            return
+        """List path: add s = X − X_old, y = g − g_old if ⟨s, y⟩ > 1e-12‖s‖‖y‖, keeping the last ``size``."""
         s_vec, y_vec = X - X_old, g - g_old
         sy, ss, yy = _vdot(s_vec, y_vec), _vdot(s_vec, s_vec), _vdot(y_vec, y_vec)
         if sy > 1e-12 * math.sqrt(ss * yy):
@@ -203,28 +201,20 @@ class _CurvatureMemory:
             if len(self.pairs) > self.size:
                 self.pairs.pop(0)
 
-    def _initial_scale(self, g) -> float:
-        """H₀ = γI: γ = ⟨s, y⟩/⟨y, y⟩ of the newest pair, or 1/‖g‖ without pairs."""
-        if self.ring is not None and self.ring.state[0]:
-            newest = self.ring.state[1]
-            return 1.0 / (self.ring.rho[newest] * self.ring.yy[newest])
-        if self.pairs:
-            _, _, rho, yy = self.pairs[-1]
-            return 1.0 / (rho * yy)
-        return 1.0 / max(math.sqrt(_vdot(g, g)), 1e-300)
-
     def apply(self, g):
-        """Two-loop recursion: H·g (see :func:`rftheory.kernels.two_loop_recursion`)."""
-        if self._compiled(g):
-            ring = self.ring
-            return two_loop_recursion(ring.S, ring.Y, ring.rho, ring_order(ring), self._initial_scale(g), g)
+        """List path: H·g by the two-loop recursion (as :func:`rftheory.kernels.two_loop_recursion`), with
+        H₀ = γI, γ = ⟨s, y⟩/⟨y, y⟩ of the newest pair, or 1/‖g‖ without pairs."""
         q = g.copy()
         alphas = []
         for s, y, rho, _ in reversed(self.pairs):
             a = rho * _vdot(s, q)
             alphas.append(a)
             q -= a * y
-        q *= self._initial_scale(g)
+        if self.pairs:
+            _, _, rho, yy = self.pairs[-1]
+            q *= 1.0 / (rho * yy)
+        else:
+            q *= 1.0 / max(math.sqrt(_vdot(g, g)), 1e-300)
         for (s, y, rho, _), a in zip(self.pairs, reversed(alphas)):
             q += (a - rho * _vdot(y, q)) * s
         return q
@@ -289,6 +279,7 @@ def _lbfgs_batched(fun, X, max_iter, tol, stop_at_tol, memory=20, stall_window=1
     G = [res.grad[k] for k in range(R)]
     X = [X[k] for k in range(R)]
     curvature = [_CurvatureMemory(memory) for _ in range(R)]
+    last_step = [(None, None)] * R  # (X_old, g_old) of each run's last accepted step, remembered by its next direction
     hist = [[L[k]] for k in range(R)]
     active = [L[k] > tol for k in range(R)]
     it = 0
@@ -296,7 +287,9 @@ def _lbfgs_batched(fun, X, max_iter, tol, stop_at_tol, memory=20, stall_window=1
         it += 1
         dirs, slopes, steps, trials = {}, {}, {}, {}
         for k in (k for k in range(R) if active[k]):
-            dirs[k], slopes[k], steps[k], trials[k] = _search_direction(None, X[k], None, G[k], curvature[k],
+            X_old, g_old = last_step[k]
+            last_step[k] = (None, None)
+            dirs[k], slopes[k], steps[k], trials[k] = _search_direction(X_old, X[k], g_old, G[k], curvature[k],
                                                                          max_move)
         searching = list(dirs)
         accepted = {}
@@ -322,7 +315,7 @@ def _lbfgs_batched(fun, X, max_iter, tol, stop_at_tol, memory=20, stall_window=1
                     active[k] = False
                 continue
             X_new, L_new, g_new = accepted[k]
-            curvature[k].remember(X[k], X_new, G[k], g_new)
+            last_step[k] = (X[k], G[k])
             X[k], L[k], G[k] = X_new, L_new, g_new
             hist[k].append(L_new)
             if L_new <= tol or _stalled(hist[k], 0, stall_window, stall_rtol):

@@ -109,18 +109,11 @@ def test_row_kernels_match_the_numpy_formulas(shape, dtype, rng, monkeypatch):
 
 
 @pytest.mark.skipif(not numba_available(), reason="numba not installed")
-def test_compiled_two_loop_recursion_matches_the_python_loop(rng, monkeypatch):
+def test_compiled_two_loop_recursion_matches_the_python_loop(rng):
     """H·g from the compiled ring equals the textbook loop over the same pairs, and H
     satisfies the secant equation H y = s for the newest pair."""
     from rftheory import kernels
     from rftheory.reconstruct import _CurvatureMemory
-
-    def filled(memory_size, pairs):
-        mem = _CurvatureMemory(memory_size)
-        zero = np.zeros_like(pairs[0][0])
-        for s, y in pairs:
-            mem.remember(zero, s, zero, y)  # s = s − 0, y = y − 0
-        return mem
 
     pairs = []
     for _ in range(9):  # more pairs than slots: the ring drops the oldest
@@ -128,15 +121,19 @@ def test_compiled_two_loop_recursion_matches_the_python_loop(rng, monkeypatch):
         pairs.append((s, s + 0.2 * rng.standard_normal((4, 6))))
     pairs.append((pairs[0][0], -pairs[0][0]))  # ⟨s, y⟩ < 0: refused, keeps the ring as it was
     g = rng.standard_normal((4, 6))
-    compiled = filled(5, pairs)
-    S, Y, rho, yy, state = compiled.ring
+    zero = np.zeros_like(g)
+    ring = kernels.curvature_ring(5, g.size)
+    python = _CurvatureMemory(5)  # the list path
+    for s, y in pairs:
+        kernels.remember_pair(zero, s, zero, y, ring)  # s = s − 0, y = y − 0
+        python.remember(zero, s, zero, y)
+    S, Y, rho, yy, state = ring
     # 6 slots, pairs 1…9 in slots 0…5, 0, 1, 2: the last 5 are in slots 4, 5, 0, 1, 2
-    assert list(state) == [5, 2] and list(kernels.ring_order(compiled.ring)) == [4, 5, 0, 1, 2]
+    assert list(state) == [5, 2] and list(kernels.ring_order(ring)) == [4, 5, 0, 1, 2]
     np.testing.assert_array_equal(S[2], pairs[8][0].ravel())
     assert rho[2] == pytest.approx(1.0 / np.vdot(pairs[8][0], pairs[8][1]), rel=1e-14)
-    Hg = compiled.apply(g)
-    monkeypatch.setitem(kernels.NUMBA_DEFAULT, "rows", False)
-    python = filled(5, pairs)
+    gamma = np.vdot(pairs[8][0], pairs[8][1]) / np.vdot(pairs[8][1], pairs[8][1])  # H₀ = γI of the newest pair
+    Hg = kernels.two_loop_recursion(S, Y, rho, kernels.ring_order(ring), gamma, g)
     assert python.ring is None and len(python.pairs) == 5
     np.testing.assert_allclose(Hg, python.apply(g), rtol=1e-12, atol=1e-12)
     s_new, y_new = pairs[-2]
@@ -158,8 +155,8 @@ def test_compiled_search_direction_and_curvature_pairs_match_the_numpy_path(dtyp
 
     def run():
         mem = _CurvatureMemory(3)
-        for k in range(3):
-            mem.remember(Xs[k], Xs[k + 1], Gs[k], Gs[k] + 0.5 * (Xs[k + 1] - Xs[k]))  # ⟨s, y⟩ > 0
+        for k in range(3):  # each call remembers its step's pair (⟨s, y⟩ > 0); its direction is not used
+            mem.advance(Xs[k], Xs[k + 1], Gs[k], Gs[k] + 0.5 * (Xs[k + 1] - Xs[k]), max_move)
         # the 4th pair is remembered by the direction's own call
         return mem, _search_direction(Xs[3], Xs[4], Gs[3], Gs[3] + 0.5 * (Xs[4] - Xs[3]), mem, max_move)
 
