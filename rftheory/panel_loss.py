@@ -54,9 +54,10 @@ RESIDUAL_CHUNK_BLOCKS = 16  # panels per cache-resident chunk of pass 2
 PIECE_BLOCKS = 128  # panels (2048 features) per piece of work handed to a thread; fixed, so sums are reproducible
 GRAM_ROWS = 4  # rows per block of the float64 Gram (4 rows × 2 columns: 8 sums in registers)
 # the control counters of one evaluation (rftheory.spin): pieces claimed and done per pass, the phase
-# (0 pass 1, 1 pass 2, −1 Gram refused), an abort flag raised when a thread failed, and the lead's
+# (0 pass 1, PASS_2 pass 2, REFUSED Gram refused: both end the wait for pass 1), an abort flag raised when a thread failed, and the lead's
 # "inputs packed" flag that the helpers wait for
 CLAIM_1, DONE_1, PHASE, CLAIM_2, DONE_2, ABORT, READY, CONTROLS = 0, 1, 2, 3, 4, 5, 6, 8
+PASS_2, REFUSED = 1, 2  # values of ctl[PHASE] after pass 1
 SPINS_BEFORE_YIELD = 256  # spin-wait rounds between two sched_yield calls
 
 if panel_kernels_available():
@@ -294,10 +295,10 @@ if panel_kernels_available():
         Threads claim pieces (PIECE_BLOCKS panels) from ctl[CLAIM_1], run pass 1
         on them into v[k], A[k] and count them in ctl[DONE_1].  The lead thread
         waits for all pieces, sums v and A in piece order (v_total, A_total) and
-        solves for α; ctl[PHASE] = 1 then releases everyone into pass 2 (pieces
+        solves for α; ctl[PHASE] = PASS_2 then releases everyone into pass 2 (pieces
         claimed from ctl[CLAIM_2], results in G[k], r_sq[k]), which the lead
         waits for too.  Returns 1 when done, 0 when the Cholesky rule refused
-        the Gram (PHASE = −1: pass 2 is left to the caller), −1 on an abort.
+        the Gram (PHASE = REFUSED: pass 2 is left to the caller), −1 on an abort.
         A thread that arrives late finds nothing to claim and returns.  Helpers
         first wait for ctl[READY] (the lead has packed X̂ and zeroed the sums).
         """
@@ -317,19 +318,13 @@ if panel_kernels_available():
             v_total[...] = _sum_pieces(v).reshape(v_total.shape)
             A_total[...] = _sum_pieces(A).reshape(A_total.shape)
             solved = _small_gram_solve(A_total, v_total, limit, alpha)
-            atomic_store(ctl, PHASE, 1 if solved else -1)
+            atomic_store(ctl, PHASE, PASS_2 if solved else REFUSED)
             if not solved:
                 return 0
         else:
-            spins = 0
-            while atomic_load(ctl, PHASE) == 0:
-                if atomic_load(ctl, ABORT) != 0:
-                    return -1
-                cpu_relax()
-                spins += 1
-                if spins % SPINS_BEFORE_YIELD == 0:
-                    yield_processor()
-            if atomic_load(ctl, PHASE) < 0:
+            if not _wait_until(ctl, PHASE, PASS_2):
+                return -1
+            if atomic_load(ctl, PHASE) == REFUSED:
                 return 0
         while True:
             k = atomic_add(ctl, CLAIM_2, 1)
