@@ -181,3 +181,22 @@ def test_compiled_search_direction_and_curvature_pairs_match_the_numpy_path(dtyp
     expected = Xs[-1] + t * direction.astype(np.float64)
     np.testing.assert_allclose(trial, 3.0 * expected / np.linalg.norm(expected, axis=1, keepdims=True),
                                rtol=10 * tol, atol=10 * tol)  # radius √9
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
+def test_curvature_memory_reads_the_kernel_switch_when_its_ring_is_made(rng, monkeypatch):
+    """The ring, once made, serves NumPy arrays of its dtype and size without re-reading the switch;
+    a new dtype or size makes a new (empty) ring, or the list path if the switch is off by then."""
+    from rftheory import kernels
+    from rftheory.reconstruct import _CurvatureMemory
+
+    X = rng.standard_normal((4, 5))
+    mem = _CurvatureMemory(3)
+    assert mem._compiled(X, X) and mem.ring.S.dtype == np.float64
+    ring = mem.ring
+    monkeypatch.setitem(kernels.NUMBA_DEFAULT, "rows", False)
+    assert mem._compiled(X, X, X, X) and mem.ring is ring  # same dtype and size: kept
+    assert not mem._compiled(X.astype(np.float32), X.astype(np.float32))  # new dtype: the switch, now off
+    monkeypatch.setitem(kernels.NUMBA_DEFAULT, "rows", True)
+    assert mem._compiled(X[:2], X[:2]) and mem.ring is not ring and mem.ring.S.shape == (4, 10)  # new size
+    assert not mem._compiled(X[:2], X[:2].tolist())  # not all NumPy: never the ring

@@ -87,6 +87,17 @@ def test_zero_theta_is_rejected():
         projection_loss(X, np.zeros(rf.p), rf)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 8), (0, 7), (7,), (2, 0, 7), (1, 3, 7, 1)])
+def test_candidates_of_the_wrong_shape_are_rejected(dtype, shape):
+    """X̂ must be (n̂, d) or (R, n̂, d) with the model's d: a clear error on every path (float32 takes the
+    compiled panel kernels where Numba is installed, which must never index past V's d)."""
+    rng, X, rf = _problem("relu+tanh", d=7)
+    rf = rf.astype(dtype)
+    with pytest.raises(ValueError, match="d = 7"):
+        projection_loss(np.ones(shape, dtype), rf.theta, rf)
+
+
 @given(st.permutations(list(range(5))), st.integers(0, 2**16))
 def test_loss_is_permutation_invariant_and_gradient_equivariant(perm, seed):
     rng, X, rf = _problem("relu+tanh", p=300)

@@ -176,6 +176,49 @@ def test_threaded_attack_is_reproducible():
     assert runs[0].loss == runs[1].loss and np.array_equal(runs[0].X_hat, runs[1].X_hat)
 
 
+@pytest.mark.parametrize("derivative,tangent", [("true", True), ("relu", False)])
+def test_prepared_loss_is_bitwise_projection_loss(derivative, tangent):
+    """PreparedProjectionLoss (the attack's loss: θ, ‖θ‖², path and threads settled once) gives exactly
+    what projection_loss gives: single and batched X̂, with and without gradient, n̂ − 1 rows (re-seeding)."""
+    from rftheory.loss import PreparedProjectionLoss
+
+    model = _model(5000, 30)
+    rng = np.random.default_rng(21)
+    prepared = PreparedProjectionLoss(model.theta, model, derivative=derivative, tangent=tangent)
+    assert (prepared._panel is not None) == panel_kernels_available()
+    X = random_sphere(8, 30, rng, np, np.float32)
+    cases = [(X, True), (X, False), (X[:7], True), (np.stack([X, random_sphere(8, 30, rng, np, np.float32)]), True),
+             (X, True)]
+    for Xc, with_grad in cases:
+        got = prepared(Xc, with_grad=with_grad)
+        ref = projection_loss(Xc, model.theta, model, with_grad=with_grad, derivative=derivative, tangent=tangent)
+        assert np.all(got.loss == ref.loss) and type(got.loss) is type(ref.loss)
+        assert np.array_equal(got.alpha, ref.alpha)
+        assert (got.grad is None) == (not with_grad)
+        if with_grad:
+            assert got.grad.dtype == np.float32 and np.array_equal(got.grad, ref.grad)
+
+
+def test_prepared_loss_checks_once_and_falls_back_to_projection_loss(blas_path):
+    from rftheory.loss import PreparedProjectionLoss
+
+    model = _model(800, 12)
+    with pytest.raises(ValueError, match="zero vector"):
+        PreparedProjectionLoss(np.zeros(800), model)
+    with pytest.raises(ValueError, match="derivative"):
+        PreparedProjectionLoss(model.theta, model, derivative="sign")
+    prepared = PreparedProjectionLoss(model.theta, model)
+    with pytest.raises(ValueError, match="d = 12"):
+        prepared(np.ones((3, 13), np.float32))  # a wrong shape never reaches the compiled kernels
+    X64 = random_sphere(4, 12, np.random.default_rng(5))
+    got, ref = prepared(X64), projection_loss(X64, model.theta, model)  # float64 X̂: projection_loss itself
+    assert got.loss == ref.loss and np.array_equal(got.grad, ref.grad)
+    blas_path()  # a loss prepared while the panel kernels are off keeps to the BLAS path
+    off = PreparedProjectionLoss(model.theta, model)
+    X32 = X64.astype(np.float32)
+    assert off._panel is None and off(X32).loss == projection_loss(X32, model.theta, model).loss
+
+
 def test_kernel_threads_follow_the_blas_limit():
     with threadpool_limits(limits=1, user_api="blas"):
         assert kernel_threads() == 1

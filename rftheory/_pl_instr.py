@@ -1,0 +1,613 @@
+"""The float32 projection loss on packed panels of V, fused and threaded.
+
+Same mathematics as :func:`rftheory.loss.projection_loss` (which dispatches
+here when :func:`panel_loss_applicable` holds); for R candidate sets of n̂
+rows (row g·n̂ + i of the stacked X̂ is sample i of set g):
+
+    pass 1, per chunk of 256 features:
+        Z = X̂Vᵀ (forward micro-kernel on the panels P of V),
+        F = σ(Z), D = σ'(Z) in place, σ = a·relu + b·tanh,
+        v_g += F_g θ,   A_g += F_g F_gᵀ (lower triangle, 4×2 blocks; float64 sums)
+    α_g = A_g⁻¹ v_g       (float64 Cholesky, gram_solve's conditioning rule;
+                           gram_solve itself when that rule refuses)
+    pass 2, per chunk of 256 features:
+        r_g = θ − F_gᵀ α_g,  ‖r_g‖² accumulated               (float64)
+        W = D ⊙ r_g (per row of set g), packed by rows,
+        Gᵀ += Vᵀ Wᵀ (backward micro-kernel on the same panels P)
+    L_g = ‖r_g‖²/‖θ‖²,   ∂L/∂X̂_g = −(2/‖θ‖²) diag(α_g) G_g.
+
+Every step uses a chunk while it is in cache: Z, F and D are written once
+and read back once (pass 2), W never leaves the cache, and V is read from
+one packed copy by both passes.
+
+Threads: the features are cut into fixed pieces of PIECE_BLOCKS panels.
+One call hands the whole evaluation to the helper threads at once; inside
+compiled code every thread claims pieces from an atomic counter, the lead
+(the calling thread) waits for pass 1 by spinning on a second counter, sums
+and solves, and releases pass 2 through a flag (:mod:`rftheory.spin`): no
+return to Python and no operating-system wake-up between the passes.  Each
+piece has its own accumulators, summed in piece order, so the result is
+bitwise the same for any thread count and schedule.  The thread count is
+:func:`kernel_threads` (the current BLAS limit unless :func:`panel_threads`
+says otherwise), so ``threadpool_limits(1)`` — set by sweep workers — makes
+this serial too.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import threading
+
+import numpy as np
+
+from .kernels import numba_enabled, relu_tanh_coefficients
+from .linalg import cholesky_condition_limit, gram_solve
+from .panel import PANEL_WIDTH, TILE_ROWS, VECTOR, pack_forward, panel_kernels_available
+
+__all__ = ["panel_loss_applicable", "panel_model_applicable", "panel_projection_loss", "packed_panels",
+           "kernel_threads", "panel_threads", "PANEL_MAX_BYTES"]
+
+PANEL_MAX_BYTES = 2**30  # keep a packed copy of V only up to 1 GiB (else the BLAS path runs)
+FORWARD_CHUNK_BLOCKS = 16  # panels (16 features each) per cache-resident chunk of pass 1
+RESIDUAL_CHUNK_BLOCKS = 16  # panels per cache-resident chunk of pass 2
+PIECE_BLOCKS = 128  # panels (2048 features) per piece of work handed to a thread; fixed, so sums are reproducible
+GRAM_ROWS = 4  # rows per block of the float64 Gram (4 rows × 2 columns: 8 sums in registers)
+# the control counters of one evaluation (rftheory.spin): pieces claimed and done per pass, the phase
+# (0 pass 1, PASS_2 pass 2, REFUSED Gram refused: both end the wait for pass 1), an abort flag raised when a thread failed, and the lead's
+# "inputs packed" flag that the helpers wait for
+CLAIM_1, DONE_1, PHASE, CLAIM_2, DONE_2, ABORT, READY, CONTROLS = 0, 1, 2, 3, 4, 5, 6, 8
+PASS_2, REFUSED = 1, 2  # values of ctl[PHASE] after pass 1
+SPINS_BEFORE_YIELD = 256  # spin-wait rounds between two sched_yield calls
+
+if panel_kernels_available():
+    from numba import njit
+    from numba.extending import intrinsic
+    from numba.core import cgutils, types
+    from llvmlite import ir
+
+    from .kernels import _tangent_rows, relu_tanh_f32
+    from .panel import _backward_blocks, _forward_blocks, _pack_tiles_into
+    from .spin import atomic_add, atomic_load, atomic_store, cpu_relax, yield_processor
+
+    # (loops index 1-D row slices: LLVM vectorises those, not 2-D indexing)
+    @njit(nogil=True, cache=False, fastmath=True, error_model="numpy")
+    def _features_pass(X, P, theta, a, b, relu_surrogate, groups, n_hat, block_lo, block_hi, p,
+                       F, D, v, A):  # pragma: no cover - compiled
+        """Pass 1 on forward panels [block_lo, block_hi): F, D (in place of Z) and the float64 sums v, A (lower triangle)."""
+        n_pad = -(-n_hat // GRAM_ROWS) * GRAM_ROWS
+        H = np.zeros((n_pad, FORWARD_CHUNK_BLOCKS * PANEL_WIDTH))  # float64 rows of one chunk (zero rows past n̂)
+        for c0 in range(block_lo, block_hi, FORWARD_CHUNK_BLOCKS):
+            c1 = min(c0 + FORWARD_CHUNK_BLOCKS, block_hi)
+            _forward_blocks(X, P, F, c0, c1)
+            j0, j1 = c0 * PANEL_WIDTH, min(c1 * PANEL_WIDTH, p)
+            th = theta[j0:j1]
+            for row in range(groups * n_hat):
+                f_row, d_row = F[row, j0:j1], D[row, j0:j1]
+                if relu_surrogate:  # σ' replaced by 1[z > 0]; two loops, each branch-free (vectorised)
+                    for j in range(j1 - j0):
+                        z = f_row[j]
+                        d_row[j] = np.float32(1.0) if z > 0 else np.float32(0.0)
+                        f_row[j] = relu_tanh_f32(z, a, b)[0]
+                else:
+                    for j in range(j1 - j0):
+                        f_row[j], d_row[j] = relu_tanh_f32(f_row[j], a, b)
+            m = j1 - j0
+            for g in range(groups):
+                # the group's rows once in float64 (each converted once, not once per pair), v on the way
+                for i in range(n_hat):
+                    f_i, h_i = F[g * n_hat + i, j0:j1], H[i]
+                    s = 0.0
+                    for j in range(m):
+                        h = np.float64(f_i[j])
+                        h_i[j] = h
+                        s += h * th[j]
+                    v[g, i] += s
+                _gram_lower(H, m, n_hat, A[g])
+
+    @njit(nogil=True, cache=False, fastmath=True, error_model="numpy", inline="always")
+    def _gram_lower(H, m, n_hat, A):  # pragma: no cover - compiled
+        """A[i, k] += Σ_{j<m} H[i, j] H[k, j] for k ≤ i < n̂, in blocks of 4 rows × 2 columns.
+
+        Each block loads 6 vectors for 8 fused multiply–adds (a row pair
+        against one column: 3 loads for 2); H has zero rows up to a multiple
+        of GRAM_ROWS, and only k ≤ i < n̂ is stored.
+        """
+        for i in range(0, n_hat, GRAM_ROWS):
+            h0, h1, h2, h3 = H[i, :m], H[i + 1, :m], H[i + 2, :m], H[i + 3, :m]
+            for k in range(0, i + GRAM_ROWS, 2):
+                g0, g1 = H[k, :m], H[k + 1, :m]
+                s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = 0.0
+                for j in range(m):
+                    a0, a1, a2, a3, b0, b1 = h0[j], h1[j], h2[j], h3[j], g0[j], g1[j]
+                    s00 += a0 * b0
+                    s01 += a0 * b1
+                    s10 += a1 * b0
+                    s11 += a1 * b1
+                    s20 += a2 * b0
+                    s21 += a2 * b1
+                    s30 += a3 * b0
+                    s31 += a3 * b1
+                sums = ((s00, s01), (s10, s11), (s20, s21), (s30, s31))
+                for di in range(GRAM_ROWS):
+                    row = i + di
+                    if row < n_hat:
+                        if k <= row:
+                            A[row, k] += sums[di][0]
+                        if k + 1 <= row:
+                            A[row, k + 1] += sums[di][1]
+
+    @njit(nogil=True, cache=False, fastmath=True, error_model="numpy")
+    def _residual_pass(F, D, theta, alpha, groups, n_hat, block_lo, block_hi, p, P, G, r_sq,
+                       with_grad):  # pragma: no cover - compiled
+        """Pass 2 on forward panels [block_lo, block_hi): r = θ − Fᵀα (float64), ‖r‖², W = D ⊙ r, G += W V.
+
+        W lives only chunk by chunk, row-major (rows of F, zero rows past
+        R·n̂), in cache; features at or past p get W = 0.  The backward kernel
+        keeps 8 lane-wise partial sums per entry of G over the whole range;
+        they are added (lanes in order) into G (rows × d_pad) at the end.
+        """
+        width = RESIDUAL_CHUNK_BLOCKS * PANEL_WIDTH
+        r = np.empty(width, dtype=np.float64)
+        r32 = np.empty(width, dtype=np.float32)
+        W = np.zeros((F.shape[0], width), dtype=np.float32)
+        G8 = np.zeros((F.shape[0], P.shape[1], VECTOR), dtype=np.float32)
+        for b0 in range(block_lo, block_hi, RESIDUAL_CHUNK_BLOCKS):
+            b1 = min(b0 + RESIDUAL_CHUNK_BLOCKS, block_hi)
+            c0 = b0 * PANEL_WIDTH
+            m = min(b1 * PANEL_WIDTH, p) - c0  # real features in this chunk
+            th = theta[c0:c0 + m]
+            for g in range(groups):
+                for j in range(m):
+                    r[j] = th[j]
+                for i in range(n_hat):
+                    ai = alpha[g, i]
+                    f_i = F[g * n_hat + i, c0:c0 + m]
+                    for j in range(m):
+                        r[j] -= ai * np.float64(f_i[j])
+                s = 0.0
+                for j in range(m):
+                    s += r[j] * r[j]
+                r_sq[g] += s
+                if with_grad:
+                    for j in range(m):
+                        r32[j] = r[j]
+                    for i in range(g * n_hat, (g + 1) * n_hat):
+                        w_i, d_i = W[i], D[i, c0:c0 + m]
+                        for j in range(m):
+                            w_i[j] = d_i[j] * r32[j]
+                        for j in range(m, width):
+                            w_i[j] = np.float32(0.0)
+            if with_grad:
+                _backward_blocks(W, P, G8, b0, b1, c0)
+        if with_grad:
+            for i in range(groups * n_hat):
+                for k in range(P.shape[1]):
+                    s = np.float32(0.0)
+                    for lane in range(VECTOR):
+                        s += G8[i, k, lane]
+                    G[i, k] += s
+
+    @njit(nogil=True, cache=False, error_model="numpy")
+    def _sum_pieces(parts):  # pragma: no cover - compiled
+        """parts[0] + parts[1] + … (flattened), added in this order whatever the thread count."""
+        flat = parts.reshape((parts.shape[0], parts.size // parts.shape[0]))
+        total = flat[0].copy()
+        for k in range(1, flat.shape[0]):
+            part = flat[k]
+            for i in range(total.size):
+                total[i] += part[i]
+        return total
+
+    @njit(nogil=True, cache=False, error_model="numpy")
+    def _prepare(X, Xt, v, A, G, r_sq):  # pragma: no cover - compiled
+        """Xt = pack_tiles(X) (the forward kernel's layout) and zeroed piece sums."""
+        _pack_tiles_into(X, Xt)
+        v[...] = 0.0
+        A[...] = 0.0
+        G[...] = 0.0
+        r_sq[...] = 0.0
+
+    @njit(nogil=True, cache=False, error_model="numpy")
+    def _finish(G, r_sq, alpha, theta_sq, with_grad, X, tangent):  # pragma: no cover - compiled
+        """(L_g, ∂L/∂X̂_g, α_g) from the piece sums, each added in piece order:
+
+            L_g = Σ ‖r_g‖² / ‖θ‖²,   ∂L/∂X̂[g, i] = −(2/‖θ‖²) α_g[i] · (Σ G)[g·n̂ + i, :d]
+
+        and with ``tangent`` each gradient row projected as by
+        :func:`rftheory.kernels.tangent_rows` at the row of X (R·n̂ × d)
+        (new arrays: the caller may keep them while the buffers are reused).
+        """
+        d = X.shape[1]
+        groups, n_hat = alpha.shape
+        loss = _sum_pieces(r_sq) / theta_sq
+        grad = np.empty((groups, n_hat, d if with_grad else 0), dtype=np.float32)
+        if with_grad:
+            total = _sum_pieces(G).reshape(G.shape[1:])
+            for g in range(groups):
+                for i in range(n_hat):
+                    scale = np.float32((-2.0 / theta_sq) * alpha[g, i])
+                    for k in range(d):
+                        grad[g, i, k] = scale * total[g * n_hat + i, k]
+            if tangent:
+                flat = grad.reshape((groups * n_hat, d))
+                _tangent_rows(X, flat, flat)
+        return loss, grad, alpha.copy()
+
+    @njit(nogil=True, cache=False, error_model="numpy")
+    def _small_gram_solve(A, v, limit, alpha):  # pragma: no cover - compiled
+        """α_g = A_g⁻¹ v_g by Cholesky from the lower triangles of A (R×n̂×n̂); False if any
+        A_g fails the rule of :func:`rftheory.linalg.gram_solve` (κ̂ ≥ limit or not positive)."""
+        groups, n, _ = A.shape
+        L = np.zeros((n, n))
+        for g in range(groups):
+            for j in range(n):
+                s = A[g, j, j]
+                for k in range(j):
+                    s -= L[j, k] * L[j, k]
+                if not s > 0.0:
+                    return False
+                L[j, j] = np.sqrt(s)
+                for i in range(j + 1, n):
+                    s = A[g, i, j]
+                    for k in range(j):
+                        s -= L[i, k] * L[j, k]
+                    L[i, j] = s / L[j, j]
+            dmax, dmin = L[0, 0], L[0, 0]
+            for j in range(n):
+                dmax, dmin = max(dmax, L[j, j]), min(dmin, L[j, j])
+            if not (dmax / dmin) ** 2 < limit:
+                return False
+            for i in range(n):  # L y = v
+                s = v[g, i]
+                for k in range(i):
+                    s -= L[i, k] * alpha[g, k]
+                alpha[g, i] = s / L[i, i]
+            for i in range(n - 1, -1, -1):  # Lᵀ α = y
+                s = alpha[g, i]
+                for k in range(i + 1, n):
+                    s -= L[k, i] * alpha[g, k]
+                alpha[g, i] = s / L[i, i]
+        return True
+
+
+    @intrinsic
+    def rdtsc(typingctx):
+        def codegen(context, builder, signature, args):
+            f = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []), "llvm.readcyclecounter")
+            return builder.call(f, [])
+        return types.int64(), codegen
+
+    @njit(nogil=True)
+    def _rec(tl, code, lead):
+        k = atomic_add(tl, 0, 3)
+        if k + 3 < tl.size - 1:
+            tl[k + 1] = code
+            tl[k + 2] = 1 if lead else 0
+            tl[k + 3] = rdtsc()
+
+    @njit(nogil=True, cache=False, error_model="numpy")
+    def _wait_until(ctl, index, target):  # pragma: no cover - compiled
+        """Spin until ctl[index] ≥ target (True) or an abort is flagged (False)."""
+        spins = 0
+        while atomic_load(ctl, index) < target:
+            if atomic_load(ctl, ABORT) != 0:
+                return False
+            cpu_relax()
+            spins += 1
+            if spins % SPINS_BEFORE_YIELD == 0:
+                yield_processor()
+        return True
+
+    @njit(nogil=True, cache=False)
+    def _piece_bounds(k, blocks):  # pragma: no cover - compiled
+        """Panels [lo, hi) of piece k: PIECE_BLOCKS panels each, the last one cut at ``blocks``."""
+        lo = k * PIECE_BLOCKS
+        return lo, min(lo + PIECE_BLOCKS, blocks)
+
+    @njit(nogil=True, cache=False, error_model="numpy")
+    def _evaluation_share(X, P, theta, a, b, relu_surrogate, groups, n_hat, blocks, p, F, D, v, A, limit,
+                          v_total, A_total, alpha, G, r_sq, with_grad, ctl, tl, lead):  # pragma: no cover - compiled
+        """One thread's part of an evaluation; every thread runs it on the same arguments.
+
+        Threads claim pieces (PIECE_BLOCKS panels) from ctl[CLAIM_1], run pass 1
+        on them into v[k], A[k] and count them in ctl[DONE_1].  The lead thread
+        waits for all pieces, sums v and A in piece order (v_total, A_total) and
+        solves for α; ctl[PHASE] = PASS_2 then releases everyone into pass 2 (pieces
+        claimed from ctl[CLAIM_2], results in G[k], r_sq[k]), which the lead
+        waits for too.  Returns 1 when done, 0 when the Cholesky rule refused
+        the Gram (PHASE = REFUSED: pass 2 is left to the caller), −1 on an abort.
+        A thread that arrives late finds nothing to claim and returns.  Helpers
+        first wait for ctl[READY] (the lead has packed X̂ and zeroed the sums).
+        """
+        if not lead and not _wait_until(ctl, READY, 1):
+            return -1
+        _rec(tl, 1, lead)
+        pieces = v.shape[0]
+        while True:
+            k = atomic_add(ctl, CLAIM_1, 1)
+            if k >= pieces:
+                break
+            lo, hi = _piece_bounds(k, blocks)
+            _features_pass(X, P, theta, a, b, relu_surrogate, groups, n_hat, lo, hi, p, F, D, v[k], A[k])
+            atomic_add(ctl, DONE_1, 1)
+            _rec(tl, 2, lead)
+        if lead:
+            if not _wait_until(ctl, DONE_1, pieces):
+                return -1
+            _rec(tl, 3, lead)
+            v_total[...] = _sum_pieces(v).reshape(v_total.shape)
+            A_total[...] = _sum_pieces(A).reshape(A_total.shape)
+            solved = _small_gram_solve(A_total, v_total, limit, alpha)
+            atomic_store(ctl, PHASE, PASS_2 if solved else REFUSED)
+            _rec(tl, 4, lead)
+            if not solved:
+                return 0
+        else:
+            if not _wait_until(ctl, PHASE, PASS_2):
+                return -1
+            if atomic_load(ctl, PHASE) == REFUSED:
+                return 0
+            _rec(tl, 4, lead)
+        while True:
+            k = atomic_add(ctl, CLAIM_2, 1)
+            if k >= pieces:
+                break
+            lo, hi = _piece_bounds(k, blocks)
+            _residual_pass(F, D, theta, alpha, groups, n_hat, lo, hi, p, P, G[k], r_sq[k], with_grad)
+            atomic_add(ctl, DONE_2, 1)
+            _rec(tl, 5, lead)
+        if lead and not _wait_until(ctl, DONE_2, pieces):
+            return -1
+        _rec(tl, 6, lead)
+        return 1
+
+
+    @njit(nogil=True, cache=False, error_model="numpy")
+    def _lead(X_rows, tangent, theta_sq, Xt, P, theta, a, b, relu_surrogate, groups, n_hat, blocks, p, F, D, v, A,
+              limit, v_total, A_total, alpha, G, r_sq, with_grad, ctl, tl):  # pragma: no cover - compiled
+        """The calling thread's whole evaluation in one compiled call: pack X̂ (rows) and zero the sums
+        (:func:`_prepare`), release the helpers (ctl[READY]), take its share (:func:`_evaluation_share`)
+        and, when that finished the evaluation, :func:`_finish`.  Returns (status, L, ∂L/∂X̂, α)."""
+        _rec(tl, 0, True)
+        _prepare(X_rows, Xt, v, A, G, r_sq)
+        atomic_store(ctl, READY, 1)
+        status = _evaluation_share(Xt, P, theta, a, b, relu_surrogate, groups, n_hat, blocks, p, F, D, v, A, limit,
+                                   v_total, A_total, alpha, G, r_sq, with_grad, ctl, tl, True)
+        loss, grad, alpha_out = _finish(G, r_sq, alpha, theta_sq, with_grad and status == 1, X_rows, tangent)
+        _rec(tl, 7, True)
+        return status, loss, grad, alpha_out
+
+
+_BLAS = None
+
+
+class _HelperThreads:
+    """Daemon threads that take the helper shares of evaluations posted by lead threads.
+
+    Each helper sleeps on its own start lock (held while it has nothing to
+    do) and takes the newest posted job when the lock is released: waking
+    one is a single C-level lock release, no Python-level condition.  (Spinning
+    awake for the next job instead was measured: no gain on the reference
+    machine.)  A helper that missed a job costs nothing (the lead claims the
+    pieces nobody took), and one that wakes to a finished job finds nothing
+    to claim (every evaluation has its own control counters).
+    """
+
+    def __init__(self):
+        self.job = None  # (args, errors)
+        self.starts = []  # one start lock per helper
+        self.pid = os.getpid()
+
+    def post(self, job, wanted: int) -> None:
+        """Hand ``job`` to the first ``wanted`` helpers (the caller holds _HELPERS_LOCK)."""
+        while len(self.starts) < wanted:
+            start = threading.Lock()
+            start.acquire()
+            self.starts.append(start)
+            threading.Thread(target=self._loop, args=(start,), daemon=True,
+                             name=f"rftheory-panel-{len(self.starts) - 1}").start()
+        self.job = job
+        for start in self.starts[:wanted]:
+            if start.locked():  # else its helper has not come back yet and will take this job anyway
+                start.release()
+
+    def _loop(self, start) -> None:
+        while True:
+            start.acquire()
+            _helper(*self.job)
+
+
+_HELPERS: _HelperThreads | None = None
+_HELPERS_LOCK = threading.Lock()
+
+
+def _share_with_helpers(args, errors, wanted: int) -> None:
+    """Post an evaluation to ``wanted`` helper threads (recreated in a forked child, whose copy has none)."""
+    global _HELPERS
+    with _HELPERS_LOCK:
+        if _HELPERS is None or _HELPERS.pid != os.getpid():
+            _HELPERS = _HelperThreads()
+        _HELPERS.post((args, errors), wanted)
+
+
+_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar("rftheory_panel_threads", default=None)
+
+
+@contextlib.contextmanager
+def panel_threads(threads: int | None):
+    """Within the block, the panel loss uses ``threads`` threads (None: follow the BLAS limit)."""
+    token = _THREADS.set(None if threads is None else max(1, int(threads)))
+    try:
+        yield
+    finally:
+        _THREADS.reset(token)
+
+
+def kernel_threads() -> int:
+    """Threads the panel loss may use.
+
+    The value set by :func:`panel_threads` if any, else the current BLAS
+    thread limit of this process, so ``threadpoolctl.threadpool_limits``
+    (sweep workers set 1) makes the panel kernels serial too and they never
+    oversubscribe where BLAS would not.  Falls back to ``os.cpu_count()``.
+    """
+    global _BLAS
+    chosen = _THREADS.get()
+    if chosen is not None:
+        return chosen
+    try:
+        if _BLAS is None:
+            from threadpoolctl import ThreadpoolController  # noqa: PLC0415
+
+            _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
+        counts = [int(c.num_threads) for c in _BLAS]
+        if counts:
+            return max(1, min(counts))
+    except Exception:  # pragma: no cover - threadpoolctl missing or a BLAS it cannot query
+        pass
+    return max(os.cpu_count() or 1, 1)
+
+
+def _helper(args, errors) -> None:
+    """A helper thread's share; if it fails, keep the error for the lead and raise the abort flag."""
+    try:
+        _evaluation_share(*args, False)
+    except BaseException as error:  # noqa: BLE001 - handed to the lead thread, which raises it
+        errors.append(error)
+        args[-2][ABORT] = 1
+
+
+_LOCAL = threading.local()
+TL = np.zeros(3*400000+2, dtype=np.int64)
+
+
+class _Plan:
+    """Everything an evaluation of one shape needs besides X̂ and θ, reused by later calls of the thread.
+
+    Buffers: the packed tiles of X̂, the scratch F, D (rows × features,
+    float32; fresh multi-megabyte arrays cost page faults on every
+    evaluation: ≈ 0.2 ms for three 1.6 MB arrays on the reference machine)
+    and the per-piece sums; constants: the panels P, σ's (a, b), the
+    Cholesky limit.  Nothing returned to the caller refers to them
+    (:func:`_finish` returns new arrays).  Reusing them matters inside the
+    attack: between two evaluations the caches are cold, and every Python
+    or NumPy call then costs 10–20 µs.
+    """
+
+    def __init__(self, model, P, R: int, n_hat: int, d: int):
+        self.model, self.P = model, P
+        rows = R * n_hat
+        tiles = -(-rows // TILE_ROWS)
+        blocks = P.shape[0]
+        self.blocks, self.pieces = blocks, -(-blocks // PIECE_BLOCKS)
+        self.a, self.b = (np.float32(c) for c in relu_tanh_coefficients(model.activation))
+        self.limit = cholesky_condition_limit(n_hat)
+        self.Xt = np.zeros((tiles, d, TILE_ROWS), dtype=np.float32)
+        self.F = np.empty((tiles * TILE_ROWS, blocks * PANEL_WIDTH), dtype=np.float32)
+        self.D = np.empty_like(self.F)
+        self.v = np.zeros((self.pieces, R, n_hat))
+        self.A = np.zeros((self.pieces, R, n_hat, n_hat))
+        self.v_total, self.A_total = np.empty((R, n_hat)), np.empty((R, n_hat, n_hat))  # A: lower triangles
+        self.alpha = np.empty((R, n_hat))
+        self.G = np.zeros((self.pieces, rows, P.shape[1]), dtype=np.float32)  # G = W V per piece (d padded)
+        self.r_sq = np.zeros((self.pieces, R))
+
+
+PLANS_KEPT = 4  # plans per thread: the attack alternates n̂ and n̂ − 1 rows while re-seeding
+
+
+def _plan(model, R: int, n_hat: int, d: int) -> _Plan:
+    """This thread's plan for (model, its panels, shape), made on first use; the newest PLANS_KEPT are kept."""
+    P = packed_panels(model)
+    plans = getattr(_LOCAL, "plans", None)
+    if plans is None:
+        plans = _LOCAL.plans = {}
+    key = (id(model), id(P), R, n_hat, d)
+    plan = plans.get(key)
+    if plan is None or plan.model is not model or plan.P is not P:  # (ids of dead objects can come back)
+        plan = plans[key] = _Plan(model, P, R, n_hat, d)
+        while len(plans) > PLANS_KEPT:
+            del plans[next(iter(plans))]
+    return plan
+
+
+def packed_panels(model):
+    """P = pack_forward(V) of a stored float32 V, computed once per V (both passes read it)."""
+    V = model._V
+    cached = getattr(model, "_panels", None)
+    if cached is None or cached[0] is not V:
+        cached = (V, pack_forward(V))
+        model._panels = cached
+    return cached[1]
+
+
+def panel_model_applicable(model, dtype=None) -> bool:
+    """True if the fused panel path serves this model (cast to ``dtype`` if given).
+
+    Needs: Numba, the "panel" kernel enabled (RFTHEORY_NUMBA, see
+    :mod:`rftheory.kernels`), a random-features model on NumPy with V stored
+    (at most PANEL_MAX_BYTES in float32), float32 and σ = a·relu + b·tanh.
+    Everything else (float64, CuPy, streamed V, other activations, adapters)
+    takes the BLAS path of :mod:`rftheory.loss`.
+    """
+    V = getattr(model, "_V", None)
+    dtype = np.dtype(model.dtype if dtype is None else dtype)
+    return (
+        panel_kernels_available()
+        and numba_enabled("panel")
+        and isinstance(V, np.ndarray)
+        and dtype == np.float32
+        and V.size * 4 <= PANEL_MAX_BYTES
+        and relu_tanh_coefficients(model.activation) is not None
+    )
+
+
+def panel_loss_applicable(model, X_hat) -> bool:
+    """:func:`panel_model_applicable` for the model and a NumPy candidate X̂."""
+    return isinstance(X_hat, np.ndarray) and panel_model_applicable(model)
+
+
+def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, relu_surrogate: bool,
+                          tangent: bool = False):
+    """(loss (R,), grad (R, n̂, d) float32 or None, α (R, n̂)) for X̂ of shape (R, n̂, d), float32.
+
+    ``theta64`` is θ as float64 (p,), ``theta_sq`` = ‖θ‖²; ``tangent``: the
+    gradient's rows projected onto the tangent spaces of the spheres through
+    X̂'s rows (see :func:`rftheory.loss.projection_loss`).  See the module
+    docstring for the passes; the caller checks :func:`panel_loss_applicable`.
+    """
+    R, n_hat, d = X_hat.shape
+    plan = _plan(model, R, n_hat, d)
+    P, blocks, pieces = plan.P, plan.blocks, plan.pieces
+    X = np.ascontiguousarray(X_hat).reshape(R * n_hat, d)
+    theta64 = np.ascontiguousarray(theta64, dtype=np.float64)  # one compiled signature whatever θ's layout
+    # fixed pieces, each with its own accumulators summed in piece order: the result does
+    # not depend on the thread count or on which thread took which piece (bitwise).
+    # Control counters are new for every evaluation: a helper that wakes late to an
+    # earlier evaluation's job claims nothing from this one.
+    ctl = np.zeros(CONTROLS, dtype=np.int64)
+    args = (plan.Xt, P, theta64, plan.a, plan.b, relu_surrogate, R, n_hat, blocks, model.p, plan.F, plan.D,
+            plan.v, plan.A, plan.limit, plan.v_total, plan.A_total, plan.alpha, plan.G, plan.r_sq, with_grad, ctl, TL)
+    # helpers are not waited for: the lead waits (spinning) for the pieces they claimed, and a
+    # helper that starts after the work is gone finds nothing to claim
+    errors = []
+    threads = min(kernel_threads(), pieces)
+    if threads > 1:
+        _share_with_helpers(args, errors, threads - 1)
+    try:
+        status, loss, grad, alpha = _lead(X, tangent, theta_sq, *args)
+    except BaseException:
+        ctl[ABORT] = 1
+        raise
+    if status < 0:  # a helper failed (its error is recorded before the abort flag is raised)
+        raise errors[0] if errors else RuntimeError("a panel-loss thread stopped without an error")
+    if status == 0:  # ill-conditioned Gram: the general solver, then pass 2 on this thread
+        A = np.tril(plan.A_total) + np.swapaxes(np.tril(plan.A_total, -1), 1, 2)
+        plan.alpha[...] = np.stack([gram_solve(A[g], plan.v_total[g]) for g in range(R)])
+        for k in range(pieces):
+            lo, hi = _piece_bounds(k, blocks)
+            _residual_pass(plan.F, plan.D, theta64, plan.alpha, R, n_hat, lo, hi, model.p, P, plan.G[k],
+                           plan.r_sq[k], with_grad)
+        loss, grad, alpha = _finish(plan.G, plan.r_sq, plan.alpha, theta_sq, with_grad, X, tangent)
+    return loss, grad if with_grad else None, alpha
