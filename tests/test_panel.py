@@ -219,6 +219,21 @@ def test_prepared_loss_checks_once_and_falls_back_to_projection_loss(blas_path):
     assert off._panel is None and off(X32).loss == projection_loss(X32, model.theta, model).loss
 
 
+@pytest.mark.parametrize("blocks", [1, 15, 16, 17, 100, 1250, 7000])
+def test_pieces_cover_the_panels_and_shrink_towards_the_end(blocks):
+    from rftheory.panel_loss import PIECE_BLOCKS, TAIL_PIECE_BLOCKS, TAIL_SHARE, piece_bounds
+
+    bounds = piece_bounds(blocks)
+    sizes = np.diff(bounds)
+    assert bounds[0] == 0 and bounds[-1] == blocks and np.all(sizes > 0)
+    assert np.all(sizes <= PIECE_BLOCKS) and np.all(np.diff(sizes[:-1]) <= 0)  # never growing
+    left = blocks - bounds[:-1]
+    # each piece at most a TAIL_SHARE-th of what is left, unless it is the smallest piece (or the rest)
+    assert np.all((sizes <= -(-left // TAIL_SHARE)) | (sizes == np.minimum(TAIL_PIECE_BLOCKS, left)))
+    if blocks >= 4 * PIECE_BLOCKS:
+        assert sizes[0] == PIECE_BLOCKS and sizes[-2] == TAIL_PIECE_BLOCKS
+
+
 def test_kernel_threads_follow_the_blas_limit():
     with threadpool_limits(limits=1, user_api="blas"):
         assert kernel_threads() == 1
