@@ -47,8 +47,8 @@ from .kernels import numba_enabled, relu_tanh_coefficients
 from .linalg import cholesky_condition_limit, gram_solve
 from .panel import PANEL_WIDTH, TILE_ROWS, VECTOR, pack_forward, panel_kernels_available
 
-__all__ = ["panel_loss_applicable", "panel_model_applicable", "panel_projection_loss", "PanelEvaluation", "packed_panels",
-           "kernel_threads", "panel_threads", "PANEL_MAX_BYTES"]
+__all__ = ["panel_loss_applicable", "panel_model_applicable", "panel_projection_loss", "PanelEvaluation",
+           "packed_panels", "piece_bounds", "kernel_threads", "panel_threads", "PANEL_MAX_BYTES"]
 
 PANEL_MAX_BYTES = 2**30  # keep a packed copy of V only up to 1 GiB (else the BLAS path runs)
 FORWARD_CHUNK_BLOCKS = 16  # panels (16 features each) per cache-resident chunk of pass 1

@@ -98,6 +98,21 @@ def test_candidates_of_the_wrong_shape_are_rejected(dtype, shape):
         projection_loss(np.ones(shape, dtype), rf.theta, rf)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_theta_of_the_wrong_shape_is_rejected(dtype):
+    """θ must be the model's p parameters: a shorter or longer θ would be read past its end by the
+    compiled panel kernels (float32), a matrix Θ is for feature-map models only."""
+    from rftheory.loss import PreparedProjectionLoss
+
+    rng, X, rf = _problem("relu+tanh", p=600)
+    rf = rf.astype(dtype)
+    for theta in (np.ones(590), np.ones(610), np.ones((600, 2))):
+        with pytest.raises(ValueError, match="p = 600"):
+            projection_loss(X.astype(dtype), theta, rf)
+        with pytest.raises(ValueError, match="p = 600"):
+            PreparedProjectionLoss(theta, rf)(X.astype(dtype))
+
+
 @given(st.permutations(list(range(5))), st.integers(0, 2**16))
 def test_loss_is_permutation_invariant_and_gradient_equivariant(perm, seed):
     rng, X, rf = _problem("relu+tanh", p=300)
