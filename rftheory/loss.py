@@ -64,6 +64,26 @@ class LossResult:
     alpha: object
 
 
+def _check_derivative(derivative: str) -> None:
+    if derivative not in ("true", "relu"):
+        raise ValueError(f"derivative must be 'true' or 'relu', got {derivative!r}")
+
+
+def _theta_sq(theta64) -> float:
+    """‖θ‖² (Frobenius for a matrix Θ); a zero θ leaves the projection loss undefined."""
+    theta_sq = sum_of_squares(theta64)
+    if theta_sq == 0.0:
+        raise ValueError("θ is the zero vector: the projection loss is undefined")
+    return theta_sq
+
+
+def _result(loss, grad, alpha, batched: bool) -> LossResult:
+    """The LossResult of a stack of R sets, or of its only set (float loss, grad (n̂, d), α (n̂,))."""
+    if not batched:
+        return LossResult(loss=float(loss[0]), grad=None if grad is None else grad[0], alpha=alpha[0])
+    return LossResult(loss=loss, grad=grad, alpha=alpha)
+
+
 def _check_theta(theta64, p: int) -> None:
     """θ of a random-features model must be a vector of its p parameters (the compiled kernels index it)."""
     if theta64.ndim != 1 or theta64.shape[0] != p:
@@ -106,8 +126,7 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
         :func:`riemannian_gradient` makes of the Euclidean one; the fused
         panel path projects in the same pass).
     """
-    if derivative not in ("true", "relu"):
-        raise ValueError(f"derivative must be 'true' or 'relu', got {derivative!r}")
+    _check_derivative(derivative)
     if not hasattr(model, "weight_blocks"):
         if derivative != "true":
             raise ValueError("derivative='relu' is only defined for random-features models")
@@ -124,17 +143,13 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
     R, n_hat, d = X_hat.shape
     theta64 = xp.asarray(theta, dtype=np.float64)
     _check_theta(theta64, model.p)
-    theta_sq = sum_of_squares(theta64)
-    if theta_sq == 0.0:
-        raise ValueError("θ is the zero vector: the projection loss is undefined")
+    theta_sq = _theta_sq(theta64)
     act = model.activation
     low = model.dtype != np.float64
     if panel_loss_applicable(model, X_hat):  # float32 NumPy, stored V, a·relu + b·tanh: fused panel kernels
         loss, grad, alpha = panel_projection_loss(X_hat, theta64, theta_sq, model, with_grad=with_grad,
                                                   relu_surrogate=derivative == "relu", tangent=tangent)
-        if not batched:
-            return LossResult(loss=float(loss[0]), grad=None if grad is None else grad[0], alpha=alpha[0])
-        return LossResult(loss=loss, grad=grad, alpha=alpha)
+        return _result(loss, grad, alpha, batched)
     X_flat = X_hat.reshape(R * n_hat, d)
 
     # pass 1: Z_b = X̂V_bᵀ (one product for all R·n̂ rows), (F_b, D_b) = (σ, σ')(Z_b);
@@ -187,10 +202,7 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
         grad = acc.reshape(R, n_hat, d) * scale[:, :, None]
         if tangent:
             grad = riemannian_gradient(X_hat, grad)
-    loss = r_sq / theta_sq
-    if not batched:
-        return LossResult(loss=float(loss[0]), grad=None if grad is None else grad[0], alpha=alpha[0])
-    return LossResult(loss=loss, grad=grad, alpha=alpha)
+    return _result(r_sq / theta_sq, grad, alpha, batched)
 
 
 class PreparedProjectionLoss:
@@ -215,17 +227,13 @@ class PreparedProjectionLoss:
     """
 
     def __init__(self, theta, model, *, derivative: str = "true", tangent: bool = False):
-        if derivative not in ("true", "relu"):
-            raise ValueError(f"derivative must be 'true' or 'relu', got {derivative!r}")
+        _check_derivative(derivative)
         self.theta, self.model, self.derivative, self.tangent = theta, model, derivative, bool(tangent)
         self._panel = None
         if hasattr(model, "weight_blocks") and isinstance(theta, np.ndarray) and panel_model_applicable(model):
             theta64 = np.ascontiguousarray(theta, dtype=np.float64)
             _check_theta(theta64, model.p)
-            theta_sq = sum_of_squares(theta64)
-            if theta_sq == 0.0:
-                raise ValueError("θ is the zero vector: the projection loss is undefined")
-            self._panel = PanelEvaluation(theta64, theta_sq, model, relu_surrogate=derivative == "relu",
+            self._panel = PanelEvaluation(theta64, _theta_sq(theta64), model, relu_surrogate=derivative == "relu",
                                           tangent=self.tangent)
             self._dtype = np.dtype(model.dtype)
 
@@ -233,11 +241,8 @@ class PreparedProjectionLoss:
         panel = self._panel
         if panel is not None and type(X_hat) is np.ndarray and X_hat.dtype == self._dtype:
             _check_candidates(X_hat, self.model.d)
-            if X_hat.ndim == 3:
-                loss, grad, alpha = panel(X_hat, with_grad)
-                return LossResult(loss=loss, grad=grad, alpha=alpha)
-            loss, grad, alpha = panel(X_hat[None], with_grad)
-            return LossResult(loss=float(loss[0]), grad=None if grad is None else grad[0], alpha=alpha[0])
+            batched = X_hat.ndim == 3
+            return _result(*panel(X_hat if batched else X_hat[None], with_grad), batched)
         return projection_loss(X_hat, self.theta, self.model, with_grad=with_grad, derivative=self.derivative,
                                tangent=self.tangent)
 
@@ -256,9 +261,7 @@ def feature_map_loss(X_hat, theta, model, *, with_grad: bool = True) -> LossResu
     vector = Theta.ndim == 1
     if vector:
         Theta = Theta[:, None]
-    theta_sq = sum_of_squares(Theta)
-    if theta_sq == 0.0:
-        raise ValueError("θ is the zero vector: the projection loss is undefined")
+    theta_sq = _theta_sq(Theta)
     F = model.features(X_hat).astype(np.float64)
     alpha = gram_solve(F @ F.T, F @ Theta)
     r = Theta - F.T @ alpha

@@ -490,7 +490,7 @@ class _Plan:
         rows = R * n_hat
         tiles = -(-rows // TILE_ROWS)
         blocks = P.shape[0]
-        self.blocks, self.bounds = blocks, piece_bounds(blocks)
+        self.bounds = piece_bounds(blocks)
         self.pieces = self.bounds.size - 1
         self.a, self.b = (np.float32(c) for c in relu_tanh_coefficients(model.activation))
         self.limit = cholesky_condition_limit(n_hat)
@@ -508,19 +508,23 @@ class _Plan:
 PLANS_KEPT = 4  # plans per thread: the attack alternates n̂ and n̂ − 1 rows while re-seeding
 
 
-def _plan(model, R: int, n_hat: int, d: int) -> _Plan:
-    """This thread's plan for (model, its panels, shape), made on first use; the newest PLANS_KEPT are kept."""
-    P = packed_panels(model)
-    plans = getattr(_LOCAL, "plans", None)
-    if plans is None:
-        plans = _LOCAL.plans = {}
-    key = (id(model), id(P), R, n_hat, d)
+def _kept_plan(plans: dict, key, model, P, R: int, n_hat: int, d: int) -> _Plan:
+    """plans[key] if it is for this model and P, else a new plan stored there; the newest PLANS_KEPT are kept."""
     plan = plans.get(key)
     if plan is None or plan.model is not model or plan.P is not P:  # (ids of dead objects can come back)
         plan = plans[key] = _Plan(model, P, R, n_hat, d)
         while len(plans) > PLANS_KEPT:
             del plans[next(iter(plans))]
     return plan
+
+
+def _plan(model, R: int, n_hat: int, d: int) -> _Plan:
+    """This thread's plan for (model, its panels, shape), made on first use (:func:`_kept_plan`)."""
+    P = packed_panels(model)
+    plans = getattr(_LOCAL, "plans", None)
+    if plans is None:
+        plans = _LOCAL.plans = {}
+    return _kept_plan(plans, (id(model), id(P), R, n_hat, d), model, P, R, n_hat, d)
 
 
 def packed_panels(model):
@@ -592,19 +596,14 @@ class PanelEvaluation:
 
     def __init__(self, theta64, theta_sq: float, model, *, relu_surrogate: bool, tangent: bool):
         self.theta64 = np.ascontiguousarray(theta64, dtype=np.float64)
-        self.theta_sq, self.model = float(theta_sq), model
+        self.theta_sq, self.model, self.P = float(theta_sq), model, packed_panels(model)
         self.relu_surrogate, self.tangent = bool(relu_surrogate), bool(tangent)
         self.threads = kernel_threads()
         self._plans: dict = {}
 
     def __call__(self, X_hat, with_grad: bool = True):
         """(loss (R,), grad (R, n̂, d) or None, α (R, n̂)) for a float32 X̂ of shape (R, n̂, d)."""
-        plan = self._plans.get(X_hat.shape)
-        if plan is None:
-            R, n_hat, d = X_hat.shape
-            plan = self._plans[X_hat.shape] = _Plan(self.model, packed_panels(self.model), R, n_hat, d)
-            while len(self._plans) > PLANS_KEPT:
-                del self._plans[next(iter(self._plans))]
+        plan = _kept_plan(self._plans, X_hat.shape, self.model, self.P, *X_hat.shape)
         return _evaluate(plan, X_hat, self.theta64, self.theta_sq, min(self.threads, plan.pieces),
                          with_grad=with_grad, relu_surrogate=self.relu_surrogate, tangent=self.tangent)
 
