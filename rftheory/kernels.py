@@ -40,8 +40,7 @@ import numpy as np
 
 __all__ = ["numba_available", "numba_enabled", "sum_of_squares", "rows_kernel_applies", "tangent_rows",
            "retract_rows", "step_rows", "two_loop_recursion", "CurvatureRing", "curvature_ring", "ring_order",
-           "remember_pair",
-           "lbfgs_advance", "fused_value_and_derivative", "kernel_coefficients",
+           "remember_pair", "lbfgs_advance", "fused_value_and_derivative", "kernel_coefficients",
            "relu_tanh_coefficients", "NUMBA_DEFAULT"]
 
 try:  # pragma: no cover - exercised whenever numba is installed

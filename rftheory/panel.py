@@ -116,9 +116,6 @@ class _TileCode:
     def int64(self, k, value):
         return self.context.cast(self.builder, value, self.signature.args[k], types.int64)
 
-    def boolean(self, k, value):
-        return self.context.cast(self.builder, value, self.signature.args[k], types.boolean)
-
     def at(self, k_array, array, k_offset, offset):
         """float* to element ``offset`` (argument k_offset) of the array argument k_array."""
         data = self.context.make_array(self.signature.args[k_array])(self.context, self.builder, array).data
@@ -148,53 +145,39 @@ class _TileCode:
 def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
     """A Numba intrinsic for one register tile of tile_rows × (8·vectors) sums:
 
-        out[o + r·o_row + c] (+)= Σ_{0 ≤ s < panels} Σ_{0 ≤ t < count}
-                                   A[a + s·a_panel + r·a_row_step + t·a_t_step] · B[b + s·b_panel + t·b_step + c]
+        out[o + r·o_row + c] = Σ_{0 ≤ t < count} A[a + r·a_row_step + t·a_t_step] · B[b + t·b_step + c]
 
     for r < tile_rows, c < 8·vectors, all indices flat element offsets into
     C-contiguous float32 arrays (callers compute a, b, o; no bounds checks).
-    The sums stay in registers across all ``panels``.
-    With ``accumulate`` true the sums are added to what ``out`` holds, else
-    they replace it.  The A steps are compile-time constants, so the loop
-    advances two pointers; tile_rows·vectors accumulators + vectors loads + 1
+    The A steps are compile-time constants, so the loop advances two pointers; tile_rows·vectors accumulators + vectors loads + 1
     broadcast must fit the 16 vector registers of AVX2.
     """
 
     @intrinsic
-    def tile(typingctx, A, a, a_panel, B, b, b_step, b_panel, panels, out, o, o_row, count,
-             accumulate):  # pragma: no cover - compiled
-        sig = types.void(A, a, a_panel, B, b, b_step, b_panel, panels, out, o, o_row, count, accumulate)
+    def tile(typingctx, A, a, B, b, b_step, out, o, o_row, count):  # pragma: no cover - compiled
+        sig = types.void(A, a, B, b, b_step, out, o, o_row, count)
 
         def codegen(context, builder, signature, args):
-            (a_arr, a_off, a_panel_, b_arr, b_off, b_step_, b_panel_, panels_, o_arr, o_off, o_row_, count_,
-             accumulate_) = args
+            a_arr, a_off, b_arr, b_off, b_step_, o_arr, o_off, o_row_, count_ = args
             code = _TileCode(context, builder, signature)
             vec, const = code.vec, code.const
-            base_a, base_b = code.at(0, a_arr, 1, a_off), code.at(3, b_arr, 4, b_off)
-            a_panel_v, b_step_v, b_panel_v = code.int64(2, a_panel_), code.int64(5, b_step_), code.int64(6, b_panel_)
-            panels_v, count_v = code.int64(7, panels_), code.int64(11, count_)
-            out_ptrs = code.output_grid(code.at(8, o_arr, 9, o_off), code.int64(10, o_row_), tile_rows, vectors)
-            acc = code.accumulators(tile_rows, vectors)  # from zero, or from out's values (accumulate)
-            with builder.if_then(code.boolean(12, accumulate_)):
-                for r in range(tile_rows):
-                    for c in range(vectors):
-                        builder.store(builder.load(out_ptrs[r][c], align=4), acc[r][c])
+            base_a, base_b = code.at(0, a_arr, 1, a_off), code.at(2, b_arr, 3, b_off)
+            b_step_v, count_v = code.int64(4, b_step_), code.int64(8, count_)
+            out_ptrs = code.output_grid(code.at(5, o_arr, 6, o_off), code.int64(7, o_row_), tile_rows, vectors)
+            acc = code.accumulators(tile_rows, vectors)
             splat = ir.Constant(ir.VectorType(ir.IntType(32), VECTOR), [0] * VECTOR)
-            with cgutils.for_range(builder, panels_v) as outer:
-                panel_a = builder.gep(base_a, [builder.mul(outer.index, a_panel_v)])
-                panel_b = builder.gep(base_b, [builder.mul(outer.index, b_panel_v)])
-                with cgutils.for_range(builder, count_v) as loop:
-                    t = loop.index
-                    b_row = builder.gep(panel_b, [builder.mul(t, b_step_v)])
-                    b_vecs = [code.load(b_row, const(VECTOR * c)) for c in range(vectors)]
-                    a_row = builder.gep(panel_a, [builder.mul(t, const(a_t_step))])
-                    for r in range(tile_rows):
-                        a_one = builder.insert_element(ir.Constant(vec, None),
-                                                       builder.load(builder.gep(a_row, [const(r * a_row_step)])),
-                                                       ir.Constant(ir.IntType(32), 0))
-                        a_vec = builder.shuffle_vector(a_one, ir.Constant(vec, None), splat)
-                        for c in range(vectors):
-                            code.fma_into(acc[r][c], a_vec, b_vecs[c])
+            with cgutils.for_range(builder, count_v) as loop:
+                t = loop.index
+                b_row = builder.gep(base_b, [builder.mul(t, b_step_v)])
+                b_vecs = [code.load(b_row, const(VECTOR * c)) for c in range(vectors)]
+                a_row = builder.gep(base_a, [builder.mul(t, const(a_t_step))])
+                for r in range(tile_rows):
+                    a_one = builder.insert_element(ir.Constant(vec, None),
+                                                   builder.load(builder.gep(a_row, [const(r * a_row_step)])),
+                                                   ir.Constant(ir.IntType(32), 0))
+                    a_vec = builder.shuffle_vector(a_one, ir.Constant(vec, None), splat)
+                    for c in range(vectors):
+                        code.fma_into(acc[r][c], a_vec, b_vecs[c])
             for r in range(tile_rows):
                 for c in range(vectors):
                     builder.store(builder.load(acc[r][c]), out_ptrs[r][c], align=4)
@@ -208,7 +191,7 @@ def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
 def _make_dot_tile(tile_rows: int, tile_coords: int):
     """A Numba intrinsic for one backward tile of tile_rows × tile_coords lane-wise sums:
 
-        out[o + r·o_row + 8k + l] (+)= Σ_{0 ≤ s < panels} Σ_{h = 0, 1}
+        out[o + r·o_row + 8k + l] += Σ_{0 ≤ s < panels} Σ_{h = 0, 1}
             W[w + r·w_row + 16s + 8h + l] · P[b + s·b_panel + 16k + 8h + l]
 
     for r < tile_rows, k < tile_coords, lanes l < 8 (flat element offsets
@@ -216,16 +199,15 @@ def _make_dot_tile(tile_rows: int, tile_coords: int):
     checks).  With P = pack_forward(V), b = (b₀·d_pad + k₀)·16 and
     b_panel = d_pad·16, the 8 lanes of out sum to G[r, k₀ + k] over the
     features of panels b₀ … b₀ + panels − 1.  The tile's accumulators stay
-    in registers over all ``panels``; with ``accumulate`` they are added
-    to ``out``, else they replace it.
+    in registers over all ``panels`` and are then added to ``out``.
     """
 
     @intrinsic
-    def tile(typingctx, W, w, w_row, P, b, b_panel, panels, out, o, o_row, accumulate):  # pragma: no cover - compiled
-        sig = types.void(W, w, w_row, P, b, b_panel, panels, out, o, o_row, accumulate)
+    def tile(typingctx, W, w, w_row, P, b, b_panel, panels, out, o, o_row):  # pragma: no cover - compiled
+        sig = types.void(W, w, w_row, P, b, b_panel, panels, out, o, o_row)
 
         def codegen(context, builder, signature, args):
-            w_arr, w_off, w_row_, p_arr, b_off, b_panel_, panels_, o_arr, o_off, o_row_, accumulate_ = args
+            w_arr, w_off, w_row_, p_arr, b_off, b_panel_, panels_, o_arr, o_off, o_row_ = args
             code = _TileCode(context, builder, signature)
             const, load = code.const, code.load
             base_w, base_b = code.at(0, w_arr, 1, w_off), code.at(3, p_arr, 4, b_off)
@@ -243,12 +225,10 @@ def _make_dot_tile(tile_rows: int, tile_coords: int):
                     for r in range(tile_rows):
                         for k in range(tile_coords):
                             code.fma_into(acc[r][k], w_vecs[r], b_vecs[k])
-            adding = code.boolean(10, accumulate_)
             for r in range(tile_rows):
                 for k in range(tile_coords):
-                    total = builder.load(acc[r][k])
                     old = builder.load(out_ptrs[r][k], align=4)
-                    builder.store(builder.select(adding, builder.fadd(old, total), total), out_ptrs[r][k], align=4)
+                    builder.store(builder.fadd(old, builder.load(acc[r][k])), out_ptrs[r][k], align=4)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -279,8 +259,8 @@ if _HAVE_NUMBA:
         d_pad, z_cols = P.shape[1], Z.shape[1]
         for b in range(block_lo, block_hi):
             for s in range(tiles):
-                _forward_tile(Xt, s * d * TILE_ROWS, 0, P, b * d_pad * PANEL_WIDTH, PANEL_WIDTH, 0, 1,
-                              Z, s * TILE_ROWS * z_cols + b * PANEL_WIDTH, z_cols, d, False)
+                _forward_tile(Xt, s * d * TILE_ROWS, P, b * d_pad * PANEL_WIDTH, PANEL_WIDTH,
+                              Z, s * TILE_ROWS * z_cols + b * PANEL_WIDTH, z_cols, d)
 
     @njit(nogil=True, cache=True)
     def _backward_blocks(W, P, G8, block_lo, block_hi, w_base):  # pragma: no cover - compiled
@@ -299,7 +279,7 @@ if _HAVE_NUMBA:
                 for k0 in range(0, d_pad, B_TILE_COORDS):
                     _backward_tile(W, s * w_cols + b0 * PANEL_WIDTH - w_base, w_cols,
                                    P, (b0 * d_pad + k0) * PANEL_WIDTH, d_pad * PANEL_WIDTH, panels,
-                                   G8, (s * d_pad + k0) * VECTOR, d_pad * VECTOR, True)
+                                   G8, (s * d_pad + k0) * VECTOR, d_pad * VECTOR)
 
 
 def _require_numba():
