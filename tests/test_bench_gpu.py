@@ -1,0 +1,49 @@
+"""benchmarks/bench_gpu.py runs its measurement through the NumPy backend, and says clearly when no GPU is there."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from rftheory.backend import cupy_available
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_gpu.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_same_measurement_on_numpy(capsys):
+    bench = _load()
+    assert bench.main(["--backend", "numpy", "--n", "4", "--d", "6", "--p", "300", "--pairs", "2",
+                       "--iterations", "5", "--size", "256"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("pair ") == 2
+    line = out.strip().splitlines()[-1]
+    assert line.startswith("per L-BFGS iteration, median fraction") and "p=300: " in line
+    fraction = float(line.split("p=300: ")[1].rstrip("%")) / 100
+    assert 0 < fraction < 1
+
+
+def test_matmul_peak_is_a_positive_rate():
+    bench = _load()
+    import numpy as np
+
+    assert bench.matmul_peak(np, 128, min_time=0.01) > 0
+
+
+@pytest.mark.skipif(cupy_available(), reason="a GPU is visible: the no-device message does not apply")
+def test_no_device_is_a_clear_exit(capsys):
+    assert _load().main([]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_bad_arguments_are_refused():
+    bench = _load()
+    for argv in (["--pairs", "0"], ["--n", "30", "--p", "20"]):
+        with pytest.raises(SystemExit) as info:
+            bench.main(["--backend", "numpy", *argv])
+        assert info.value.code == 2
