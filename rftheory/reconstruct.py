@@ -112,10 +112,17 @@ class _Counter:
 
 
 def _vdot(a, b) -> float:
-    """⟨a, b⟩ over all entries (BLAS dot for NumPy: no temporary; the L-BFGS loop makes ~2·memory per iteration)."""
+    """⟨a, b⟩ over all entries as a host float (BLAS dot for NumPy: no temporary; for CuPy one synchronisation)."""
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
         return float(np.vdot(a, b))
     return float((a * b).sum())
+
+
+def _inner(a, b):
+    """⟨a, b⟩ over all entries as a scalar of the arrays' backend and dtype: a NumPy scalar, or a
+    0-d CuPy array that stays on the device.  The two-loop recursion makes ≈ 2·memory of these per
+    iteration; as host floats each would wait for the device."""
+    return array_namespace(a).vdot(a, b)
 
 
 def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, history=None):
@@ -200,21 +207,27 @@ class _CurvatureMemory:
             self.ring.state[0] = 0
 
     def remember(self, X_old, X, g_old, g) -> None:
-        """List path: add s = X − X_old, y = g − g_old if ⟨s, y⟩ > 1e-12‖s‖‖y‖, keeping the last ``size``."""
+        """List path: add s = X − X_old, y = g − g_old if ⟨s, y⟩ > 1e-12‖s‖‖y‖, keeping the last ``size``.
+
+        ρ = 1/⟨s, y⟩ and ⟨y, y⟩ are kept as scalars of the arrays' backend (:func:`_inner`): on a
+        device only the acceptance test comes to the host.
+        """
         s_vec, y_vec = X - X_old, g - g_old
-        sy, ss, yy = _vdot(s_vec, y_vec), _vdot(s_vec, s_vec), _vdot(y_vec, y_vec)
-        if sy > 1e-12 * math.sqrt(ss * yy):
+        sy, ss, yy = _inner(s_vec, y_vec), _inner(s_vec, s_vec), _inner(y_vec, y_vec)
+        xp = array_namespace(s_vec)
+        if bool(sy > 1e-12 * (xp.sqrt(ss) * xp.sqrt(yy))):
             self.pairs.append((s_vec, y_vec, 1.0 / sy, yy))
             if len(self.pairs) > self.size:
                 self.pairs.pop(0)
 
     def apply(self, g):
         """List path: H·g by the two-loop recursion (as :func:`rftheory.kernels.two_loop_recursion`), with
-        H₀ = γI, γ = ⟨s, y⟩/⟨y, y⟩ of the newest pair, or 1/‖g‖ without pairs."""
+        H₀ = γI, γ = ⟨s, y⟩/⟨y, y⟩ of the newest pair, or 1/‖g‖ without pairs.  With pairs, every
+        scalar stays on the arrays' backend (no synchronisation of a device)."""
         q = g.copy()
         alphas = []
         for s, y, rho, _ in reversed(self.pairs):
-            a = rho * _vdot(s, q)
+            a = rho * _inner(s, q)
             alphas.append(a)
             q -= a * y
         if self.pairs:
@@ -223,7 +236,7 @@ class _CurvatureMemory:
         else:
             q *= 1.0 / max(math.sqrt(_vdot(g, g)), 1e-300)
         for (s, y, rho, _), a in zip(self.pairs, reversed(alphas)):
-            q += (a - rho * _vdot(y, q)) * s
+            q += (a - rho * _inner(y, q)) * s
         return q
 
     def advance(self, X_old, X, g_old, g, max_move):

@@ -140,6 +140,29 @@ def test_compiled_two_loop_recursion_matches_the_python_loop(rng):
     np.testing.assert_allclose(python.apply(y_new), s_new, rtol=1e-10, atol=1e-10)
 
 
+def test_list_path_recursion_needs_no_host_float_once_it_has_pairs(rng, monkeypatch):
+    """The two-loop recursion of the list path (CuPy's) keeps its scalars on the arrays' backend:
+    with pairs stored, H·g calls no host conversion (each would synchronise a device)."""
+    from rftheory import reconstruct as rc
+
+    mem = rc._CurvatureMemory(4)
+    zero = np.zeros((3, 5))
+    for _ in range(4):
+        s = rng.standard_normal((3, 5))
+        mem.remember(zero, s, zero, s + 0.1 * rng.standard_normal((3, 5)))
+    g = rng.standard_normal((3, 5))
+    expected = mem.apply(g)
+
+    def host_float(a, b):
+        raise AssertionError("host conversion inside the recursion")
+
+    monkeypatch.setattr(rc, "_vdot", host_float)
+    np.testing.assert_array_equal(mem.apply(g), expected)
+    mem.pairs.clear()
+    with pytest.raises(AssertionError, match="host conversion"):  # no pairs: H₀ = I/‖g‖ needs one
+        mem.apply(g)
+
+
 @pytest.mark.skipif(not numba_available(), reason="numba not installed")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_compiled_search_direction_and_curvature_pairs_match_the_numpy_path(dtype, rng, monkeypatch):
