@@ -5,7 +5,8 @@ lent").
 For each problem (synthetic, relu+tanh, float32; default n=20, d=100 and
 p = 20000, the issue's problem, and p = 10⁶, large enough to keep an H100 busy)
 the model is fitted on the device and ``--pairs`` times a matmul peak sample
-(size×size float32 through cuBLAS, CuPy's default: no TF32 unless CUPY_TF32=1) is taken right before 100 iterations of
+(size×size float32 through cuBLAS, CuPy's default: no TF32 unless
+CUPY_TF32=1) is taken right before ``--iterations`` (100) iterations of
 ``reconstruct`` (after a warm-up run, time per iteration from callback time
 stamps; each iteration brings the loss to the host, so the stamps follow the
 device).  Printed per pair and as medians:

@@ -28,11 +28,15 @@ def test_same_measurement_on_numpy(capsys):
     assert 0 < fraction < 1
 
 
-def test_matmul_peak_is_a_positive_rate():
-    bench = _load()
+def test_matmul_peak_is_flops_over_measured_time(monkeypatch):
+    """2·size³ flops per product over the clock's time: a clock that moves 1/64 s per reading and
+    min_time = 5/64 s give 5 products in 5/64 s per round."""
     import numpy as np
 
-    assert bench.matmul_peak(np, 128, min_time=0.01) > 0
+    bench = _load()
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(ticks) / 64)
+    assert bench.matmul_peak(np, 64, min_time=5 / 64) == pytest.approx(2 * 64**3 * 5 / (5 / 64) / 1e9, rel=1e-12)
 
 
 @pytest.mark.skipif(cupy_available(), reason="a GPU is visible: the no-device message does not apply")
