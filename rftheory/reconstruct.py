@@ -111,18 +111,16 @@ class _Counter:
         return self.loss(X, with_grad=with_grad)
 
 
-def _vdot(a, b) -> float:
-    """⟨a, b⟩ over all entries as a host float (BLAS dot for NumPy: no temporary; for CuPy one synchronisation)."""
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-        return float(np.vdot(a, b))
-    return float((a * b).sum())
-
-
 def _inner(a, b):
-    """⟨a, b⟩ over all entries as a scalar of the arrays' backend and dtype: a NumPy scalar, or a
-    0-d CuPy array that stays on the device.  The two-loop recursion makes ≈ 2·memory of these per
-    iteration; as host floats each would wait for the device."""
-    return array_namespace(a).vdot(a, b)
+    """⟨a, b⟩ over all entries (vdot: no temporary) as a scalar of the arrays' backend and dtype: a
+    NumPy scalar, or a 0-d CuPy array that stays on the device.  The two-loop recursion makes
+    ≈ 2·memory of these per iteration; as host floats each would wait for the device."""
+    return array_namespace(a, b).vdot(a, b)
+
+
+def _vdot(a, b) -> float:
+    """⟨a, b⟩ as a host float (for CuPy one synchronisation)."""
+    return float(_inner(a, b))
 
 
 def _lbfgs(fun, X, max_iter, tol, memory=20, stall_window=10, stall_rtol=1e-4, history=None):
