@@ -103,13 +103,13 @@ def _breakdown(model, X, theta) -> None:
     P = panel_loss.packed_panels(model)
     blocks = P.shape[0]
     Xt = panel.pack_tiles(X)
-    F = np.empty((Xt.shape[0] * panel.TILE_ROWS, blocks * panel.PANEL_WIDTH), np.float32)
-    D = np.empty_like(F)
+    F = panel.aligned_zeros((Xt.shape[0] * panel.TILE_ROWS, blocks * panel.PANEL_WIDTH))
+    D = panel.aligned_zeros(F.shape)
     a, b = (np.float32(c) for c in kernels.relu_tanh_coefficients(model.activation))
     v, A = np.zeros((1, n)), np.zeros((1, n, n))
     alpha = np.random.default_rng(0).standard_normal((1, n))
     G = np.zeros((F.shape[0], P.shape[1]), np.float32)
-    G8 = np.zeros((F.shape[0], P.shape[1], panel.VECTOR), np.float32)
+    G8 = panel.aligned_zeros((F.shape[0], P.shape[1], panel.VECTOR))
     r_sq = np.zeros(1)
     parts = {
         "pass 1 (X̂Vᵀ, σ, σ', v, Gram)": lambda: panel_loss._features_pass(Xt, P, theta, a, b, False, 1, n, 0, blocks,

@@ -48,7 +48,22 @@ __all__ = [
     "panel_matmul_backward",
 ]
 
-VECTOR = 8  # float32 lanes per hardware vector the kernel is written for
+
+
+def _host_vector_lanes() -> int:
+    """float32 lanes of the widest vector register Numba will compile for: 16 with AVX-512F, else 8."""
+    try:
+        from numba.core import config
+        from llvmlite import binding as llvm
+
+        if config.CPU_NAME or config.CPU_FEATURES:  # a portable (e.g. cached-for-another-host) target: stay at 8
+            return 8
+        return 16 if llvm.get_host_cpu_features().get("avx512f", False) else 8
+    except Exception:  # pragma: no cover - no Numba / no host query: the 8-lane layout is always correct
+        return 8
+
+
+VECTOR = _host_vector_lanes()  # float32 lanes per hardware vector the kernels are written for
 PANEL_WIDTH = 2 * VECTOR  # features per panel of P: two vectors
 TILE_ROWS = 5  # forward tile: 5 rows × 2 vectors = 10 accumulators + 2 loads + 1 broadcast ≤ 16 registers
 B_TILE_COORDS = 2  # backward tile: 5 rows × 2 coordinates = 10 accumulators + 5 + 2 loads (≤ 16 registers
@@ -71,6 +86,23 @@ def panel_kernels_available() -> bool:
     return _HAVE_NUMBA
 
 
+CACHE_LINE = 64  # bytes: the kernels' arrays start on a line, so no 64-byte vector load straddles two
+
+
+def aligned_zeros(shape, dtype=np.float32) -> np.ndarray:
+    """np.zeros(shape, dtype) starting on a CACHE_LINE boundary.
+
+    NumPy's allocator guarantees 16 bytes only (large arrays start 16 bytes
+    past a page); with 16-lane (64-byte) vectors every load of such an array
+    would then touch two cache lines.
+    """
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.zeros(size + CACHE_LINE, dtype=np.uint8)
+    start = -raw.ctypes.data % CACHE_LINE
+    return raw[start:start + size].view(dtype).reshape(shape)
+
+
 def pack_forward(V: np.ndarray) -> np.ndarray:
     """P[b, k, c] = V[16b + c, k], zero past p and d; shape (⌈p/16⌉, d_pad, 16).
 
@@ -80,9 +112,11 @@ def pack_forward(V: np.ndarray) -> np.ndarray:
     p, d = V.shape
     blocks = -(-p // PANEL_WIDTH)
     d_pad = -(-d // B_TILE_COORDS) * B_TILE_COORDS
-    padded = np.zeros((blocks * PANEL_WIDTH, d_pad), dtype=np.float32)
-    padded[:p, :d] = V
-    return np.ascontiguousarray(padded.reshape(blocks, PANEL_WIDTH, d_pad).transpose(0, 2, 1))
+    P = aligned_zeros((blocks, d_pad, PANEL_WIDTH))
+    for b in range(blocks):  # panel by panel: no second full-size copy of V
+        rows = V[b * PANEL_WIDTH:(b + 1) * PANEL_WIDTH]
+        P[b, :d, :rows.shape[0]] = rows.T
+    return P
 
 
 def pack_tiles(X: np.ndarray) -> np.ndarray:
@@ -243,6 +277,20 @@ if _HAVE_NUMBA:
     _backward_tile = _make_dot_tile(TILE_ROWS, B_TILE_COORDS)
 
     @njit(nogil=True, cache=True)
+    def aligned_zeros_f32(size):  # pragma: no cover - compiled
+        """np.zeros(size, float32) starting on a CACHE_LINE boundary (compiled code: Numba aligns to 32 bytes)."""
+        raw = np.zeros(size + CACHE_LINE // 4, dtype=np.float32)
+        start = (-raw.ctypes.data % CACHE_LINE) // 4
+        return raw[start:start + size]
+
+    @njit(nogil=True, cache=True)
+    def aligned_zeros_f64(size):  # pragma: no cover - compiled
+        """np.zeros(size, float64) starting on a CACHE_LINE boundary."""
+        raw = np.zeros(size + CACHE_LINE // 8, dtype=np.float64)
+        start = (-raw.ctypes.data % CACHE_LINE) // 8
+        return raw[start:start + size]
+
+    @njit(nogil=True, cache=True)
     def _pack_tiles_into(X, Xt):  # pragma: no cover - compiled
         """Xt = pack_tiles(X) written into an existing (⌈rows/5⌉, d, 5) float32 array."""
         rows = X.shape[0]
@@ -292,7 +340,7 @@ def panel_matmul_forward(X: np.ndarray, P: np.ndarray, p: int) -> np.ndarray:
     _require_numba()
     rows = X.shape[0]
     Xt = pack_tiles(np.asarray(X, dtype=np.float32))
-    Z = np.empty((Xt.shape[0] * TILE_ROWS, P.shape[0] * PANEL_WIDTH), dtype=np.float32)
+    Z = aligned_zeros((Xt.shape[0] * TILE_ROWS, P.shape[0] * PANEL_WIDTH))
     _forward_blocks(Xt, P, Z, 0, P.shape[0])
     return Z[:rows, :p]
 
@@ -301,8 +349,8 @@ def panel_matmul_backward(W: np.ndarray, P: np.ndarray, d: int) -> np.ndarray:
     """W V (rows×d, float32) from the same panels P = pack_forward(V)."""
     _require_numba()
     rows, p = W.shape
-    padded = np.zeros((-(-rows // TILE_ROWS) * TILE_ROWS, P.shape[0] * PANEL_WIDTH), dtype=np.float32)
+    padded = aligned_zeros((-(-rows // TILE_ROWS) * TILE_ROWS, P.shape[0] * PANEL_WIDTH))
     padded[:rows, :p] = W
-    G8 = np.zeros((padded.shape[0], P.shape[1], VECTOR), dtype=np.float32)
+    G8 = aligned_zeros((padded.shape[0], P.shape[1], VECTOR))
     _backward_blocks(padded, P, G8, 0, P.shape[0], 0)
     return G8[:rows, :d].sum(axis=2)

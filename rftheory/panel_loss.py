@@ -45,7 +45,7 @@ import numpy as np
 
 from .kernels import numba_enabled, relu_tanh_coefficients
 from .linalg import cholesky_condition_limit, gram_solve
-from .panel import PANEL_WIDTH, TILE_ROWS, VECTOR, pack_forward, panel_kernels_available
+from .panel import PANEL_WIDTH, TILE_ROWS, VECTOR, aligned_zeros, pack_forward, panel_kernels_available
 
 __all__ = ["panel_loss_applicable", "panel_model_applicable", "panel_projection_loss", "PanelEvaluation",
            "packed_panels", "piece_bounds", "kernel_threads", "panel_threads", "PANEL_MAX_BYTES"]
@@ -68,7 +68,7 @@ if panel_kernels_available():
     from numba import njit
 
     from .kernels import _tangent_rows, relu_tanh_f32
-    from .panel import _backward_blocks, _forward_blocks, _pack_tiles_into
+    from .panel import _backward_blocks, _forward_blocks, _pack_tiles_into, aligned_zeros_f32, aligned_zeros_f64
     from .spin import atomic_add, atomic_load, atomic_store, cpu_relax, yield_processor
 
     # (loops index 1-D row slices: LLVM vectorises those, not 2-D indexing)
@@ -77,7 +77,7 @@ if panel_kernels_available():
                        F, D, v, A):  # pragma: no cover - compiled
         """Pass 1 on forward panels [block_lo, block_hi): F, D (in place of Z) and the float64 sums v, A (lower triangle)."""
         n_pad = -(-n_hat // GRAM_ROWS) * GRAM_ROWS
-        H = np.zeros((n_pad, FORWARD_CHUNK_BLOCKS * PANEL_WIDTH))  # float64 rows of one chunk (zero rows past n̂)
+        H = aligned_zeros_f64(n_pad * FORWARD_CHUNK_BLOCKS * PANEL_WIDTH).reshape((n_pad, FORWARD_CHUNK_BLOCKS * PANEL_WIDTH))  # float64 rows of one chunk (zero rows past n̂)
         for c0 in range(block_lo, block_hi, FORWARD_CHUNK_BLOCKS):
             c1 = min(c0 + FORWARD_CHUNK_BLOCKS, block_hi)
             _forward_blocks(X, P, F, c0, c1)
@@ -151,8 +151,8 @@ if panel_kernels_available():
         width = RESIDUAL_CHUNK_BLOCKS * PANEL_WIDTH
         r = np.empty(width, dtype=np.float64)
         r32 = np.empty(width, dtype=np.float32)
-        W = np.zeros((F.shape[0], width), dtype=np.float32)
-        G8 = np.zeros((F.shape[0], P.shape[1], VECTOR), dtype=np.float32)
+        W = aligned_zeros_f32(F.shape[0] * width).reshape((F.shape[0], width))
+        G8 = aligned_zeros_f32(F.shape[0] * P.shape[1] * VECTOR).reshape((F.shape[0], P.shape[1], VECTOR))
         for b0 in range(block_lo, block_hi, RESIDUAL_CHUNK_BLOCKS):
             b1 = min(b0 + RESIDUAL_CHUNK_BLOCKS, block_hi)
             c0 = b0 * PANEL_WIDTH
@@ -495,8 +495,8 @@ class _Plan:
         self.a, self.b = (np.float32(c) for c in relu_tanh_coefficients(model.activation))
         self.limit = cholesky_condition_limit(n_hat)
         self.Xt = np.zeros((tiles, d, TILE_ROWS), dtype=np.float32)
-        self.F = np.empty((tiles * TILE_ROWS, blocks * PANEL_WIDTH), dtype=np.float32)
-        self.D = np.empty_like(self.F)
+        self.F = aligned_zeros((tiles * TILE_ROWS, blocks * PANEL_WIDTH))
+        self.D = aligned_zeros(self.F.shape)
         self.v = np.zeros((self.pieces, R, n_hat))
         self.A = np.zeros((self.pieces, R, n_hat, n_hat))
         self.v_total, self.A_total = np.empty((R, n_hat)), np.empty((R, n_hat, n_hat))  # A: lower triangles

@@ -2,6 +2,11 @@
 (rftheory.panel_loss), checked against float64 NumPy products and the BLAS path."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -10,6 +15,8 @@ from rftheory import kernels
 from rftheory.loss import projection_loss
 from rftheory.panel import (
     PANEL_WIDTH,
+    VECTOR,
+    aligned_zeros,
     pack_forward,
     pack_tiles,
     panel_kernels_available,
@@ -38,16 +45,73 @@ def blas_path(monkeypatch):
 
 def test_pack_layouts_hold_the_entries():
     rng = np.random.default_rng(0)
-    V = rng.standard_normal((37, 21)).astype(np.float32)
+    w = PANEL_WIDTH  # 16 or 32 features per panel (8- or 16-lane vectors, by the host)
+    V = rng.standard_normal((2 * w + 5, 21)).astype(np.float32)
     P = pack_forward(V)
-    assert P.shape == (3, 22, PANEL_WIDTH)  # d padded to a multiple of the backward tile's 2 coordinates
-    for j in (0, 15, 16, 36):
+    assert P.shape == (3, 22, w)  # d padded to a multiple of the backward tile's 2 coordinates
+    assert P.ctypes.data % 64 == 0  # starts on a cache line
+    for j in (0, w - 1, w, 2 * w + 4):
         for k in (0, 7, 20):
-            assert P[j // 16, k, j % 16] == V[j, k]
+            assert P[j // w, k, j % w] == V[j, k]
     assert not P[2, :, 5:].any() and not P[:, 21:, :].any()  # zero padding past p and d
     X = rng.standard_normal((7, 21)).astype(np.float32)
     Xt = pack_tiles(X)
     assert Xt.shape == (2, 21, 5) and Xt[1, 20, 1] == X[6, 20] and not Xt[1, :, 2:].any()
+
+
+@pytest.mark.parametrize("shape,dtype", [((3, 1001), np.float32), ((7,), np.float64), ((2, 5, 16), np.float32)])
+def test_aligned_zeros_start_on_a_cache_line(shape, dtype):
+    a = aligned_zeros(shape, dtype)
+    assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+    assert a.ctypes.data % 64 == 0 and not a.any()
+
+
+@needs_numba
+def test_compiled_aligned_zeros_start_on_a_cache_line():
+    from rftheory.panel import aligned_zeros_f32, aligned_zeros_f64
+
+    for size in (1, 17, 5000):
+        a, b = aligned_zeros_f32(size), aligned_zeros_f64(size)
+        assert a.shape == b.shape == (size,) and a.dtype == np.float32 and b.dtype == np.float64
+        assert a.ctypes.data % 64 == 0 and b.ctypes.data % 64 == 0 and not a.any() and not b.any()
+
+
+@needs_numba
+def test_eight_lane_layout_on_a_target_named_for_numba(tmp_path):
+    """NUMBA_CPU_NAME (a portable target) selects the 8-lane kernels on any host: check they
+    compile and agree with the BLAS path there too (this host may run the 16-lane ones)."""
+    code = textwrap.dedent("""
+        import numpy as np
+        from rftheory import kernels, panel
+        from rftheory.loss import projection_loss
+        from rftheory.panel_loss import panel_loss_applicable
+        from rftheory.random_features import RandomFeatures
+        from rftheory.reconstruct import random_sphere
+        assert panel.VECTOR == 8 and panel.PANEL_WIDTH == 16, panel.VECTOR
+        model = RandomFeatures(1001, 33, "relu+tanh", seed=3, dtype=np.float32)
+        model.theta = np.random.default_rng(3).standard_normal(1001)
+        X = random_sphere(7, 33, np.random.default_rng(1), np, np.float32)
+        assert panel_loss_applicable(model, X)
+        fast = projection_loss(X, model.theta, model)
+        kernels.NUMBA_DEFAULT["panel"] = False
+        ref = projection_loss(X, model.theta, model)
+        np.testing.assert_allclose(fast.loss, ref.loss, rtol=1e-5)
+        np.testing.assert_allclose(fast.grad, ref.grad, atol=1e-4 * np.abs(ref.grad).max())
+        print("ok")
+    """)
+    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path))  # compiled afresh
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+@needs_numba
+def test_vector_width_follows_the_host():
+    from llvmlite import binding as llvm
+    from numba.core import config
+
+    portable = bool(config.CPU_NAME or config.CPU_FEATURES)
+    wide = llvm.get_host_cpu_features().get("avx512f", False) and not portable
+    assert VECTOR == (16 if wide else 8) and PANEL_WIDTH == 2 * VECTOR
 
 
 @needs_numba
