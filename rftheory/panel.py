@@ -66,8 +66,10 @@ def _host_vector_lanes() -> int:
 VECTOR = _host_vector_lanes()  # float32 lanes per hardware vector the kernels are written for
 PANEL_WIDTH = 2 * VECTOR  # features per panel of P: two vectors
 TILE_ROWS = 5  # forward tile: 5 rows × 2 vectors = 10 accumulators + 2 loads + 1 broadcast ≤ 16 registers
-B_TILE_COORDS = 2  # backward tile: 5 rows × 2 coordinates = 10 accumulators + 5 + 2 loads (≤ 16 registers
-#                   when LLVM reuses the 5 row registers)
+# backward tile: 5 rows × B_TILE_COORDS coordinates of accumulators + 5 + B_TILE_COORDS loads: with 16
+# registers (AVX2) 5 × 2 = 10 + 7; with 32 (AVX-512) 5 × 4 = 20 + 9 (measured 111 against 101 GFLOP/s
+# for 5 × 2, one thread, n̂=20, d=100, p=20000)
+B_TILE_COORDS = 4 if VECTOR == 16 else 2
 BACKWARD_CHUNK_BLOCKS = 16  # panels per backward tile call (the tile's rows of W stay in L1)
 
 try:  # pragma: no cover - exercised whenever numba is installed

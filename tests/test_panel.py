@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 from rftheory import kernels
 from rftheory.loss import projection_loss
 from rftheory.panel import (
+    B_TILE_COORDS,
     PANEL_WIDTH,
     VECTOR,
     aligned_zeros,
@@ -48,12 +49,14 @@ def test_pack_layouts_hold_the_entries():
     w = PANEL_WIDTH  # 16 or 32 features per panel (8- or 16-lane vectors, by the host)
     V = rng.standard_normal((2 * w + 5, 21)).astype(np.float32)
     P = pack_forward(V)
-    assert P.shape == (3, 22, w)  # d padded to a multiple of the backward tile's 2 coordinates
+    d_pad = -(-21 // B_TILE_COORDS) * B_TILE_COORDS  # d padded to a multiple of the backward tile's coordinates
+    assert P.shape == (3, d_pad, w)
     assert P.ctypes.data % 64 == 0  # starts on a cache line
     for j in (0, w - 1, w, 2 * w + 4):
         for k in (0, 7, 20):
             assert P[j // w, k, j % w] == V[j, k]
     assert not P[2, :, 5:].any() and not P[:, 21:, :].any()  # zero padding past p and d
+    assert B_TILE_COORDS in (2, 4) and d_pad > 21
     X = rng.standard_normal((7, 21)).astype(np.float32)
     Xt = pack_tiles(X)
     assert Xt.shape == (2, 21, 5) and Xt[1, 20, 1] == X[6, 20] and not Xt[1, :, 2:].any()
