@@ -103,6 +103,7 @@ def _breakdown(model, X, theta) -> None:
     P = panel_loss.packed_panels(model)
     blocks = P.shape[0]
     Xt = panel.pack_tiles(X)
+    theta = panel_loss.padded_theta(theta, P)  # pass 1 reads θ over whole panels
     F = panel.aligned_zeros((Xt.shape[0] * panel.TILE_ROWS, blocks * panel.PANEL_WIDTH))
     D = panel.aligned_zeros(F.shape)
     a, b = (np.float32(c) for c in kernels.relu_tanh_coefficients(model.activation))

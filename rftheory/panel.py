@@ -272,11 +272,126 @@ def _make_dot_tile(tile_rows: int, tile_coords: int):
     return tile
 
 
+def _splat(builder, vec_type, scalar):
+    """<lanes x T> with every lane = scalar."""
+    lanes = vec_type.count
+    one = builder.insert_element(ir.Constant(vec_type, None), scalar, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(vec_type, None), ir.Constant(ir.VectorType(ir.IntType(32), lanes),
+                                                                                  [0] * lanes))
+
+
+def _lane_sum(builder, acc):
+    """Σ of the lanes of a float vector, by halving (a fixed order)."""
+    lanes = acc.type.count
+    while lanes > 1:
+        half = lanes // 2
+        mask = ir.VectorType(ir.IntType(32), half)
+        lo = builder.shuffle_vector(acc, acc, ir.Constant(mask, list(range(half))))
+        hi = builder.shuffle_vector(acc, acc, ir.Constant(mask, list(range(half, lanes))))
+        acc, lanes = builder.fadd(lo, hi), half
+    return builder.extract_element(acc, ir.Constant(ir.IntType(32), 0))
+
+
+def _make_sigma_row(surrogate: bool):
+    """A Numba intrinsic for pass 1's elementwise step on one row piece, VECTOR lanes at a time:
+
+        z = F[f + t]
+        F[f + t] = a·relu(z) + b·tanh(z),   D[f + t] = a·1[z > 0] + b·(1 − tanh² z)   (surrogate: 1[z > 0])
+        H[h + t] = float64(F[f + t]),       returns Σ_t H[h + t] · θ[s + t]
+
+    for 0 ≤ t < VECTOR·vectors (flat element offsets into C-contiguous
+    float32 F, D and float64 H, θ; no bounds checks).  tanh is the rational
+    x·P(x²)/Q(x²) of :func:`rftheory.kernels.relu_tanh_f32` (x = z clamped
+    to ±_TANH_CLAMP); with 16 lanes (AVX-512) 1/Q is the hardware estimate
+    (14 bits) and one Newton step, r ← r·(2 − Q·r) (relative error ≲ 2⁻²³,
+    like the division it replaces at a tenth of its cost), else a division.
+    The sum's products are float64, kept lane-wise and added by halving.
+    """
+    from .kernels import _TANH_CLAMP, _TANH_P, _TANH_Q  # noqa: PLC0415
+
+    @intrinsic
+    def sigma_row(typingctx, F, D, f, H, h, theta, s, vectors, a, b):  # pragma: no cover - compiled
+        sig = types.float64(F, D, f, H, h, theta, s, vectors, a, b)
+
+        def codegen(context, builder, signature, args):
+            F_arr, D_arr, f_off, H_arr, h_off, th_arr, s_off, vectors_, a_, b_ = args
+            code = _TileCode(context, builder, signature)
+            vec, const = code.vec, code.const
+            dvec = ir.VectorType(ir.DoubleType(), VECTOR)
+            fma32 = code.fma
+            fma64 = cgutils.get_or_insert_function(builder.module, ir.FunctionType(dvec, [dvec] * 3),
+                                                   f"llvm.fma.v{VECTOR}f64")
+
+            def double_at(k_array, array, k_offset, offset):
+                data = context.make_array(signature.args[k_array])(context, builder, array).data
+                return builder.gep(builder.bitcast(data, ir.DoubleType().as_pointer()),
+                                   [code.int64(k_offset, offset)])
+
+            base_f, base_d = code.at(0, F_arr, 2, f_off), code.at(1, D_arr, 2, f_off)
+            base_h, base_th = double_at(3, H_arr, 4, h_off), double_at(5, th_arr, 6, s_off)
+            a_vec = _splat(builder, vec, context.cast(builder, a_, signature.args[8], types.float32))
+            b_vec = _splat(builder, vec, context.cast(builder, b_, signature.args[9], types.float32))
+
+            def c32(value):
+                return ir.Constant(vec, [float(np.float32(value))] * VECTOR)
+
+            zero, one, two = c32(0.0), c32(1.0), c32(2.0)
+            lim, neg_lim = c32(_TANH_CLAMP), c32(-_TANH_CLAMP)
+            acc = cgutils.alloca_once_value(builder, ir.Constant(dvec, [0.0] * VECTOR))
+            if VECTOR == 16:
+                rcp = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(vec, [vec, vec, ir.IntType(16)]), "llvm.x86.avx512.rcp14.ps.512")
+            with cgutils.for_range(builder, code.int64(7, vectors_)) as loop:
+                at = builder.mul(loop.index, const(VECTOR))
+                f_ptr = builder.bitcast(builder.gep(base_f, [at]), code.vec_ptr)
+                d_ptr = builder.bitcast(builder.gep(base_d, [at]), code.vec_ptr)
+                z = builder.load(f_ptr, align=4)
+                x = builder.select(builder.fcmp_ordered(">", z, neg_lim), z, neg_lim)
+                x = builder.select(builder.fcmp_ordered("<", x, lim), x, lim)
+                x2 = builder.fmul(x, x)
+                num = c32(_TANH_P[-1])
+                for coefficient in reversed(_TANH_P[:-1]):
+                    num = builder.call(fma32, [x2, num, c32(coefficient)])
+                num = builder.fmul(x, num)
+                den = c32(_TANH_Q[-1])
+                for coefficient in reversed(_TANH_Q[:-1]):
+                    den = builder.call(fma32, [x2, den, c32(coefficient)])
+                if VECTOR == 16:
+                    r = builder.call(rcp, [den, zero, ir.Constant(ir.IntType(16), -1)])
+                    r = builder.fmul(r, builder.call(fma32, [builder.fsub(zero, den), r, two]))
+                    t = builder.fmul(num, r)
+                else:
+                    t = builder.fdiv(num, den)
+                positive = builder.fcmp_ordered(">", z, zero)
+                step = builder.select(positive, one, zero)
+                relu = builder.select(positive, z, zero)
+                value = builder.call(fma32, [a_vec, relu, builder.fmul(b_vec, t)])
+                if surrogate:
+                    slope = step
+                else:
+                    slope = builder.call(fma32, [a_vec, step, builder.fmul(b_vec, builder.call(
+                        fma32, [builder.fsub(zero, t), t, one]))])
+                builder.store(value, f_ptr, align=4)
+                builder.store(slope, d_ptr, align=4)
+                wide = builder.fpext(value, dvec)
+                builder.store(wide, builder.bitcast(builder.gep(base_h, [at]), dvec.as_pointer()), align=8)
+                th = builder.load(builder.bitcast(builder.gep(base_th, [at]), dvec.as_pointer()), align=8)
+                builder.store(builder.call(fma64, [wide, th, builder.load(acc)]), acc)
+            return _lane_sum(builder, builder.load(acc))
+
+        return sig, codegen
+
+    return sigma_row
+
+
 if _HAVE_NUMBA:
     # forward: A = X̂ packed by tiles (row step 1, t step TILE_ROWS), B = P, 16 features per tile
     _forward_tile = _make_tile(TILE_ROWS, 2, 1, TILE_ROWS)
     # backward: lane-wise dot products of rows of W with coordinates of P, 5 rows × 2 coordinates
     _backward_tile = _make_dot_tile(TILE_ROWS, B_TILE_COORDS)
+    # pass 1's elementwise step (σ, σ', float64 copy and θ-sum), true derivative and relu surrogate
+    sigma_row = _make_sigma_row(False)
+    sigma_row_surrogate = _make_sigma_row(True)
 
     @njit(nogil=True, cache=True)
     def aligned_zeros_f32(size):  # pragma: no cover - compiled

@@ -67,8 +67,16 @@ SPINS_BEFORE_YIELD = 256  # spin-wait rounds between two sched_yield calls
 if panel_kernels_available():
     from numba import njit
 
-    from .kernels import _tangent_rows, relu_tanh_f32
-    from .panel import _backward_blocks, _forward_blocks, _pack_tiles_into, aligned_zeros_f32, aligned_zeros_f64
+    from .kernels import _tangent_rows
+    from .panel import (
+        _backward_blocks,
+        _forward_blocks,
+        _pack_tiles_into,
+        aligned_zeros_f32,
+        aligned_zeros_f64,
+        sigma_row,
+        sigma_row_surrogate,
+    )
     from .spin import atomic_add, atomic_load, atomic_store, cpu_relax, yield_processor
 
     # (loops index 1-D row slices: LLVM vectorises those, not 2-D indexing)
@@ -78,33 +86,20 @@ if panel_kernels_available():
         """Pass 1 on forward panels [block_lo, block_hi): F, D (in place of Z) and the float64 sums v, A (lower triangle)."""
         n_pad = -(-n_hat // GRAM_ROWS) * GRAM_ROWS
         H = aligned_zeros_f64(n_pad * FORWARD_CHUNK_BLOCKS * PANEL_WIDTH).reshape((n_pad, FORWARD_CHUNK_BLOCKS * PANEL_WIDTH))  # float64 rows of one chunk (zero rows past n̂)
+        z_cols, h_cols = F.shape[1], H.shape[1]
         for c0 in range(block_lo, block_hi, FORWARD_CHUNK_BLOCKS):
             c1 = min(c0 + FORWARD_CHUNK_BLOCKS, block_hi)
             _forward_blocks(X, P, F, c0, c1)
-            j0, j1 = c0 * PANEL_WIDTH, min(c1 * PANEL_WIDTH, p)
-            th = theta[j0:j1]
-            for row in range(groups * n_hat):
-                f_row, d_row = F[row, j0:j1], D[row, j0:j1]
-                if relu_surrogate:  # σ' replaced by 1[z > 0]; two loops, each branch-free (vectorised)
-                    for j in range(j1 - j0):
-                        z = f_row[j]
-                        d_row[j] = np.float32(1.0) if z > 0 else np.float32(0.0)
-                        f_row[j] = relu_tanh_f32(z, a, b)[0]
-                else:
-                    for j in range(j1 - j0):
-                        f_row[j], d_row[j] = relu_tanh_f32(f_row[j], a, b)
-            m = j1 - j0
+            # whole panels: past p, Z = 0 (zero panels), so F = σ(0) = 0, H = 0 and θ (padded) = 0
+            j0, vectors = c0 * PANEL_WIDTH, (c1 - c0) * (PANEL_WIDTH // VECTOR)
             for g in range(groups):
-                # the group's rows once in float64 (each converted once, not once per pair), v on the way
                 for i in range(n_hat):
-                    f_i, h_i = F[g * n_hat + i, j0:j1], H[i]
-                    s = 0.0
-                    for j in range(m):
-                        h = np.float64(f_i[j])
-                        h_i[j] = h
-                        s += h * th[j]
-                    v[g, i] += s
-                _gram_lower(H, m, n_hat, A[g])
+                    f = (g * n_hat + i) * z_cols + j0
+                    if relu_surrogate:  # σ' replaced by 1[z > 0]
+                        v[g, i] += sigma_row_surrogate(F, D, f, H, i * h_cols, theta, j0, vectors, a, b)
+                    else:
+                        v[g, i] += sigma_row(F, D, f, H, i * h_cols, theta, j0, vectors, a, b)
+                _gram_lower(H, min(c1 * PANEL_WIDTH, p) - j0, n_hat, A[g])
 
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy", inline="always")
     def _gram_lower(H, m, n_hat, A):  # pragma: no cover - compiled
@@ -576,8 +571,7 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
     """
     R, n_hat, d = X_hat.shape
     plan = _plan(model, R, n_hat, d)
-    theta64 = np.ascontiguousarray(theta64, dtype=np.float64)  # one compiled signature whatever θ's layout
-    return _evaluate(plan, X_hat, theta64, theta_sq, min(kernel_threads(), plan.pieces), with_grad=with_grad,
+    return _evaluate(plan, X_hat, padded_theta(theta64, plan.P), theta_sq, min(kernel_threads(), plan.pieces), with_grad=with_grad,
                      relu_surrogate=relu_surrogate, tangent=tangent)
 
 
@@ -595,8 +589,8 @@ class PanelEvaluation:
     """
 
     def __init__(self, theta64, theta_sq: float, model, *, relu_surrogate: bool, tangent: bool):
-        self.theta64 = np.ascontiguousarray(theta64, dtype=np.float64)
         self.theta_sq, self.model, self.P = float(theta_sq), model, packed_panels(model)
+        self.theta64 = padded_theta(theta64, self.P)
         self.relu_surrogate, self.tangent = bool(relu_surrogate), bool(tangent)
         self.threads = kernel_threads()
         self._plans: dict = {}
@@ -608,11 +602,24 @@ class PanelEvaluation:
                          with_grad=with_grad, relu_surrogate=self.relu_surrogate, tangent=self.tangent)
 
 
+def padded_theta(theta, P) -> np.ndarray:
+    """θ as float64, zero-padded to the panels' ⌈p/PANEL_WIDTH⌉·PANEL_WIDTH features, on a cache line
+    (pass 1 works on whole panels)."""
+    theta = np.asarray(theta, dtype=np.float64).reshape(-1)
+    padded = aligned_zeros(P.shape[0] * PANEL_WIDTH, np.float64)
+    if theta.size > padded.size:
+        raise ValueError(f"θ has {theta.size} entries, more than the panels' {padded.size} features")
+    padded[:theta.size] = theta
+    return padded
+
+
 def _evaluate(plan: _Plan, X_hat, theta64, theta_sq, threads: int, *, with_grad: bool, relu_surrogate: bool,
               tangent: bool):
-    """One evaluation on ``plan``'s buffers with ``threads`` threads (θ float64, C-contiguous)."""
+    """One evaluation on ``plan``'s buffers with ``threads`` threads (θ from :func:`padded_theta`)."""
     R, n_hat, d = X_hat.shape
     model, P, bounds, pieces = plan.model, plan.P, plan.bounds, plan.pieces
+    if theta64.shape != (P.shape[0] * PANEL_WIDTH,):  # pass 1 reads θ over whole panels
+        raise ValueError("the panel loss needs θ from padded_theta")
     X = np.ascontiguousarray(X_hat).reshape(R * n_hat, d)
     # fixed pieces, each with its own accumulators summed in piece order: the result does
     # not depend on the thread count or on which thread took which piece (bitwise).

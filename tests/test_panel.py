@@ -466,3 +466,39 @@ def test_a_failing_helper_raises_the_abort_flag_and_its_error(monkeypatch):
         X = random_sphere(7, 30, np.random.default_rng(9), np, np.float32)
         with panel_threads(2), pytest.raises(ValueError, match="helper failed"):
             projection_loss(X, model.theta, model)
+
+
+@needs_numba
+@pytest.mark.parametrize("surrogate", [False, True])
+def test_sigma_row_matches_the_scalar_activation(surrogate):
+    """Pass 1's vector step (rational tanh with, on AVX-512, a refined reciprocal estimate) against
+    the scalar kernel, and its float64 copy and θ-sum against NumPy."""
+    from numba import njit
+
+    from rftheory import panel
+
+    @njit
+    def run(F, D, H, theta, vectors, a, b, surrogate):
+        if surrogate:
+            return panel.sigma_row_surrogate(F, D, 0, H, 0, theta, 0, vectors, a, b)
+        return panel.sigma_row(F, D, 0, H, 0, theta, 0, vectors, a, b)
+
+    rng = np.random.default_rng(5)
+    size = VECTOR * 257
+    z = (3 * rng.standard_normal(size)).astype(np.float32)
+    z[:6] = [0.0, -0.0, 1e-30, -20.0, 20.0, 7.9]  # zero, tiny, clamped on both sides, near the clamp
+    theta = rng.standard_normal(size)
+    a, b = np.float32(0.7), np.float32(-1.3)
+    F, D, H = z.copy(), np.full_like(z, np.nan), np.full(size, np.nan)
+    total = run(F, D, H, theta, size // VECTOR, a, b, surrogate)
+    F_ref, D_ref = np.empty_like(z), np.empty_like(z)
+    kernels._relu_tanh_f32_kernel(z, F_ref, D_ref, a, b)
+    if surrogate:
+        D_ref = (z > 0).astype(np.float32)
+    ulp = np.finfo(np.float32).eps
+    assert np.all(np.abs(F - F_ref) <= 8 * ulp * np.maximum(np.abs(F_ref), 1))
+    assert np.all(np.abs(D - D_ref) <= 8 * ulp * np.maximum(np.abs(D_ref), 1))
+    assert np.array_equal(H, F.astype(np.float64))
+    assert total == pytest.approx(H @ theta, rel=1e-12, abs=1e-12 * np.abs(H) @ np.abs(theta))
+    exact = 0.7 * np.maximum(z.astype(np.float64), 0) - 1.3 * np.tanh(z.astype(np.float64))
+    assert np.abs(F - exact).max() <= 2e-6 * max(1.0, np.abs(exact).max())
