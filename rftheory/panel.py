@@ -70,6 +70,9 @@ TILE_ROWS = 5  # forward tile: 5 rows × 2 vectors = 10 accumulators + 2 loads +
 # registers (AVX2) 5 × 2 = 10 + 7; with 32 (AVX-512) 5 × 4 = 20 + 9 (measured 111 against 101 GFLOP/s
 # for 5 × 2, one thread, n̂=20, d=100, p=20000)
 B_TILE_COORDS = 4 if VECTOR == 16 else 2
+# Gram tile (float64, VECTOR // 2 lanes): 4 × 4 sums + 8 loads in 32 registers, 4 × 2 + 6 in 16
+GRAM_TILE_ROWS = 4
+GRAM_TILE_COLS = 4 if VECTOR == 16 else 2
 BACKWARD_CHUNK_BLOCKS = 16  # panels per backward tile call (the tile's rows of W stay in L1)
 
 try:  # pragma: no cover - exercised whenever numba is installed
@@ -384,6 +387,66 @@ def _make_sigma_row(surrogate: bool):
     return sigma_row
 
 
+def _make_gram_tile(tile_rows: int, tile_cols: int):
+    """A Numba intrinsic for one tile of a float64 Gram matrix, VECTOR // 2 lanes at a time:
+
+        out[r·tile_cols + c] = Σ_{0 ≤ t < lanes·vectors} H[i + r·stride + t] · H[k + c·stride + t]
+
+    for r < tile_rows, c < tile_cols (flat element offsets into a C-contiguous
+    float64 H; no bounds checks): tile_rows·tile_cols lane-wise sums in
+    registers, each added over its lanes by halving at the end.
+    """
+    lanes = VECTOR // 2
+
+    @intrinsic
+    def tile(typingctx, H, i, k, stride, vectors, out):  # pragma: no cover - compiled
+        sig = types.void(H, i, k, stride, vectors, out)
+
+        def codegen(context, builder, signature, args):
+            H_arr, i_off, k_off, stride_, vectors_, out_arr = args
+            code = _TileCode(context, builder, signature)
+            dvec = ir.VectorType(ir.DoubleType(), lanes)
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(dvec, [dvec] * 3),
+                                                 f"llvm.fma.v{lanes}f64")
+            data = builder.bitcast(context.make_array(signature.args[0])(context, builder, H_arr).data,
+                                   ir.DoubleType().as_pointer())
+            stride_v = code.int64(3, stride_)
+
+            def row_base(k_offset, offset, r):
+                return builder.gep(data, [builder.add(code.int64(k_offset, offset),
+                                                      builder.mul(code.const(r), stride_v))])
+
+            rows = [row_base(1, i_off, r) for r in range(tile_rows)]
+            cols = [row_base(2, k_off, c) for c in range(tile_cols)]
+            zero = ir.Constant(dvec, [0.0] * lanes)
+            acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(tile_cols)] for _ in range(tile_rows)]
+            for row in acc:
+                for cell in row:
+                    builder.store(zero, cell)
+            with cgutils.for_range(builder, code.int64(4, vectors_)) as loop:
+                at = builder.mul(loop.index, code.const(lanes))
+
+                def load(base):
+                    return builder.load(builder.bitcast(builder.gep(base, [at]), dvec.as_pointer()), align=8)
+
+                col_vecs = [load(base) for base in cols]
+                for r in range(tile_rows):
+                    row_vec = load(rows[r])
+                    for c in range(tile_cols):
+                        builder.store(builder.call(fma, [row_vec, col_vecs[c], builder.load(acc[r][c])]), acc[r][c])
+            out = builder.bitcast(context.make_array(signature.args[5])(context, builder, out_arr).data,
+                                  ir.DoubleType().as_pointer())
+            for r in range(tile_rows):
+                for c in range(tile_cols):
+                    builder.store(_lane_sum(builder, builder.load(acc[r][c])),
+                                  builder.gep(out, [code.const(r * tile_cols + c)]))
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
 if _HAVE_NUMBA:
     # forward: A = X̂ packed by tiles (row step 1, t step TILE_ROWS), B = P, 16 features per tile
     _forward_tile = _make_tile(TILE_ROWS, 2, 1, TILE_ROWS)
@@ -392,6 +455,8 @@ if _HAVE_NUMBA:
     # pass 1's elementwise step (σ, σ', float64 copy and θ-sum), true derivative and relu surrogate
     sigma_row = _make_sigma_row(False)
     sigma_row_surrogate = _make_sigma_row(True)
+    # the float64 Gram of pass 1: GRAM_TILE_ROWS × GRAM_TILE_COLS sums per tile
+    gram_tile = _make_gram_tile(GRAM_TILE_ROWS, GRAM_TILE_COLS)
 
     @njit(nogil=True, cache=True)
     def aligned_zeros_f32(size):  # pragma: no cover - compiled

@@ -45,7 +45,7 @@ import numpy as np
 
 from .kernels import numba_enabled, relu_tanh_coefficients
 from .linalg import cholesky_condition_limit, gram_solve
-from .panel import PANEL_WIDTH, TILE_ROWS, VECTOR, aligned_zeros, pack_forward, panel_kernels_available
+from .panel import GRAM_TILE_COLS, GRAM_TILE_ROWS, PANEL_WIDTH, TILE_ROWS, VECTOR, aligned_zeros, pack_forward, panel_kernels_available
 
 __all__ = ["panel_loss_applicable", "panel_model_applicable", "panel_projection_loss", "PanelEvaluation",
            "packed_panels", "piece_bounds", "kernel_threads", "panel_threads", "PANEL_MAX_BYTES"]
@@ -56,7 +56,7 @@ RESIDUAL_CHUNK_BLOCKS = 16  # panels per cache-resident chunk of pass 2
 PIECE_BLOCKS = 128  # panels (2048 features) per piece of work handed to a thread (see piece_bounds)
 TAIL_PIECE_BLOCKS = 16  # the smallest piece (one chunk of 256 features), at the end of a pass
 TAIL_SHARE = 4  # a piece is at most 1/TAIL_SHARE of the panels left: the pieces shrink towards the end
-GRAM_ROWS = 4  # rows per block of the float64 Gram (4 rows × 2 columns: 8 sums in registers)
+GRAM_PAD = max(GRAM_TILE_ROWS, GRAM_TILE_COLS)  # H's rows are padded with zero rows to a multiple of this
 # the control counters of one evaluation (rftheory.spin): pieces claimed and done per pass, the phase
 # (0 pass 1, PASS_2 pass 2, REFUSED Gram refused: both end the wait for pass 1), an abort flag raised when a thread failed, and the lead's
 # "inputs packed" flag that the helpers wait for
@@ -74,6 +74,7 @@ if panel_kernels_available():
         _pack_tiles_into,
         aligned_zeros_f32,
         aligned_zeros_f64,
+        gram_tile,
         sigma_row,
         sigma_row_surrogate,
     )
@@ -84,7 +85,8 @@ if panel_kernels_available():
     def _features_pass(X, P, theta, a, b, relu_surrogate, groups, n_hat, block_lo, block_hi, p,
                        F, D, v, A):  # pragma: no cover - compiled
         """Pass 1 on forward panels [block_lo, block_hi): F, D (in place of Z) and the float64 sums v, A (lower triangle)."""
-        n_pad = -(-n_hat // GRAM_ROWS) * GRAM_ROWS
+        n_pad = -(-n_hat // GRAM_PAD) * GRAM_PAD
+        sums = np.empty(GRAM_TILE_ROWS * GRAM_TILE_COLS)
         H = aligned_zeros_f64(n_pad * FORWARD_CHUNK_BLOCKS * PANEL_WIDTH).reshape((n_pad, FORWARD_CHUNK_BLOCKS * PANEL_WIDTH))  # float64 rows of one chunk (zero rows past n̂)
         z_cols, h_cols = F.shape[1], H.shape[1]
         for c0 in range(block_lo, block_hi, FORWARD_CHUNK_BLOCKS):
@@ -99,39 +101,25 @@ if panel_kernels_available():
                         v[g, i] += sigma_row_surrogate(F, D, f, H, i * h_cols, theta, j0, vectors, a, b)
                     else:
                         v[g, i] += sigma_row(F, D, f, H, i * h_cols, theta, j0, vectors, a, b)
-                _gram_lower(H, min(c1 * PANEL_WIDTH, p) - j0, n_hat, A[g])
+                _gram_lower(H, vectors * 2, n_hat, A[g], sums)  # whole panels: H = 0 past p
 
-    @njit(nogil=True, cache=True, fastmath=True, error_model="numpy", inline="always")
-    def _gram_lower(H, m, n_hat, A):  # pragma: no cover - compiled
-        """A[i, k] += Σ_{j<m} H[i, j] H[k, j] for k ≤ i < n̂, in blocks of 4 rows × 2 columns.
+    @njit(nogil=True, cache=True, error_model="numpy", inline="always")
+    def _gram_lower(H, vectors, n_hat, A, sums):  # pragma: no cover - compiled
+        """A[i, k] += Σ_j H[i, j] H[k, j] for k ≤ i < n̂, j over ``vectors`` float64 vectors of the rows.
 
-        Each block loads 6 vectors for 8 fused multiply–adds (a row pair
-        against one column: 3 loads for 2); H has zero rows up to a multiple
-        of GRAM_ROWS, and only k ≤ i < n̂ is stored.
+        Tiles of GRAM_TILE_ROWS × GRAM_TILE_COLS (:func:`rftheory.panel.gram_tile`) on and below the
+        diagonal; H has zero rows up to a multiple of both, and only k ≤ i < n̂ is stored (sums: scratch).
         """
-        for i in range(0, n_hat, GRAM_ROWS):
-            h0, h1, h2, h3 = H[i, :m], H[i + 1, :m], H[i + 2, :m], H[i + 3, :m]
-            for k in range(0, i + GRAM_ROWS, 2):
-                g0, g1 = H[k, :m], H[k + 1, :m]
-                s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = 0.0
-                for j in range(m):
-                    a0, a1, a2, a3, b0, b1 = h0[j], h1[j], h2[j], h3[j], g0[j], g1[j]
-                    s00 += a0 * b0
-                    s01 += a0 * b1
-                    s10 += a1 * b0
-                    s11 += a1 * b1
-                    s20 += a2 * b0
-                    s21 += a2 * b1
-                    s30 += a3 * b0
-                    s31 += a3 * b1
-                sums = ((s00, s01), (s10, s11), (s20, s21), (s30, s31))
-                for di in range(GRAM_ROWS):
+        stride = H.shape[1]
+        for i in range(0, n_hat, GRAM_TILE_ROWS):
+            for k in range(0, i + GRAM_TILE_ROWS, GRAM_TILE_COLS):
+                gram_tile(H, i * stride, k * stride, stride, vectors, sums)
+                for di in range(GRAM_TILE_ROWS):
                     row = i + di
                     if row < n_hat:
-                        if k <= row:
-                            A[row, k] += sums[di][0]
-                        if k + 1 <= row:
-                            A[row, k + 1] += sums[di][1]
+                        for dk in range(GRAM_TILE_COLS):
+                            if k + dk <= row:
+                                A[row, k + dk] += sums[di * GRAM_TILE_COLS + dk]
 
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
     def _residual_pass(F, D, theta, alpha, groups, n_hat, block_lo, block_hi, p, P, G, r_sq,

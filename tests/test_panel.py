@@ -502,3 +502,22 @@ def test_sigma_row_matches_the_scalar_activation(surrogate):
     assert total == pytest.approx(H @ theta, rel=1e-12, abs=1e-12 * np.abs(H) @ np.abs(theta))
     exact = 0.7 * np.maximum(z.astype(np.float64), 0) - 1.3 * np.tanh(z.astype(np.float64))
     assert np.abs(F - exact).max() <= 2e-6 * max(1.0, np.abs(exact).max())
+
+
+@needs_numba
+def test_gram_tile_matches_numpy():
+    from numba import njit
+
+    from rftheory import panel
+
+    @njit
+    def run(H, i, k, stride, vectors, out):
+        panel.gram_tile(H, i, k, stride, vectors, out)
+
+    rng = np.random.default_rng(8)
+    lanes = VECTOR // 2
+    H = rng.standard_normal((9, lanes * 13))
+    out = np.full(panel.GRAM_TILE_ROWS * panel.GRAM_TILE_COLS, np.nan)
+    run(H, 1 * H.shape[1], 3 * H.shape[1], H.shape[1], 13, out)
+    expected = H[1:1 + panel.GRAM_TILE_ROWS] @ H[3:3 + panel.GRAM_TILE_COLS].T
+    np.testing.assert_allclose(out.reshape(expected.shape), expected, rtol=1e-13, atol=1e-13 * np.abs(H).max() ** 2 * H.shape[1])
