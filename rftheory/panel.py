@@ -65,7 +65,10 @@ def _host_vector_lanes() -> int:
 
 VECTOR = _host_vector_lanes()  # float32 lanes per hardware vector the kernels are written for
 PANEL_WIDTH = 2 * VECTOR  # features per panel of P: two vectors
-TILE_ROWS = 5  # forward tile: 5 rows × 2 vectors = 10 accumulators + 2 loads + 1 broadcast ≤ 16 registers
+# forward tile: TILE_ROWS rows × 2 vectors of accumulators + 2 loads + 1 broadcast: 5 × 2 = 10 + 3 in 16
+# registers (AVX2), 10 × 2 = 20 + 3 in 32 (AVX-512: half the loads of P per multiply–add)
+TILE_ROWS = 10 if VECTOR == 16 else 5
+B_TILE_ROWS = 5  # backward tile rows (TILE_ROWS is a multiple: W's rows are padded like X̂'s)
 # backward tile: 5 rows × B_TILE_COORDS coordinates of accumulators + 5 + B_TILE_COORDS loads: with 16
 # registers (AVX2) 5 × 2 = 10 + 7; with 32 (AVX-512) 5 × 4 = 20 + 9 (measured 111 against 101 GFLOP/s
 # for 5 × 2, one thread, n̂=20, d=100, p=20000)
@@ -451,7 +454,7 @@ if _HAVE_NUMBA:
     # forward: A = X̂ packed by tiles (row step 1, t step TILE_ROWS), B = P, 16 features per tile
     _forward_tile = _make_tile(TILE_ROWS, 2, 1, TILE_ROWS)
     # backward: lane-wise dot products of rows of W with coordinates of P, 5 rows × 2 coordinates
-    _backward_tile = _make_dot_tile(TILE_ROWS, B_TILE_COORDS)
+    _backward_tile = _make_dot_tile(B_TILE_ROWS, B_TILE_COORDS)
     # pass 1's elementwise step (σ, σ', float64 copy and θ-sum), true derivative and relu surrogate
     sigma_row = _make_sigma_row(False)
     sigma_row_surrogate = _make_sigma_row(True)
@@ -505,7 +508,7 @@ if _HAVE_NUMBA:
         d_pad = P.shape[1]
         for b0 in range(block_lo, block_hi, BACKWARD_CHUNK_BLOCKS):
             panels = min(BACKWARD_CHUNK_BLOCKS, block_hi - b0)
-            for s in range(0, rows, TILE_ROWS):  # the tile's rows of W stay in L1 over all coordinates
+            for s in range(0, rows, B_TILE_ROWS):  # the tile's rows of W stay in L1 over all coordinates
                 for k0 in range(0, d_pad, B_TILE_COORDS):
                     _backward_tile(W, s * w_cols + b0 * PANEL_WIDTH - w_base, w_cols,
                                    P, (b0 * d_pad + k0) * PANEL_WIDTH, d_pad * PANEL_WIDTH, panels,

@@ -15,6 +15,8 @@ from rftheory import kernels
 from rftheory.loss import projection_loss
 from rftheory.panel import (
     B_TILE_COORDS,
+    B_TILE_ROWS,
+    TILE_ROWS,
     PANEL_WIDTH,
     VECTOR,
     aligned_zeros,
@@ -57,9 +59,11 @@ def test_pack_layouts_hold_the_entries():
             assert P[j // w, k, j % w] == V[j, k]
     assert not P[2, :, 5:].any() and not P[:, 21:, :].any()  # zero padding past p and d
     assert B_TILE_COORDS in (2, 4) and d_pad > 21
-    X = rng.standard_normal((7, 21)).astype(np.float32)
+    rows = TILE_ROWS + 2  # 5 or 10 rows per forward tile, by the host
+    X = rng.standard_normal((rows, 21)).astype(np.float32)
     Xt = pack_tiles(X)
-    assert Xt.shape == (2, 21, 5) and Xt[1, 20, 1] == X[6, 20] and not Xt[1, :, 2:].any()
+    assert Xt.shape == (2, 21, TILE_ROWS) and Xt[1, 20, 1] == X[rows - 1, 20] and not Xt[1, :, 2:].any()
+    assert TILE_ROWS % B_TILE_ROWS == 0  # W's rows, padded like X̂'s, split into whole backward tiles
 
 
 @pytest.mark.parametrize("shape,dtype", [((3, 1001), np.float32), ((7,), np.float64), ((2, 5, 16), np.float32)])
