@@ -416,7 +416,11 @@ def _evaluation_arguments(monkeypatch, model, X):
     from rftheory import panel_loss
 
     seen = []
-    monkeypatch.setattr(panel_loss, "_share_with_helpers", lambda args, errors, wanted: seen.append(args))
+    def post(args, errors, wanted):
+        seen.append(args)
+        return np.zeros(panel_loss.CONTROLS, np.int64)  # the bell nobody listens to
+
+    monkeypatch.setattr(panel_loss, "_share_with_helpers", post)
     with panel_threads(2):
         res = projection_loss(X, model.theta, model)
     monkeypatch.undo()
@@ -449,21 +453,22 @@ def test_a_failing_helper_raises_the_abort_flag_and_its_error(monkeypatch):
 
     from rftheory import panel_loss
 
-    def share(*args):
-        if args[-1]:  # the lead: waits for the abort flag, as the compiled lead does
-            while not args[-2][panel_loss.ABORT]:
-                time.sleep(1e-3)
-            return -1
+    def share(*args):  # the lead: waits for the abort flag, as the compiled lead does
+        while not args[-2][panel_loss.ABORT]:
+            time.sleep(1e-3)
+        return -1
+
+    def share_then_wait(*args):  # a helper
         raise ValueError("helper failed")
 
-    def lead(X_rows, tangent, theta_sq, *args):
+    def lead(X_rows, tangent, theta_sq, bell, *args):
         return share(*args, True), None, None, None
 
-    monkeypatch.setattr(panel_loss, "_evaluation_share", share)
+    monkeypatch.setattr(panel_loss, "_share_then_wait", share_then_wait)
     monkeypatch.setattr(panel_loss, "_lead", lead)
     ctl = np.zeros(panel_loss.CONTROLS, np.int64)
     errors = []
-    panel_loss._helper((None, ctl), errors)
+    assert panel_loss._helper((None, ctl), errors, 1, np.zeros(panel_loss.CONTROLS, np.int64)) is False
     assert ctl[panel_loss.ABORT] == 1 and isinstance(errors[0], ValueError)
     if panel_kernels_available():
         model = _model(5000, 30)
@@ -525,3 +530,40 @@ def test_gram_tile_matches_numpy():
     run(H, 1 * H.shape[1], 3 * H.shape[1], H.shape[1], 13, out)
     expected = H[1:1 + panel.GRAM_TILE_ROWS] @ H[3:3 + panel.GRAM_TILE_COLS].T
     np.testing.assert_allclose(out.reshape(expected.shape), expected, rtol=1e-13, atol=1e-13 * np.abs(H).max() ** 2 * H.shape[1])
+
+
+@needs_numba
+def test_await_bell_returns_on_a_ring_or_after_its_spins():
+    import threading
+    import time
+
+    from rftheory import panel_loss
+
+    bell = np.zeros(panel_loss.CONTROLS, np.int64)
+    bell[0] = 5
+    assert panel_loss._await_bell(bell, 4, 0)  # already past: no spin needed
+    assert not panel_loss._await_bell(bell, 5, 100)  # nobody rings: gives up
+    ringer = threading.Thread(target=lambda: (time.sleep(0.05), panel_loss._ring_for_test(bell)))
+    ringer.start()
+    assert panel_loss._await_bell(bell, 5, 1 << 40)  # a ring from another thread ends the spin
+    ringer.join()
+    assert bell[0] == 6
+
+
+@needs_numba
+def test_consecutive_two_thread_evaluations_ring_the_bell_and_agree():
+    """Back-to-back evaluations (the attack's loop, where the helper spins between them): each
+    rings the helpers' bell once and every result is bitwise the one-thread one."""
+    from rftheory import panel_loss
+
+    model = _model(20000, 100)
+    X = random_sphere(20, 100, np.random.default_rng(4), np, np.float32)
+    with panel_threads(1):
+        ref = projection_loss(X, model.theta, model)
+    with panel_threads(2):
+        projection_loss(X, model.theta, model)
+        before = int(panel_loss._HELPERS.bell[0])
+        for _ in range(20):
+            res = projection_loss(X, model.theta, model)
+            assert res.loss == ref.loss and np.array_equal(res.grad, ref.grad) and np.array_equal(res.alpha, ref.alpha)
+    assert panel_loss._HELPERS.bell[0] == before + 20
