@@ -8,31 +8,43 @@ with only rows = R·n̂ ≈ 20 rows on the other side.  OpenBLAS packs V afresh
 on every call and its kernels are tuned for square shapes; on the reference
 machine these two skinny products ran at 25–40 % of its measured sgemm peak
 (benchmarks/bench_iteration.py).  V never changes during an attack, so this
-module packs it once, into panels of 16 features,
+module packs it once, into panels of w = PANEL_WIDTH = 2·VECTOR features
+(VECTOR = 16 float32 lanes where the host has AVX-512, else 8),
 
-    P[b, k, c] = V[16b + c, k]          shape (⌈p/16⌉, d_pad, 16), zero-padded,
+    P[b, k, c] = V[w·b + c, k]          shape (⌈p/w⌉, d_pad, w), zero-padded,
 
 and both products read that one copy (so V's bytes are streamed from one
 place, which matters when memory bandwidth is the limit):
 
-* forward, Z[:, 16b:16b+16] = X̂ P[b]: tiles of 5 rows × 16 features, X̂
-  packed so that the 5 scalars of one k are adjacent (``pack_tiles``);
-* backward, G[i, k] = Σ_j W[i, j] V[j, k] = Σ_b Σ_c W[i, 16b + c] P[b, k, c]:
+* forward, Z[:, w·b : w·b + w] = X̂ P[b]: tiles of TILE_ROWS rows × w
+  features, X̂ packed so that the tile's scalars of one k are adjacent
+  (``pack_tiles``);
+* backward, G[i, k] = Σ_j W[i, j] V[j, k] = Σ_b Σ_c W[i, w·b + c] P[b, k, c]:
   the sum runs along the panels' contiguous feature axis, so W stays in its
   natural row-major layout (no transposed packing, no padding of the rows
-  to a vector width); tiles of 5 rows × 2 coordinates keep one vector of
-  lane-wise partial sums per entry, G8[i, k, :], summed over the 8 lanes at
-  the end.
+  to a vector width); tiles of B_TILE_ROWS rows × B_TILE_COORDS coordinates
+  keep one vector of lane-wise partial sums per entry, G8[i, k, :], summed
+  over the VECTOR lanes at the end.
 
 Two register-blocked micro-kernels (the BLIS scheme) do the products: the
 forward one loads the vectors of B, broadcasts the tile's scalars of A and
 issues rows×vectors fused multiply–adds; the backward one loads rows + coords
 vectors and issues rows×coords fused multiply–adds (lane-wise dot products).
 The accumulators stay in registers over a whole run of panels.  Both are
-written in LLVM IR (``<8 x float>``, ``llvm.fma``) through Numba intrinsics,
-because LLVM's own vectoriser does not find this blocking; LLVM lowers them
-to the host's vector instructions (AVX2/FMA on the reference machine).  :mod:`rftheory.panel_loss` builds the float32 projection loss on
-these kernels; everything here is pure arithmetic.
+written in LLVM IR (``<VECTOR x float>``, ``llvm.fma``) through Numba
+intrinsics, because LLVM's own vectoriser does not find this blocking (and
+stays at 256-bit vectors on AVX-512 hosts); LLVM lowers them to the host's
+vector instructions.  Tile shapes follow the register count (16 with AVX2,
+32 with AVX-512).  Two more intrinsics serve pass 1 of the loss: the
+elementwise step (σ, σ', a float64 copy and its θ-sum, :func:`_make_sigma_row`)
+and float64 Gram tiles (:func:`_make_gram_tile`).  Arrays the kernels stream
+start on a 64-byte line (:func:`aligned_zeros`).  :mod:`rftheory.panel_loss`
+builds the float32 projection loss on these kernels; everything here is
+pure arithmetic.
+
+The vector width is fixed at import from the host (or 8 when NUMBA_CPU_NAME
+/ NUMBA_CPU_FEATURES name a portable target); Numba's on-disk cache is keyed
+by the same CPU name and features, so a cached kernel always matches it.
 """
 from __future__ import annotations
 
@@ -112,7 +124,7 @@ def aligned_zeros(shape, dtype=np.float32) -> np.ndarray:
 
 
 def pack_forward(V: np.ndarray) -> np.ndarray:
-    """P[b, k, c] = V[16b + c, k], zero past p and d; shape (⌈p/16⌉, d_pad, 16).
+    """P[b, k, c] = V[w·b + c, k] (w = PANEL_WIDTH), zero past p and d; shape (⌈p/w⌉, d_pad, w).
 
     d_pad = d rounded up to a multiple of B_TILE_COORDS (the backward tile
     reads whole pairs of coordinates).
@@ -128,7 +140,7 @@ def pack_forward(V: np.ndarray) -> np.ndarray:
 
 
 def pack_tiles(X: np.ndarray) -> np.ndarray:
-    """Xt[s, k, r] = X[5s + r, k], zero rows past X's; shape (⌈rows/5⌉, d, 5): the forward kernel's A."""
+    """Xt[s, k, r] = X[T·s + r, k] (T = TILE_ROWS), zero rows past X's; shape (⌈rows/T⌉, d, T): the forward kernel's A."""
     rows, d = X.shape
     tiles = -(-rows // TILE_ROWS)
     padded = np.zeros((tiles * TILE_ROWS, d), dtype=np.float32)
@@ -139,7 +151,7 @@ def pack_tiles(X: np.ndarray) -> np.ndarray:
 class _TileCode:
     """LLVM IR helpers shared by the tile intrinsics (one per codegen call).
 
-    Flat float32 pointers into array arguments, int64 arguments, 8-wide
+    Flat float32 pointers into array arguments, int64 arguments, VECTOR-wide
     vector loads, the grid of output vector pointers, zeroed accumulators
     (allocas in the entry block that LLVM promotes to registers) and the
     fused multiply–add into one of them.
@@ -167,7 +179,7 @@ class _TileCode:
         return self.builder.load(self.builder.bitcast(self.builder.gep(ptr, [offset]), self.vec_ptr), align=4)
 
     def output_grid(self, base, row_step, rows, columns):
-        """Vector pointers base + r·row_step + 8c for r < rows, c < columns."""
+        """Vector pointers base + r·row_step + VECTOR·c for r < rows, c < columns."""
         b = self.builder
         return [[b.bitcast(b.gep(base, [b.add(b.mul(self.const(r), row_step), self.const(VECTOR * c))]), self.vec_ptr)
                  for c in range(columns)] for r in range(rows)]
@@ -185,14 +197,14 @@ class _TileCode:
 
 
 def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
-    """A Numba intrinsic for one register tile of tile_rows × (8·vectors) sums:
+    """A Numba intrinsic for one register tile of tile_rows × (VECTOR·vectors) sums:
 
         out[o + r·o_row + c] = Σ_{0 ≤ t < count} A[a + r·a_row_step + t·a_t_step] · B[b + t·b_step + c]
 
-    for r < tile_rows, c < 8·vectors, all indices flat element offsets into
+    for r < tile_rows, c < VECTOR·vectors, all indices flat element offsets into
     C-contiguous float32 arrays (callers compute a, b, o; no bounds checks).
     The A steps are compile-time constants, so the loop advances two pointers; tile_rows·vectors accumulators + vectors loads + 1
-    broadcast must fit the 16 vector registers of AVX2.
+    broadcast must fit the vector registers (16 with AVX2, 32 with AVX-512).
     """
 
     @intrinsic
@@ -233,13 +245,13 @@ def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
 def _make_dot_tile(tile_rows: int, tile_coords: int):
     """A Numba intrinsic for one backward tile of tile_rows × tile_coords lane-wise sums:
 
-        out[o + r·o_row + 8k + l] += Σ_{0 ≤ s < panels} Σ_{h = 0, 1}
-            W[w + r·w_row + 16s + 8h + l] · P[b + s·b_panel + 16k + 8h + l]
+        out[o + r·o_row + V·k + l] += Σ_{0 ≤ s < panels} Σ_{h = 0, 1}
+            W[w + r·w_row + 2V·s + V·h + l] · P[b + s·b_panel + 2V·k + V·h + l]
 
-    for r < tile_rows, k < tile_coords, lanes l < 8 (flat element offsets
-    into C-contiguous float32 arrays; callers compute w, b, o; no bounds
-    checks).  With P = pack_forward(V), b = (b₀·d_pad + k₀)·16 and
-    b_panel = d_pad·16, the 8 lanes of out sum to G[r, k₀ + k] over the
+    for r < tile_rows, k < tile_coords, lanes l < V = VECTOR (flat element
+    offsets into C-contiguous float32 arrays; callers compute w, b, o; no
+    bounds checks).  With P = pack_forward(V), b = (b₀·d_pad + k₀)·2V and
+    b_panel = d_pad·2V, the V lanes of out sum to G[r, k₀ + k] over the
     features of panels b₀ … b₀ + panels − 1.  The tile's accumulators stay
     in registers over all ``panels`` and are then added to ``out``.
     """
@@ -451,9 +463,9 @@ def _make_gram_tile(tile_rows: int, tile_cols: int):
 
 
 if _HAVE_NUMBA:
-    # forward: A = X̂ packed by tiles (row step 1, t step TILE_ROWS), B = P, 16 features per tile
+    # forward: A = X̂ packed by tiles (row step 1, t step TILE_ROWS), B = P, PANEL_WIDTH features per tile
     _forward_tile = _make_tile(TILE_ROWS, 2, 1, TILE_ROWS)
-    # backward: lane-wise dot products of rows of W with coordinates of P, 5 rows × 2 coordinates
+    # backward: lane-wise dot products of rows of W with coordinates of P, B_TILE_ROWS × B_TILE_COORDS
     _backward_tile = _make_dot_tile(B_TILE_ROWS, B_TILE_COORDS)
     # pass 1's elementwise step (σ, σ', float64 copy and θ-sum), true derivative and relu surrogate
     sigma_row = _make_sigma_row(False)
@@ -477,7 +489,7 @@ if _HAVE_NUMBA:
 
     @njit(nogil=True, cache=True)
     def _pack_tiles_into(X, Xt):  # pragma: no cover - compiled
-        """Xt = pack_tiles(X) written into an existing (⌈rows/5⌉, d, 5) float32 array."""
+        """Xt = pack_tiles(X) written into an existing (⌈rows/T⌉, d, T) float32 array (T = TILE_ROWS)."""
         rows = X.shape[0]
         for s in range(Xt.shape[0]):
             for k in range(Xt.shape[1]):
@@ -487,7 +499,7 @@ if _HAVE_NUMBA:
 
     @njit(nogil=True, cache=True)
     def _forward_blocks(Xt, P, Z, block_lo, block_hi):  # pragma: no cover - compiled
-        """Z[5s + r, 16b + c] = Σ_k Xt[s, k, r] P[b, k, c] for block_lo ≤ b < block_hi (Xt = pack_tiles(X̂))."""
+        """Z[T·s + r, w·b + c] = Σ_k Xt[s, k, r] P[b, k, c] (T = TILE_ROWS, w = PANEL_WIDTH) for block_lo ≤ b < block_hi (Xt = pack_tiles(X̂))."""
         tiles, d, _ = Xt.shape
         d_pad, z_cols = P.shape[1], Z.shape[1]
         for b in range(block_lo, block_hi):
@@ -497,12 +509,12 @@ if _HAVE_NUMBA:
 
     @njit(nogil=True, cache=True)
     def _backward_blocks(W, P, G8, block_lo, block_hi, w_base):  # pragma: no cover - compiled
-        """G8[i, k, l] += Σ_{block_lo ≤ b < block_hi} Σ_{h=0,1} W[i, 16b + 8h + l − w_base] · P[b, k, 8h + l].
+        """G8[i, k, l] += Σ_{block_lo ≤ b < block_hi} Σ_{h=0,1} W[i, w·b + V·h + l − w_base] · P[b, k, V·h + l].
 
         Σ_l G8[i, k, l] then holds Σ_j W[i, j] V[j, k] over the features of
         those panels: G = W V with V read from the forward panels and W in
         its row-major layout (columns offset by w_base); W has a multiple of
-        5 rows (zero rows as padding), G8 is (W's rows × d_pad × 8).
+        B_TILE_ROWS rows (zero rows as padding), G8 is (W's rows × d_pad × VECTOR).
         """
         rows, w_cols = W.shape
         d_pad = P.shape[1]

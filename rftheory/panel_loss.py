@@ -4,13 +4,14 @@ Same mathematics as :func:`rftheory.loss.projection_loss` (which dispatches
 here when :func:`panel_loss_applicable` holds); for R candidate sets of n̂
 rows (row g·n̂ + i of the stacked X̂ is sample i of set g):
 
-    pass 1, per chunk of 256 features:
+    pass 1, per chunk of FORWARD_CHUNK_BLOCKS panels (256 or 512 features):
         Z = X̂Vᵀ (forward micro-kernel on the panels P of V),
-        F = σ(Z), D = σ'(Z) in place, σ = a·relu + b·tanh,
-        v_g += F_g θ,   A_g += F_g F_gᵀ (lower triangle, 4×2 blocks; float64 sums)
+        F = σ(Z), D = σ'(Z) in place, σ = a·relu + b·tanh, with a float64
+        copy of F and v_g += F_g θ in the same sweep (sigma_row),
+        A_g += F_g F_gᵀ (lower triangle, gram_tile blocks; float64 sums)
     α_g = A_g⁻¹ v_g       (float64 Cholesky, gram_solve's conditioning rule;
                            gram_solve itself when that rule refuses)
-    pass 2, per chunk of 256 features:
+    pass 2, per chunk of RESIDUAL_CHUNK_BLOCKS panels:
         r_g = θ − F_gᵀ α_g,  ‖r_g‖² accumulated               (float64)
         W = D ⊙ r_g (per row of set g), packed by rows,
         Gᵀ += Vᵀ Wᵀ (backward micro-kernel on the same panels P)
@@ -27,7 +28,9 @@ One call hands the whole evaluation to the helper threads at once; inside
 compiled code every thread claims pieces from an atomic counter, the lead
 (the calling thread) waits for pass 1 by spinning on a second counter, sums
 and solves, and releases pass 2 through a flag (:mod:`rftheory.spin`): no
-return to Python and no operating-system wake-up between the passes.  Each
+return to Python and no operating-system wake-up between the passes.  Between
+evaluations a helper keeps spinning in compiled code until the next lead rings
+a bell (:class:`_HelperThreads`), so a loop of evaluations wakes nobody.  Each
 piece has its own accumulators, summed in piece order, so the result is
 bitwise the same for any thread count and schedule.  The thread count is
 :func:`kernel_threads` (the current BLAS limit unless :func:`panel_threads`
@@ -51,7 +54,7 @@ __all__ = ["panel_loss_applicable", "panel_model_applicable", "panel_projection_
            "packed_panels", "piece_bounds", "kernel_threads", "panel_threads", "PANEL_MAX_BYTES"]
 
 PANEL_MAX_BYTES = 2**30  # keep a packed copy of V only up to 1 GiB (else the BLAS path runs)
-FORWARD_CHUNK_BLOCKS = 16  # panels (16 features each) per cache-resident chunk of pass 1
+FORWARD_CHUNK_BLOCKS = 16  # panels (PANEL_WIDTH = 16 or 32 features each) per cache-resident chunk of pass 1
 RESIDUAL_CHUNK_BLOCKS = 16  # panels per cache-resident chunk of pass 2
 PIECE_BLOCKS = 128  # panels (2048 features) per piece of work handed to a thread (see piece_bounds)
 TAIL_PIECE_BLOCKS = 16  # the smallest piece (one chunk of 256 features), at the end of a pass
