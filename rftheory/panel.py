@@ -80,11 +80,11 @@ PANEL_WIDTH = 2 * VECTOR  # features per panel of P: two vectors
 # forward tile: TILE_ROWS rows × 2 vectors of accumulators + 2 loads + 1 broadcast: 5 × 2 = 10 + 3 in 16
 # registers (AVX2), 10 × 2 = 20 + 3 in 32 (AVX-512: half the loads of P per multiply–add)
 TILE_ROWS = 10 if VECTOR == 16 else 5
-B_TILE_ROWS = 5  # backward tile rows (TILE_ROWS is a multiple: W's rows are padded like X̂'s)
-# backward tile: 5 rows × B_TILE_COORDS coordinates of accumulators + 5 + B_TILE_COORDS loads: with 16
-# registers (AVX2) 5 × 2 = 10 + 7; with 32 (AVX-512) 5 × 4 = 20 + 9 (measured 111 against 101 GFLOP/s
-# for 5 × 2, one thread, n̂=20, d=100, p=20000)
-B_TILE_COORDS = 4 if VECTOR == 16 else 2
+# backward tile: B_TILE_ROWS × B_TILE_COORDS accumulators + B_TILE_ROWS + B_TILE_COORDS loads: with 16
+# registers (AVX2) 5 × 2 = 10 + 7; with 32 (AVX-512) 10 × 2 = 20 + 12 (pass 2 measured 0.76 ms against
+# 0.81 for 5 × 4 and 1.17 for 10 × 3, one thread, n̂=20, d=100, p=20000)
+B_TILE_ROWS = 10 if VECTOR == 16 else 5  # divides TILE_ROWS: W's rows are padded like X̂'s
+B_TILE_COORDS = 2
 # Gram tile (float64, VECTOR // 2 lanes): 4 × 4 sums + 8 loads in 32 registers, 4 × 2 + 6 in 16
 GRAM_TILE_ROWS = 4
 GRAM_TILE_COLS = 4 if VECTOR == 16 else 2
