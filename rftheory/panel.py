@@ -402,6 +402,73 @@ def _make_sigma_row(surrogate: bool):
     return sigma_row
 
 
+def _make_residual(with_grad: bool):
+    """A Numba intrinsic for pass 2's elementwise step on one chunk, VECTOR // 2 lanes at a time:
+
+        r_t = θ[s + t] − Σ_{i < rows} α[a + i] · F[f + i·f_row + t]        (float64)
+        W[w + i·w_row + t] = D[f + i·f_row + t] · float32(r_t)   for i < rows   (with_grad)
+        returns Σ_t r_t²
+
+    for 0 ≤ t < (VECTOR // 2)·vectors (flat element offsets; C-contiguous
+    float32 F, D, W and float64 θ, α; no bounds checks).  r stays in a
+    register over the rows (one pass over the chunk instead of one per row).
+    """
+    lanes = VECTOR // 2
+
+    @intrinsic
+    def residual(typingctx, F, D, f, f_row, alpha, a, rows, theta, s, W, w, w_row, vectors):  # pragma: no cover
+        sig = types.float64(F, D, f, f_row, alpha, a, rows, theta, s, W, w, w_row, vectors)
+
+        def codegen(context, builder, signature, args):
+            F_arr, D_arr, f_off, f_row_, al_arr, a_off, rows_, th_arr, s_off, W_arr, w_off, w_row_, vectors_ = args
+            code = _TileCode(context, builder, signature)
+            fvec = ir.VectorType(ir.FloatType(), lanes)
+            dvec = ir.VectorType(ir.DoubleType(), lanes)
+            fma64 = cgutils.get_or_insert_function(builder.module, ir.FunctionType(dvec, [dvec] * 3),
+                                                   f"llvm.fma.v{lanes}f64")
+
+            def pointer(k_array, array, element, k_offset=None, offset=None):
+                data = context.make_array(signature.args[k_array])(context, builder, array).data
+                ptr = builder.bitcast(data, element.as_pointer())
+                return ptr if k_offset is None else builder.gep(ptr, [code.int64(k_offset, offset)])
+
+            base_f = pointer(0, F_arr, ir.FloatType(), 2, f_off)
+            base_d = pointer(1, D_arr, ir.FloatType(), 2, f_off)
+            base_a = pointer(4, al_arr, ir.DoubleType(), 5, a_off)
+            base_th = pointer(7, th_arr, ir.DoubleType(), 8, s_off)
+            base_w = pointer(9, W_arr, ir.FloatType(), 10, w_off)
+            f_row_v, w_row_v, rows_v = code.int64(3, f_row_), code.int64(11, w_row_), code.int64(6, rows_)
+            squares = cgutils.alloca_once_value(builder, ir.Constant(dvec, [0.0] * lanes))
+            r_slot = cgutils.alloca_once_value(builder, ir.Constant(dvec, [0.0] * lanes))
+
+            def vec_at(base, row, row_step, at, vec_type):
+                ptr = builder.gep(base, [builder.add(builder.mul(row, row_step), at)])
+                return builder.bitcast(ptr, vec_type.as_pointer())
+
+            with cgutils.for_range(builder, code.int64(12, vectors_)) as loop:
+                at = builder.mul(loop.index, code.const(lanes))
+                th = builder.load(builder.bitcast(builder.gep(base_th, [at]), dvec.as_pointer()), align=8)
+                builder.store(th, r_slot)
+                with cgutils.for_range(builder, rows_v) as row_loop:
+                    i = row_loop.index
+                    f = builder.fpext(builder.load(vec_at(base_f, i, f_row_v, at, fvec), align=4), dvec)
+                    minus_a = _splat(builder, dvec, builder.fneg(builder.load(builder.gep(base_a, [i]))))
+                    builder.store(builder.call(fma64, [minus_a, f, builder.load(r_slot)]), r_slot)
+                r = builder.load(r_slot)
+                builder.store(builder.call(fma64, [r, r, builder.load(squares)]), squares)
+                if with_grad:
+                    r32 = builder.fptrunc(r, fvec)
+                    with cgutils.for_range(builder, rows_v) as row_loop:
+                        i = row_loop.index
+                        d = builder.load(vec_at(base_d, i, f_row_v, at, fvec), align=4)
+                        builder.store(builder.fmul(d, r32), vec_at(base_w, i, w_row_v, at, fvec), align=4)
+            return _lane_sum(builder, builder.load(squares))
+
+        return sig, codegen
+
+    return residual
+
+
 def _make_gram_tile(tile_rows: int, tile_cols: int):
     """A Numba intrinsic for one tile of a float64 Gram matrix, VECTOR // 2 lanes at a time:
 
@@ -470,6 +537,9 @@ if _HAVE_NUMBA:
     # pass 1's elementwise step (σ, σ', float64 copy and θ-sum), true derivative and relu surrogate
     sigma_row = _make_sigma_row(False)
     sigma_row_surrogate = _make_sigma_row(True)
+    # pass 2's elementwise step (r, ‖r‖² and, with the gradient, W = D ⊙ r)
+    residual_row_sums = _make_residual(False)
+    residual_and_weights = _make_residual(True)
     # the float64 Gram of pass 1: GRAM_TILE_ROWS × GRAM_TILE_COLS sums per tile
     gram_tile = _make_gram_tile(GRAM_TILE_ROWS, GRAM_TILE_COLS)
 

@@ -79,6 +79,8 @@ if panel_kernels_available():
         aligned_zeros_f32,
         aligned_zeros_f64,
         gram_tile,
+        residual_and_weights,
+        residual_row_sums,
         sigma_row,
         sigma_row_surrogate,
     )
@@ -130,42 +132,29 @@ if panel_kernels_available():
                        with_grad):  # pragma: no cover - compiled
         """Pass 2 on forward panels [block_lo, block_hi): r = θ − Fᵀα (float64), ‖r‖², W = D ⊙ r, G += W V.
 
-        W lives only chunk by chunk, row-major (rows of F, zero rows past
-        R·n̂), in cache; features at or past p get W = 0.  The backward kernel
+        r and W come from :func:`rftheory.panel.residual_and_weights` over whole panels (past p,
+        F = θ = 0, so r = W = 0).  W lives only chunk by chunk, row-major (rows of F, zero rows
+        past R·n̂), in cache.  The backward kernel
         keeps 8 lane-wise partial sums per entry of G over the whole range;
         they are added (lanes in order) into G (rows × d_pad) at the end.
         """
         width = RESIDUAL_CHUNK_BLOCKS * PANEL_WIDTH
-        r = np.empty(width, dtype=np.float64)
-        r32 = np.empty(width, dtype=np.float32)
         W = aligned_zeros_f32(F.shape[0] * width).reshape((F.shape[0], width))
         G8 = aligned_zeros_f32(F.shape[0] * P.shape[1] * VECTOR).reshape((F.shape[0], P.shape[1], VECTOR))
+        z_cols, lanes = F.shape[1], VECTOR // 2
         for b0 in range(block_lo, block_hi, RESIDUAL_CHUNK_BLOCKS):
             b1 = min(b0 + RESIDUAL_CHUNK_BLOCKS, block_hi)
             c0 = b0 * PANEL_WIDTH
-            m = min(b1 * PANEL_WIDTH, p) - c0  # real features in this chunk
-            th = theta[c0:c0 + m]
+            # whole panels: past p, F = 0 and θ (padded) = 0, so r = 0 and W = 0 there
+            vectors = (b1 - b0) * PANEL_WIDTH // lanes
             for g in range(groups):
-                for j in range(m):
-                    r[j] = th[j]
-                for i in range(n_hat):
-                    ai = alpha[g, i]
-                    f_i = F[g * n_hat + i, c0:c0 + m]
-                    for j in range(m):
-                        r[j] -= ai * np.float64(f_i[j])
-                s = 0.0
-                for j in range(m):
-                    s += r[j] * r[j]
-                r_sq[g] += s
+                f = g * n_hat * z_cols + c0
                 if with_grad:
-                    for j in range(m):
-                        r32[j] = r[j]
-                    for i in range(g * n_hat, (g + 1) * n_hat):
-                        w_i, d_i = W[i], D[i, c0:c0 + m]
-                        for j in range(m):
-                            w_i[j] = d_i[j] * r32[j]
-                        for j in range(m, width):
-                            w_i[j] = np.float32(0.0)
+                    r_sq[g] += residual_and_weights(F, D, f, z_cols, alpha, g * n_hat, n_hat, theta, c0,
+                                                    W, g * n_hat * width, width, vectors)
+                else:
+                    r_sq[g] += residual_row_sums(F, D, f, z_cols, alpha, g * n_hat, n_hat, theta, c0,
+                                                 W, g * n_hat * width, width, vectors)
             if with_grad:
                 _backward_blocks(W, P, G8, b0, b1, c0)
         if with_grad:

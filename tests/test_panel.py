@@ -567,3 +567,35 @@ def test_consecutive_two_thread_evaluations_ring_the_bell_and_agree():
             res = projection_loss(X, model.theta, model)
             assert res.loss == ref.loss and np.array_equal(res.grad, ref.grad) and np.array_equal(res.alpha, ref.alpha)
     assert panel_loss._HELPERS.bell[0] == before + 20
+
+
+@needs_numba
+@pytest.mark.parametrize("with_grad", [False, True])
+def test_residual_step_matches_numpy(with_grad):
+    from numba import njit
+
+    from rftheory import panel
+
+    @njit
+    def run(F, D, f, f_row, alpha, a, rows, theta, s, W, w, w_row, vectors, with_grad):
+        if with_grad:
+            return panel.residual_and_weights(F, D, f, f_row, alpha, a, rows, theta, s, W, w, w_row, vectors)
+        return panel.residual_row_sums(F, D, f, f_row, alpha, a, rows, theta, s, W, w, w_row, vectors)
+
+    rng = np.random.default_rng(11)
+    lanes, rows, cols = VECTOR // 2, 7, VECTOR * 12
+    F = rng.standard_normal((rows + 2, cols)).astype(np.float32)
+    D = rng.random((rows + 2, cols)).astype(np.float32)
+    alpha = rng.standard_normal(rows + 3)
+    theta = rng.standard_normal(cols + 5)
+    W = np.full((rows, 3 * lanes * 4), np.nan, dtype=np.float32)
+    vectors = 3  # t < 3·lanes, from column lanes of F and θ entry 5 on; α from entry 2 on, F from row 1 on
+    total = run(F, D, 1 * cols + lanes, cols, alpha, 2, rows, theta, 5, W, 0, W.shape[1], vectors, with_grad)
+    t = 3 * lanes
+    r = theta[5:5 + t] - alpha[2:2 + rows] @ F[1:1 + rows, lanes:lanes + t].astype(np.float64)
+    assert total == pytest.approx(r @ r, rel=1e-12)
+    if with_grad:
+        np.testing.assert_allclose(W[:, :t], D[1:1 + rows, lanes:lanes + t] * r.astype(np.float32), rtol=1e-6)
+        assert np.isnan(W[:, t:]).all()  # nothing written past the vectors asked for
+    else:
+        assert np.isnan(W).all()
