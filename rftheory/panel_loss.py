@@ -135,7 +135,7 @@ if panel_kernels_available():
         r and W come from :func:`rftheory.panel.residual_and_weights` over whole panels (past p,
         F = θ = 0, so r = W = 0).  W lives only chunk by chunk, row-major (rows of F, zero rows
         past R·n̂), in cache.  The backward kernel
-        keeps 8 lane-wise partial sums per entry of G over the whole range;
+        keeps VECTOR lane-wise partial sums per entry of G over the whole range;
         they are added (lanes in order) into G (rows × d_pad) at the end.
         """
         width = RESIDUAL_CHUNK_BLOCKS * PANEL_WIDTH
