@@ -367,6 +367,13 @@ def relu_tanh_coefficients(activation):
     return coef["relu"], coef["tanh"]
 
 
+def _wide_host() -> bool:
+    """Whether this host has AVX-512 as Numba sees it (the panel kernels' 16-lane width)."""
+    from .panel import VECTOR  # noqa: PLC0415 - panel imports this module's constants lazily
+
+    return VECTOR == 16
+
+
 def _numba_ok(Z) -> bool:
     return isinstance(Z, np.ndarray) and Z.ndim == 2 and Z.dtype in (np.float32, np.float64) and Z.flags.c_contiguous
 
@@ -376,14 +383,16 @@ def kernel_coefficients(activation, Z, force: bool | None = None):
 
     The kernel serves σ = a·relu + b·tanh on C-contiguous NumPy float32/float64
     when enabled (``force`` overrides the default/environment choice).  By
-    default pure tanh in float64 stays on NumPy, whose tanh is faster there
-    (benchmarks/bench_kernels.py).
+    default pure tanh in float64 stays on NumPy, whose tanh is faster there,
+    and so does any σ with a tanh part in float64 on an AVX-512 host, where
+    NumPy's vectorised tanh wins (relu+tanh float64, one thread: NumPy 5.5 ms
+    against Numba's libm tanh 7.0 ms; benchmarks/bench_kernels.py).
     """
     coef = relu_tanh_coefficients(activation) if _numba_ok(Z) else None
     if coef is None:
         return None
     if force is None:
-        if Z.dtype == np.float64 and coef[0] == 0.0:
+        if Z.dtype == np.float64 and (coef[0] == 0.0 or (coef[1] != 0.0 and _wide_host())):
             return None
         return coef if numba_enabled("relu_tanh") else None
     return coef if (force and _HAVE_NUMBA) else None

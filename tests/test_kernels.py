@@ -35,6 +35,26 @@ def test_numba_kernels_match_numpy(name, dtype, tol, rng):
     np.testing.assert_allclose(D, D0, rtol=tol, atol=tol)
 
 
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
+def test_default_kernel_choice_follows_the_measurements(monkeypatch):
+    """Numba by default for float32 and for float64 relu; NumPy for float64 tanh, and for a float64
+    tanh part on an AVX-512 host (NumPy's vectorised tanh is faster there)."""
+    from rftheory import kernels
+
+    monkeypatch.delenv("RFTHEORY_NUMBA", raising=False)
+    Z32, Z64 = np.zeros((2, 8), np.float32), np.zeros((2, 8))
+    act = get_activation
+    assert kernels.kernel_coefficients(act("relu+tanh"), Z32) == (1.0, 1.0)
+    assert kernels.kernel_coefficients(act("tanh"), Z32) == (0.0, 1.0)
+    assert kernels.kernel_coefficients(act("relu"), Z64) == (1.0, 0.0)
+    assert kernels.kernel_coefficients(act("tanh"), Z64) is None
+    for wide in (True, False):
+        monkeypatch.setattr(kernels, "_wide_host", lambda: wide)
+        expected = None if wide else (1.0, 1.0)
+        assert kernels.kernel_coefficients(act("relu+tanh"), Z64) == expected
+        assert kernels.kernel_coefficients(act("relu+tanh"), Z64, force=True) == (1.0, 1.0)
+
+
 class _WrappedRF:
     """An RF model seen only through the feature-map protocol."""
 
