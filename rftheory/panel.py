@@ -379,7 +379,7 @@ def _make_sigma_row(surrogate: bool):
                     r = builder.fmul(r, builder.call(fma32, [builder.fsub(zero, den), r, two]))
                     t = builder.fmul(num, r)
                 else:
-                    t = builder.fdiv(num, den)
+                    t = builder.fdiv(num, den, flags=("fast",))
                 positive = builder.fcmp_ordered(">", z, zero)
                 step = builder.select(positive, one, zero)
                 relu = builder.select(positive, z, zero)

@@ -59,7 +59,7 @@ RESIDUAL_CHUNK_BLOCKS = 16  # panels per cache-resident chunk of pass 2
 PIECE_BLOCKS = 128  # panels (2048 features) per piece of work handed to a thread (see piece_bounds)
 TAIL_PIECE_BLOCKS = 16  # the smallest piece (one chunk of 256 features), at the end of a pass
 TAIL_SHARE = 4  # a piece is at most 1/TAIL_SHARE of the panels left: the pieces shrink towards the end
-GRAM_PAD = max(GRAM_TILE_ROWS, GRAM_TILE_COLS)  # H's rows are padded with zero rows to a multiple of this
+GRAM_PAD = max(GRAM_TILE_ROWS, GRAM_TILE_COLS, 4)  # H's rows are padded with zero rows to a multiple of this
 # the control counters of one evaluation (rftheory.spin): pieces claimed and done per pass, the phase
 # (0 pass 1, PASS_2 pass 2, REFUSED Gram refused: both end the wait for pass 1), an abort flag raised when a thread failed, and the lead's
 # "inputs packed" flag that the helpers wait for
@@ -110,7 +110,7 @@ if panel_kernels_available():
                 _gram_lower(H, vectors * 2, n_hat, A[g], sums)  # whole panels: H = 0 past p
 
     @njit(nogil=True, cache=True, error_model="numpy", inline="always")
-    def _gram_lower(H, vectors, n_hat, A, sums):  # pragma: no cover - compiled
+    def _gram_lower_tiles(H, vectors, n_hat, A, sums):  # pragma: no cover - compiled
         """A[i, k] += Σ_j H[i, j] H[k, j] for k ≤ i < n̂, j over ``vectors`` float64 vectors of the rows.
 
         Tiles of GRAM_TILE_ROWS × GRAM_TILE_COLS (:func:`rftheory.panel.gram_tile`) on and below the
@@ -126,6 +126,46 @@ if panel_kernels_available():
                         for dk in range(GRAM_TILE_COLS):
                             if k + dk <= row:
                                 A[row, k + dk] += sums[di * GRAM_TILE_COLS + dk]
+
+    @njit(nogil=True, cache=True, fastmath=True, error_model="numpy", inline="always")
+    def _gram_lower_loops(H, m, n_hat, A):  # pragma: no cover - compiled
+        """A[i, k] += Σ_{j<m} H[i, j] H[k, j] for k ≤ i < n̂, in blocks of 4 rows × 2 columns left
+        to LLVM's vectoriser (8 sums, 6 loads per step; it interleaves them).  H has zero rows up
+        to a multiple of 4 and only k ≤ i < n̂ is stored.  With 8-lane vectors this is faster than
+        :func:`_gram_lower_tiles` (one thread, n̂=20, p=20000 compiled for haswell: 0.19 against
+        0.25–0.35 ms)."""
+        for i in range(0, n_hat, 4):
+            h0, h1, h2, h3 = H[i, :m], H[i + 1, :m], H[i + 2, :m], H[i + 3, :m]
+            for k in range(0, i + 4, 2):
+                g0, g1 = H[k, :m], H[k + 1, :m]
+                s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = 0.0
+                for j in range(m):
+                    a0, a1, a2, a3, b0, b1 = h0[j], h1[j], h2[j], h3[j], g0[j], g1[j]
+                    s00 += a0 * b0
+                    s01 += a0 * b1
+                    s10 += a1 * b0
+                    s11 += a1 * b1
+                    s20 += a2 * b0
+                    s21 += a2 * b1
+                    s30 += a3 * b0
+                    s31 += a3 * b1
+                sums = ((s00, s01), (s10, s11), (s20, s21), (s30, s31))
+                for di in range(4):
+                    row = i + di
+                    if row < n_hat:
+                        if k <= row:
+                            A[row, k] += sums[di][0]
+                        if k + 1 <= row:
+                            A[row, k + 1] += sums[di][1]
+
+    @njit(nogil=True, cache=True, error_model="numpy", inline="always")
+    def _gram_lower(H, vectors, n_hat, A, sums):  # pragma: no cover - compiled
+        """A[i, k] += Σ_j H[i, j] H[k, j] for k ≤ i < n̂ over ``vectors`` float64 vectors of VECTOR // 2
+        lanes: register tiles with 16 lanes (AVX-512), LLVM's vectoriser with 8."""
+        if VECTOR == 16:
+            _gram_lower_tiles(H, vectors, n_hat, A, sums)
+        else:
+            _gram_lower_loops(H, vectors * (VECTOR // 2), n_hat, A)
 
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
     def _residual_pass(F, D, theta, alpha, groups, n_hat, block_lo, block_hi, p, P, G, r_sq,
