@@ -56,10 +56,10 @@ __all__ = ["panel_loss_applicable", "panel_model_applicable", "panel_projection_
 PANEL_MAX_BYTES = 2**30  # keep a packed copy of V only up to 1 GiB (else the BLAS path runs)
 FORWARD_CHUNK_BLOCKS = 16  # panels (PANEL_WIDTH = 16 or 32 features each) per cache-resident chunk of pass 1
 RESIDUAL_CHUNK_BLOCKS = 16  # panels per cache-resident chunk of pass 2
-PIECE_BLOCKS = 128  # panels (2048 features) per piece of work handed to a thread (see piece_bounds)
-TAIL_PIECE_BLOCKS = 16  # the smallest piece (one chunk of 256 features), at the end of a pass
+PIECE_BLOCKS = 128  # panels (2048 or 4096 features) per piece of work handed to a thread (see piece_bounds)
+TAIL_PIECE_BLOCKS = 16  # the smallest piece (one chunk: 256 or 512 features), at the end of a pass
 TAIL_SHARE = 4  # a piece is at most 1/TAIL_SHARE of the panels left: the pieces shrink towards the end
-GRAM_PAD = max(GRAM_TILE_ROWS, GRAM_TILE_COLS, 4)  # H's rows are padded with zero rows to a multiple of this
+GRAM_PAD = max(GRAM_TILE_ROWS, GRAM_TILE_COLS, 4)  # H has zero rows up to a multiple of this (tiles; 4-row loop blocks)
 # the control counters of one evaluation (rftheory.spin): pieces claimed and done per pass, the phase
 # (0 pass 1, PASS_2 pass 2, REFUSED Gram refused: both end the wait for pass 1), an abort flag raised when a thread failed, and the lead's
 # "inputs packed" flag that the helpers wait for
@@ -403,7 +403,7 @@ def piece_bounds(blocks: int) -> np.ndarray:
     while much is left, so the per-piece costs stay small, and pieces shrinking to one chunk at the
     end, so that the threads, which claim pieces in order, finish a pass at nearly the same time
     (with equal pieces of 2048 features one thread idled ≈ 0.1 ms at the end of each pass,
-    measured at n̂=20, d=100, p=20000 on 2 threads).  The layout depends on ``blocks`` only,
+    measured at n̂=20, d=100, p=20000 on 2 threads, 8-lane kernels).  The layout depends on ``blocks`` only,
     not on the thread count: each piece has its own sums, added in piece order, so results are
     bitwise the same for any number of threads.
     """
