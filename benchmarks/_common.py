@@ -9,9 +9,32 @@ import time
 import numpy as np
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else platform.processor(), else "unknown CPU"."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def kernel_width() -> str:
+    """The packed-panel kernels' float32 vector width on this host (rftheory.panel.VECTOR)."""
+    try:
+        from rftheory import panel  # noqa: PLC0415
+
+        return f"{panel.VECTOR}-lane panel kernels" if panel.panel_kernels_available() else "no Numba"
+    except Exception as error:  # pragma: no cover - reported, not fatal
+        return f"panel kernels unavailable ({error})"
+
+
 def machine_line() -> str:
-    return (f"machine: {platform.machine()}, {os.cpu_count()} logical cores, numpy {np.__version__}, "
-            f"load average {os.getloadavg()[0]:.2f} (figures are only comparable on a quiet machine)")
+    return (f"machine: {platform.machine()}, {cpu_model()}, {os.cpu_count()} logical cores, {kernel_width()}, "
+            f"numpy {np.__version__}, load average {os.getloadavg()[0]:.2f} "
+            f"(figures are only comparable on a quiet machine)")
 
 
 def best_time(fn, repeat: int = 5, min_time: float = 0.2) -> float:
