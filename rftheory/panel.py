@@ -170,10 +170,16 @@ class _TileCode:
     def int64(self, k, value):
         return self.context.cast(self.builder, value, self.signature.args[k], types.int64)
 
-    def at(self, k_array, array, k_offset, offset):
-        """float* to element ``offset`` (argument k_offset) of the array argument k_array."""
+    def at(self, k_array, array, k_offset=None, offset=None, element=None):
+        """element* (float by default) to element ``offset`` (argument k_offset; 0 if None) of the
+        array argument k_array."""
         data = self.context.make_array(self.signature.args[k_array])(self.context, self.builder, array).data
-        return self.builder.gep(self.builder.bitcast(data, ir.FloatType().as_pointer()), [self.int64(k_offset, offset)])
+        ptr = self.builder.bitcast(data, (element or ir.FloatType()).as_pointer())
+        return ptr if k_offset is None else self.builder.gep(ptr, [self.int64(k_offset, offset)])
+
+    def vector_at(self, base, index, vec_type):
+        """<lanes x T>* to base[index] (base a T*, index an int64 value)."""
+        return self.builder.bitcast(self.builder.gep(base, [index]), vec_type.as_pointer())
 
     def load(self, ptr, offset):
         return self.builder.load(self.builder.bitcast(self.builder.gep(ptr, [offset]), self.vec_ptr), align=4)
@@ -340,13 +346,9 @@ def _make_sigma_row(surrogate: bool):
             fma64 = cgutils.get_or_insert_function(builder.module, ir.FunctionType(dvec, [dvec] * 3),
                                                    f"llvm.fma.v{VECTOR}f64")
 
-            def double_at(k_array, array, k_offset, offset):
-                data = context.make_array(signature.args[k_array])(context, builder, array).data
-                return builder.gep(builder.bitcast(data, ir.DoubleType().as_pointer()),
-                                   [code.int64(k_offset, offset)])
-
             base_f, base_d = code.at(0, F_arr, 2, f_off), code.at(1, D_arr, 2, f_off)
-            base_h, base_th = double_at(3, H_arr, 4, h_off), double_at(5, th_arr, 6, s_off)
+            double = ir.DoubleType()
+            base_h, base_th = code.at(3, H_arr, 4, h_off, double), code.at(5, th_arr, 6, s_off, double)
             a_vec = _splat(builder, vec, context.cast(builder, a_, signature.args[8], types.float32))
             b_vec = _splat(builder, vec, context.cast(builder, b_, signature.args[9], types.float32))
 
@@ -392,8 +394,8 @@ def _make_sigma_row(surrogate: bool):
                 builder.store(value, f_ptr, align=4)
                 builder.store(slope, d_ptr, align=4)
                 wide = builder.fpext(value, dvec)
-                builder.store(wide, builder.bitcast(builder.gep(base_h, [at]), dvec.as_pointer()), align=8)
-                th = builder.load(builder.bitcast(builder.gep(base_th, [at]), dvec.as_pointer()), align=8)
+                builder.store(wide, code.vector_at(base_h, at, dvec), align=8)
+                th = builder.load(code.vector_at(base_th, at, dvec), align=8)
                 builder.store(builder.call(fma64, [wide, th, builder.load(acc)]), acc)
             return _lane_sum(builder, builder.load(acc))
 
@@ -427,28 +429,20 @@ def _make_residual(with_grad: bool):
             fma64 = cgutils.get_or_insert_function(builder.module, ir.FunctionType(dvec, [dvec] * 3),
                                                    f"llvm.fma.v{lanes}f64")
 
-            def pointer(k_array, array, element, k_offset=None, offset=None):
-                data = context.make_array(signature.args[k_array])(context, builder, array).data
-                ptr = builder.bitcast(data, element.as_pointer())
-                return ptr if k_offset is None else builder.gep(ptr, [code.int64(k_offset, offset)])
-
-            base_f = pointer(0, F_arr, ir.FloatType(), 2, f_off)
-            base_d = pointer(1, D_arr, ir.FloatType(), 2, f_off)
-            base_a = pointer(4, al_arr, ir.DoubleType(), 5, a_off)
-            base_th = pointer(7, th_arr, ir.DoubleType(), 8, s_off)
-            base_w = pointer(9, W_arr, ir.FloatType(), 10, w_off)
+            double = ir.DoubleType()
+            base_f, base_d = code.at(0, F_arr, 2, f_off), code.at(1, D_arr, 2, f_off)
+            base_a, base_th = code.at(4, al_arr, 5, a_off, double), code.at(7, th_arr, 8, s_off, double)
+            base_w = code.at(9, W_arr, 10, w_off)
             f_row_v, w_row_v, rows_v = code.int64(3, f_row_), code.int64(11, w_row_), code.int64(6, rows_)
             squares = cgutils.alloca_once_value(builder, ir.Constant(dvec, [0.0] * lanes))
             r_slot = cgutils.alloca_once_value(builder, ir.Constant(dvec, [0.0] * lanes))
 
             def vec_at(base, row, row_step, at, vec_type):
-                ptr = builder.gep(base, [builder.add(builder.mul(row, row_step), at)])
-                return builder.bitcast(ptr, vec_type.as_pointer())
+                return code.vector_at(base, builder.add(builder.mul(row, row_step), at), vec_type)
 
             with cgutils.for_range(builder, code.int64(12, vectors_)) as loop:
                 at = builder.mul(loop.index, code.const(lanes))
-                th = builder.load(builder.bitcast(builder.gep(base_th, [at]), dvec.as_pointer()), align=8)
-                builder.store(th, r_slot)
+                builder.store(builder.load(code.vector_at(base_th, at, dvec), align=8), r_slot)
                 with cgutils.for_range(builder, rows_v) as row_loop:
                     i = row_loop.index
                     f = builder.fpext(builder.load(vec_at(base_f, i, f_row_v, at, fvec), align=4), dvec)
@@ -490,8 +484,7 @@ def _make_gram_tile(tile_rows: int, tile_cols: int):
             dvec = ir.VectorType(ir.DoubleType(), lanes)
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(dvec, [dvec] * 3),
                                                  f"llvm.fma.v{lanes}f64")
-            data = builder.bitcast(context.make_array(signature.args[0])(context, builder, H_arr).data,
-                                   ir.DoubleType().as_pointer())
+            data = code.at(0, H_arr, element=ir.DoubleType())
             stride_v = code.int64(3, stride_)
 
             def row_base(k_offset, offset, r):
@@ -509,15 +502,14 @@ def _make_gram_tile(tile_rows: int, tile_cols: int):
                 at = builder.mul(loop.index, code.const(lanes))
 
                 def load(base):
-                    return builder.load(builder.bitcast(builder.gep(base, [at]), dvec.as_pointer()), align=8)
+                    return builder.load(code.vector_at(base, at, dvec), align=8)
 
                 col_vecs = [load(base) for base in cols]
                 for r in range(tile_rows):
                     row_vec = load(rows[r])
                     for c in range(tile_cols):
                         builder.store(builder.call(fma, [row_vec, col_vecs[c], builder.load(acc[r][c])]), acc[r][c])
-            out = builder.bitcast(context.make_array(signature.args[5])(context, builder, out_arr).data,
-                                  ir.DoubleType().as_pointer())
+            out = code.at(5, out_arr, element=ir.DoubleType())
             for r in range(tile_rows):
                 for c in range(tile_cols):
                     builder.store(_lane_sum(builder, builder.load(acc[r][c])),

@@ -1,19 +1,13 @@
 """benchmarks/bench_gpu.py runs its measurement through the NumPy backend, and says clearly when no GPU is there."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from rftheory.backend import cupy_available
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_gpu.py"
+from conftest import load_benchmark
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_gpu")
 
 
 def test_same_measurement_on_numpy(capsys):
