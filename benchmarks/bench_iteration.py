@@ -99,7 +99,7 @@ def _breakdown(model, X, theta) -> None:
     """Single-thread parts of one panel evaluation (fastest of 100 calls each)."""
     from rftheory import panel, panel_loss  # noqa: PLC0415
 
-    n, p = X.shape[0], model.p
+    n = X.shape[0]
     P = panel_loss.packed_panels(model)
     blocks = P.shape[0]
     Xt = panel.pack_tiles(X)
@@ -114,12 +114,12 @@ def _breakdown(model, X, theta) -> None:
     r_sq = np.zeros(1)
     parts = {
         "pass 1 (X̂Vᵀ, σ, σ', v, Gram)": lambda: panel_loss._features_pass(Xt, P, theta, a, b, False, 1, n, 0, blocks,
-                                                                         p, F, D, v, A),
+                                                                         F, D, v, A),
         "  of which the X̂Vᵀ kernel": lambda: panel._forward_blocks(Xt, P, F, 0, blocks),
-        "pass 2 (r, W, WV)": lambda: panel_loss._residual_pass(F, D, theta, alpha, 1, n, 0, blocks, p, P, G,
+        "pass 2 (r, W, WV)": lambda: panel_loss._residual_pass(F, D, theta, alpha, 1, n, 0, blocks, P, G,
                                                                r_sq, True),
         "  of which the WV kernel": lambda: panel._backward_blocks(F, P, G8, 0, blocks, 0),
-        "  of which r alone": lambda: panel_loss._residual_pass(F, D, theta, alpha, 1, n, 0, blocks, p, P, G,
+        "  of which r alone": lambda: panel_loss._residual_pass(F, D, theta, alpha, 1, n, 0, blocks, P, G,
                                                                r_sq, False),
     }
     with threadpool_limits(limits=1, user_api="blas"), panel_threads(1):

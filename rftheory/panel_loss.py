@@ -48,7 +48,16 @@ import numpy as np
 
 from .kernels import numba_enabled, relu_tanh_coefficients
 from .linalg import cholesky_condition_limit, gram_solve
-from .panel import GRAM_TILE_COLS, GRAM_TILE_ROWS, PANEL_WIDTH, TILE_ROWS, VECTOR, aligned_zeros, pack_forward, panel_kernels_available
+from .panel import (
+    GRAM_TILE_COLS,
+    GRAM_TILE_ROWS,
+    PANEL_WIDTH,
+    TILE_ROWS,
+    VECTOR,
+    aligned_zeros,
+    pack_forward,
+    panel_kernels_available,
+)
 
 __all__ = ["panel_loss_applicable", "panel_model_applicable", "panel_projection_loss", "PanelEvaluation",
            "packed_panels", "piece_bounds", "kernel_threads", "panel_threads", "PANEL_MAX_BYTES"]
@@ -88,13 +97,14 @@ if panel_kernels_available():
 
     # (loops index 1-D row slices: LLVM vectorises those, not 2-D indexing)
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
-    def _features_pass(X, P, theta, a, b, relu_surrogate, groups, n_hat, block_lo, block_hi, p,
+    def _features_pass(X, P, theta, a, b, relu_surrogate, groups, n_hat, block_lo, block_hi,
                        F, D, v, A):  # pragma: no cover - compiled
         """Pass 1 on forward panels [block_lo, block_hi): F, D (in place of Z) and the float64 sums v, A (lower triangle)."""
         n_pad = -(-n_hat // GRAM_PAD) * GRAM_PAD
         sums = np.empty(GRAM_TILE_ROWS * GRAM_TILE_COLS)
-        H = aligned_zeros_f64(n_pad * FORWARD_CHUNK_BLOCKS * PANEL_WIDTH).reshape((n_pad, FORWARD_CHUNK_BLOCKS * PANEL_WIDTH))  # float64 rows of one chunk (zero rows past n̂)
-        z_cols, h_cols = F.shape[1], H.shape[1]
+        h_cols = FORWARD_CHUNK_BLOCKS * PANEL_WIDTH
+        H = aligned_zeros_f64(n_pad * h_cols).reshape((n_pad, h_cols))  # float64 rows of one chunk (zero rows past n̂)
+        z_cols = F.shape[1]
         for c0 in range(block_lo, block_hi, FORWARD_CHUNK_BLOCKS):
             c1 = min(c0 + FORWARD_CHUNK_BLOCKS, block_hi)
             _forward_blocks(X, P, F, c0, c1)
@@ -168,7 +178,7 @@ if panel_kernels_available():
             _gram_lower_loops(H, vectors * (VECTOR // 2), n_hat, A)
 
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
-    def _residual_pass(F, D, theta, alpha, groups, n_hat, block_lo, block_hi, p, P, G, r_sq,
+    def _residual_pass(F, D, theta, alpha, groups, n_hat, block_lo, block_hi, P, G, r_sq,
                        with_grad):  # pragma: no cover - compiled
         """Pass 2 on forward panels [block_lo, block_hi): r = θ − Fᵀα (float64), ‖r‖², W = D ⊙ r, G += W V.
 
@@ -302,7 +312,7 @@ if panel_kernels_available():
         return True
 
     @njit(nogil=True, cache=True, error_model="numpy")
-    def _evaluation_share(X, P, theta, a, b, relu_surrogate, groups, n_hat, bounds, p, F, D, v, A, limit,
+    def _evaluation_share(X, P, theta, a, b, relu_surrogate, groups, n_hat, bounds, F, D, v, A, limit,
                           v_total, A_total, alpha, G, r_sq, with_grad, ctl, lead):  # pragma: no cover - compiled
         """One thread's part of an evaluation; every thread runs it on the same arguments.
 
@@ -324,7 +334,7 @@ if panel_kernels_available():
             if k >= pieces:
                 break
             lo, hi = bounds[k], bounds[k + 1]
-            _features_pass(X, P, theta, a, b, relu_surrogate, groups, n_hat, lo, hi, p, F, D, v[k], A[k])
+            _features_pass(X, P, theta, a, b, relu_surrogate, groups, n_hat, lo, hi, F, D, v[k], A[k])
             atomic_add(ctl, DONE_1, 1)
         if lead:
             if not _wait_until(ctl, DONE_1, pieces):
@@ -345,7 +355,7 @@ if panel_kernels_available():
             if k >= pieces:
                 break
             lo, hi = bounds[k], bounds[k + 1]
-            _residual_pass(F, D, theta, alpha, groups, n_hat, lo, hi, p, P, G[k], r_sq[k], with_grad)
+            _residual_pass(F, D, theta, alpha, groups, n_hat, lo, hi, P, G[k], r_sq[k], with_grad)
             atomic_add(ctl, DONE_2, 1)
         if lead and not _wait_until(ctl, DONE_2, pieces):
             return -1
@@ -353,19 +363,14 @@ if panel_kernels_available():
 
 
     @njit(nogil=True, cache=True, error_model="numpy")
-    def _share_then_wait(Xt, P, theta, a, b, relu_surrogate, groups, n_hat, bounds, p, F, D, v, A, limit, v_total,
+    def _share_then_wait(Xt, P, theta, a, b, relu_surrogate, groups, n_hat, bounds, F, D, v, A, limit, v_total,
                          A_total, alpha, G, r_sq, with_grad, ctl, bell, ticket, spins):  # pragma: no cover - compiled
         """A helper's share (:func:`_evaluation_share`), then, without returning to Python (which
         would wait for the GIL while the lead runs the optimiser), a spin for the next job:
         True if bell[0] passed ``ticket`` within ``spins`` rounds (:func:`_await_bell`)."""
-        _evaluation_share(Xt, P, theta, a, b, relu_surrogate, groups, n_hat, bounds, p, F, D, v, A, limit,
+        _evaluation_share(Xt, P, theta, a, b, relu_surrogate, groups, n_hat, bounds, F, D, v, A, limit,
                           v_total, A_total, alpha, G, r_sq, with_grad, ctl, False)
         return _await_bell(bell, ticket, spins)
-
-    @njit(nogil=True, cache=True, error_model="numpy")
-    def _ring_for_test(bell):  # pragma: no cover - compiled
-        """bell[0] += 1 (what the lead's compiled call does; for tests)."""
-        atomic_add(bell, 0, 1)
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def _await_bell(bell, seen, spins):  # pragma: no cover - compiled
@@ -379,7 +384,7 @@ if panel_kernels_available():
         return atomic_load(bell, 0) > seen
 
     @njit(nogil=True, cache=True, error_model="numpy")
-    def _lead(X_rows, tangent, theta_sq, bell, Xt, P, theta, a, b, relu_surrogate, groups, n_hat, bounds, p, F, D,
+    def _lead(X_rows, tangent, theta_sq, bell, Xt, P, theta, a, b, relu_surrogate, groups, n_hat, bounds, F, D,
               v, A, limit, v_total, A_total, alpha, G, r_sq, with_grad, ctl):  # pragma: no cover - compiled
         """The calling thread's whole evaluation in one compiled call: pack X̂ (rows) and zero the sums
         (:func:`_prepare`), release the helpers (ctl[READY]), ring ``bell`` (bell[0] += 1: helpers that spin
@@ -389,7 +394,7 @@ if panel_kernels_available():
         _prepare(X_rows, Xt, v, A, G, r_sq)
         atomic_store(ctl, READY, 1)
         atomic_add(bell, 0, 1)  # helpers spinning for the next job: it is posted, and the GIL is free
-        status = _evaluation_share(Xt, P, theta, a, b, relu_surrogate, groups, n_hat, bounds, p, F, D, v, A, limit,
+        status = _evaluation_share(Xt, P, theta, a, b, relu_surrogate, groups, n_hat, bounds, F, D, v, A, limit,
                                    v_total, A_total, alpha, G, r_sq, with_grad, ctl, True)
         loss, grad, alpha_out = _finish(G, r_sq, alpha, theta_sq, with_grad and status == 1, X_rows, tangent)
         return status, loss, grad, alpha_out
@@ -681,7 +686,7 @@ def _evaluate(plan: _Plan, X_hat, theta64, theta_sq, threads: int, *, with_grad:
               tangent: bool):
     """One evaluation on ``plan``'s buffers with ``threads`` threads (θ from :func:`padded_theta`)."""
     R, n_hat, d = X_hat.shape
-    model, P, bounds, pieces = plan.model, plan.P, plan.bounds, plan.pieces
+    P, bounds, pieces = plan.P, plan.bounds, plan.pieces
     if theta64.shape != (P.shape[0] * PANEL_WIDTH,):  # pass 1 reads θ over whole panels
         raise ValueError("the panel loss needs θ from padded_theta")
     X = np.ascontiguousarray(X_hat).reshape(R * n_hat, d)
@@ -690,7 +695,7 @@ def _evaluate(plan: _Plan, X_hat, theta64, theta_sq, threads: int, *, with_grad:
     # Control counters are new for every evaluation: a helper that wakes late to an
     # earlier evaluation's job claims nothing from this one.
     ctl = np.zeros(CONTROLS, dtype=np.int64)
-    args = (plan.Xt, P, theta64, plan.a, plan.b, relu_surrogate, R, n_hat, bounds, model.p, plan.F, plan.D,
+    args = (plan.Xt, P, theta64, plan.a, plan.b, relu_surrogate, R, n_hat, bounds, plan.F, plan.D,
             plan.v, plan.A, plan.limit, plan.v_total, plan.A_total, plan.alpha, plan.G, plan.r_sq, with_grad, ctl)
     # helpers are not waited for: the lead waits (spinning) for the pieces they claimed, and a
     # helper that starts after the work is gone finds nothing to claim
@@ -708,7 +713,7 @@ def _evaluate(plan: _Plan, X_hat, theta64, theta_sq, threads: int, *, with_grad:
         plan.alpha[...] = np.stack([gram_solve(A[g], plan.v_total[g]) for g in range(R)])
         for k in range(pieces):
             lo, hi = bounds[k], bounds[k + 1]
-            _residual_pass(plan.F, plan.D, theta64, plan.alpha, R, n_hat, lo, hi, model.p, P, plan.G[k],
+            _residual_pass(plan.F, plan.D, theta64, plan.alpha, R, n_hat, lo, hi, P, plan.G[k],
                            plan.r_sq[k], with_grad)
         loss, grad, alpha = _finish(plan.G, plan.r_sq, plan.alpha, theta_sq, with_grad, X, tangent)
     return loss, grad if with_grad else None, alpha

@@ -543,7 +543,16 @@ def test_await_bell_returns_on_a_ring_or_after_its_spins():
     bell[0] = 5
     assert panel_loss._await_bell(bell, 4, 0)  # already past: no spin needed
     assert not panel_loss._await_bell(bell, 5, 100)  # nobody rings: gives up
-    ringer = threading.Thread(target=lambda: (time.sleep(0.05), panel_loss._ring_for_test(bell)))
+    from numba import njit
+
+    from rftheory.spin import atomic_add
+
+    @njit(nogil=True)
+    def ring(bell):
+        atomic_add(bell, 0, 1)
+
+    ring(np.zeros(1, np.int64))  # compiled before the clock starts
+    ringer = threading.Thread(target=lambda: (time.sleep(0.05), ring(bell)))
     ringer.start()
     assert panel_loss._await_bell(bell, 5, 1 << 40)  # a ring from another thread ends the spin
     ringer.join()
