@@ -328,8 +328,8 @@ def _make_sigma_row(surrogate: bool):
     x·P(x²)/Q(x²) of :func:`rftheory.kernels.relu_tanh_f32` (x = z clamped
     to ±_TANH_CLAMP); with 16 lanes (AVX-512) 1/Q is the hardware estimate
     (14 bits) and one Newton step, r ← r·(2 − Q·r) (relative error ≲ 2⁻²³;
-    three instructions on the multiply–add ports instead of a divide, whose
-    512-bit form is not pipelined), else a division with fast-math flags
+    three instructions on the multiply–add ports instead of the divider, a
+    separate, slower unit), else a division with fast-math flags
     (LLVM picks the same estimate where the target has one, as it did for the
     scalar loop this replaces).  The sum's products are float64, kept
     lane-wise and added by halving.
