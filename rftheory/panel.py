@@ -106,6 +106,7 @@ def panel_kernels_available() -> bool:
     return _HAVE_NUMBA
 
 
+PACK_PANELS = 4096  # panels per step of pack_forward
 CACHE_LINE = 64  # bytes: the kernels' arrays start on a line, so no 64-byte vector load straddles two
 
 
@@ -127,15 +128,19 @@ def pack_forward(V: np.ndarray) -> np.ndarray:
     """P[b, k, c] = V[w·b + c, k] (w = PANEL_WIDTH), zero past p and d; shape (⌈p/w⌉, d_pad, w).
 
     d_pad = d rounded up to a multiple of B_TILE_COORDS (the backward tile
-    reads whole pairs of coordinates).
+    reads whole groups of coordinates).  Copied PACK_PANELS panels at a time
+    (no second full-size copy of V, few Python steps).
     """
     p, d = V.shape
-    blocks = -(-p // PANEL_WIDTH)
+    w = PANEL_WIDTH
+    blocks, full = -(-p // w), p // w
     d_pad = -(-d // B_TILE_COORDS) * B_TILE_COORDS
-    P = aligned_zeros((blocks, d_pad, PANEL_WIDTH))
-    for b in range(blocks):  # panel by panel: no second full-size copy of V
-        rows = V[b * PANEL_WIDTH:(b + 1) * PANEL_WIDTH]
-        P[b, :d, :rows.shape[0]] = rows.T
+    P = aligned_zeros((blocks, d_pad, w))
+    for b0 in range(0, full, PACK_PANELS):
+        b1 = min(b0 + PACK_PANELS, full)
+        P[b0:b1, :d, :] = V[b0 * w:b1 * w].reshape(b1 - b0, w, d).transpose(0, 2, 1)
+    if full < blocks:  # the last panel, part-filled
+        P[full, :d, :p - full * w] = V[full * w:].T
     return P
 
 

@@ -66,6 +66,19 @@ def test_pack_layouts_hold_the_entries():
     assert TILE_ROWS % B_TILE_ROWS == 0  # W's rows, padded like X̂'s, split into whole backward tiles
 
 
+@pytest.mark.parametrize("p", [1, PANEL_WIDTH, 7 * PANEL_WIDTH, 7 * PANEL_WIDTH + 3])
+def test_pack_forward_in_steps_equals_one_transposed_copy(p, monkeypatch):
+    from rftheory import panel
+
+    monkeypatch.setattr(panel, "PACK_PANELS", 3)  # several steps and a part-filled last panel
+    V = np.random.default_rng(p).standard_normal((p, 9)).astype(np.float32)
+    P = pack_forward(V)
+    w = PANEL_WIDTH
+    ref = np.zeros((P.shape[0] * w, P.shape[1]), np.float32)
+    ref[:p, :9] = V
+    np.testing.assert_array_equal(P, ref.reshape(P.shape[0], w, P.shape[1]).transpose(0, 2, 1))
+
+
 @pytest.mark.parametrize("shape,dtype", [((3, 1001), np.float32), ((7,), np.float64), ((2, 5, 16), np.float32)])
 def test_aligned_zeros_start_on_a_cache_line(shape, dtype):
     a = aligned_zeros(shape, dtype)
