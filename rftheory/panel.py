@@ -51,15 +51,16 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "VECTOR",
     "PANEL_WIDTH",
     "TILE_ROWS",
+    "aligned_zeros",
     "panel_kernels_available",
     "pack_forward",
     "pack_tiles",
     "panel_matmul_forward",
     "panel_matmul_backward",
 ]
-
 
 
 def _host_vector_lanes() -> int:

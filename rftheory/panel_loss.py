@@ -60,7 +60,7 @@ from .panel import (
 )
 
 __all__ = ["panel_loss_applicable", "panel_model_applicable", "panel_projection_loss", "PanelEvaluation",
-           "packed_panels", "piece_bounds", "kernel_threads", "panel_threads", "PANEL_MAX_BYTES"]
+           "packed_panels", "padded_theta", "piece_bounds", "kernel_threads", "panel_threads", "PANEL_MAX_BYTES"]
 
 PANEL_MAX_BYTES = 2**30  # keep a packed copy of V only up to 1 GiB (else the BLAS path runs)
 FORWARD_CHUNK_BLOCKS = 16  # panels (PANEL_WIDTH = 16 or 32 features each) per cache-resident chunk of pass 1
