@@ -297,11 +297,10 @@ def _combine(name: str, parts: tuple) -> Activation:
             D = g if D is None else D + g
         return F, D
 
-    sym = None
-    if all(act.sympy_expr is not None for _, act in parts):
+    def combined_sympy(x):
+        return sum(c * act.sympy_expr(x) for c, act in parts)
 
-        def sym(x):
-            return sum(c * act.sympy_expr(x) for c, act in parts)
+    sym = combined_sympy if all(act.sympy_expr is not None for _, act in parts) else None
 
     return Activation(
         name=name,

@@ -1315,7 +1315,6 @@ def identifiability_checks(
     X, xp = _check_sphere(X)
     n, d = X.shape
     V, act = _weights_act(model, xp, d)
-    p = int(V.shape[0])
     rep = CheckReport()
     C = rep.checks
     truth = float(xp.max(single_sample_residual(X, X, model)))
