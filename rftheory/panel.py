@@ -146,7 +146,8 @@ def pack_forward(V: np.ndarray) -> np.ndarray:
 
 
 def pack_tiles(X: np.ndarray) -> np.ndarray:
-    """Xt[s, k, r] = X[T·s + r, k] (T = TILE_ROWS), zero rows past X's; shape (⌈rows/T⌉, d, T): the forward kernel's A."""
+    """Xt[s, k, r] = X[T·s + r, k] (T = TILE_ROWS), zero rows past X's; shape (⌈rows/T⌉, d, T):
+    the forward kernel's A."""
     rows, d = X.shape
     tiles = -(-rows // TILE_ROWS)
     padded = np.zeros((tiles * TILE_ROWS, d), dtype=np.float32)
@@ -167,8 +168,13 @@ class _TileCode:
         self.context, self.builder, self.signature = context, builder, signature
         self.vec = ir.VectorType(ir.FloatType(), VECTOR)
         self.vec_ptr = self.vec.as_pointer()
-        self.fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(self.vec, [self.vec] * 3),
-                                                  f"llvm.fma.v{VECTOR}f32")
+        self.fma = self.fma_for(self.vec)
+
+    def fma_for(self, vec_type):
+        """The llvm.fma intrinsic for <lanes x float|double>."""
+        kind = "f64" if isinstance(vec_type.element, ir.DoubleType) else "f32"
+        return cgutils.get_or_insert_function(self.builder.module, ir.FunctionType(vec_type, [vec_type] * 3),
+                                              f"llvm.fma.v{vec_type.count}{kind}")
 
     def const(self, value):
         return ir.Constant(ir.IntType(64), value)
@@ -196,8 +202,10 @@ class _TileCode:
         return [[b.bitcast(b.gep(base, [b.add(b.mul(self.const(r), row_step), self.const(VECTOR * c))]), self.vec_ptr)
                  for c in range(columns)] for r in range(rows)]
 
-    def accumulators(self, rows, columns):
-        zero = ir.Constant(self.vec, [0.0] * VECTOR)
+    def accumulators(self, rows, columns, vec_type=None):
+        """rows × columns zeroed accumulators of vec_type (default: VECTOR float32 lanes)."""
+        vec_type = vec_type or self.vec
+        zero = ir.Constant(vec_type, [0.0] * vec_type.count)
         acc = [[cgutils.alloca_once_value(self.builder, zero) for _ in range(columns)] for _ in range(rows)]
         for row in acc:
             for cell in row:
@@ -205,7 +213,8 @@ class _TileCode:
         return acc
 
     def fma_into(self, cell, a, b):
-        self.builder.store(self.builder.call(self.fma, [a, b, self.builder.load(cell)]), cell)
+        """cell ← a·b + cell (vectors of one type)."""
+        self.builder.store(self.builder.call(self.fma_for(a.type), [a, b, self.builder.load(cell)]), cell)
 
 
 def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
@@ -257,13 +266,13 @@ def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
 def _make_dot_tile(tile_rows: int, tile_coords: int):
     """A Numba intrinsic for one backward tile of tile_rows × tile_coords lane-wise sums:
 
-        out[o + r·o_row + V·k + l] += Σ_{0 ≤ s < panels} Σ_{h = 0, 1}
-            W[w + r·w_row + 2V·s + V·h + l] · P[b + s·b_panel + 2V·k + V·h + l]
+        out[o + r·o_row + L·k + l] += Σ_{0 ≤ s < panels} Σ_{h = 0, 1}
+            W[w + r·w_row + 2L·s + L·h + l] · P[b + s·b_panel + 2L·k + L·h + l]
 
-    for r < tile_rows, k < tile_coords, lanes l < V = VECTOR (flat element
+    for r < tile_rows, k < tile_coords, lanes l < L = VECTOR (flat element
     offsets into C-contiguous float32 arrays; callers compute w, b, o; no
-    bounds checks).  With P = pack_forward(V), b = (b₀·d_pad + k₀)·2V and
-    b_panel = d_pad·2V, the V lanes of out sum to G[r, k₀ + k] over the
+    bounds checks).  With P = pack_forward(V), b = (b₀·d_pad + k₀)·2L and
+    b_panel = d_pad·2L, the L lanes of out sum to G[r, k₀ + k] over the
     features of panels b₀ … b₀ + panels − 1.  The tile's accumulators stay
     in registers over all ``panels`` and are then added to ``out``.
     """
@@ -352,9 +361,6 @@ def _make_sigma_row(surrogate: bool):
             vec, const = code.vec, code.const
             dvec = ir.VectorType(ir.DoubleType(), VECTOR)
             fma32 = code.fma
-            fma64 = cgutils.get_or_insert_function(builder.module, ir.FunctionType(dvec, [dvec] * 3),
-                                                   f"llvm.fma.v{VECTOR}f64")
-
             base_f, base_d = code.at(0, F_arr, 2, f_off), code.at(1, D_arr, 2, f_off)
             double = ir.DoubleType()
             base_h, base_th = code.at(3, H_arr, 4, h_off, double), code.at(5, th_arr, 6, s_off, double)
@@ -366,14 +372,13 @@ def _make_sigma_row(surrogate: bool):
 
             zero, one, two = c32(0.0), c32(1.0), c32(2.0)
             lim, neg_lim = c32(_TANH_CLAMP), c32(-_TANH_CLAMP)
-            acc = cgutils.alloca_once_value(builder, ir.Constant(dvec, [0.0] * VECTOR))
+            (acc,), = code.accumulators(1, 1, dvec)
             if VECTOR == 16:
                 rcp = cgutils.get_or_insert_function(
                     builder.module, ir.FunctionType(vec, [vec, vec, ir.IntType(16)]), "llvm.x86.avx512.rcp14.ps.512")
             with cgutils.for_range(builder, code.int64(7, vectors_)) as loop:
                 at = builder.mul(loop.index, const(VECTOR))
-                f_ptr = builder.bitcast(builder.gep(base_f, [at]), code.vec_ptr)
-                d_ptr = builder.bitcast(builder.gep(base_d, [at]), code.vec_ptr)
+                f_ptr, d_ptr = code.vector_at(base_f, at, vec), code.vector_at(base_d, at, vec)
                 z = builder.load(f_ptr, align=4)
                 x = builder.select(builder.fcmp_ordered(">", z, neg_lim), z, neg_lim)
                 x = builder.select(builder.fcmp_ordered("<", x, lim), x, lim)
@@ -404,8 +409,7 @@ def _make_sigma_row(surrogate: bool):
                 builder.store(slope, d_ptr, align=4)
                 wide = builder.fpext(value, dvec)
                 builder.store(wide, code.vector_at(base_h, at, dvec), align=8)
-                th = builder.load(code.vector_at(base_th, at, dvec), align=8)
-                builder.store(builder.call(fma64, [wide, th, builder.load(acc)]), acc)
+                code.fma_into(acc, wide, builder.load(code.vector_at(base_th, at, dvec), align=8))
             return _lane_sum(builder, builder.load(acc))
 
         return sig, codegen
@@ -435,16 +439,12 @@ def _make_residual(with_grad: bool):
             code = _TileCode(context, builder, signature)
             fvec = ir.VectorType(ir.FloatType(), lanes)
             dvec = ir.VectorType(ir.DoubleType(), lanes)
-            fma64 = cgutils.get_or_insert_function(builder.module, ir.FunctionType(dvec, [dvec] * 3),
-                                                   f"llvm.fma.v{lanes}f64")
-
             double = ir.DoubleType()
             base_f, base_d = code.at(0, F_arr, 2, f_off), code.at(1, D_arr, 2, f_off)
             base_a, base_th = code.at(4, al_arr, 5, a_off, double), code.at(7, th_arr, 8, s_off, double)
             base_w = code.at(9, W_arr, 10, w_off)
             f_row_v, w_row_v, rows_v = code.int64(3, f_row_), code.int64(11, w_row_), code.int64(6, rows_)
-            squares = cgutils.alloca_once_value(builder, ir.Constant(dvec, [0.0] * lanes))
-            r_slot = cgutils.alloca_once_value(builder, ir.Constant(dvec, [0.0] * lanes))
+            (squares, r_slot), = code.accumulators(1, 2, dvec)
 
             def vec_at(base, row, row_step, at, vec_type):
                 return code.vector_at(base, builder.add(builder.mul(row, row_step), at), vec_type)
@@ -456,9 +456,9 @@ def _make_residual(with_grad: bool):
                     i = row_loop.index
                     f = builder.fpext(builder.load(vec_at(base_f, i, f_row_v, at, fvec), align=4), dvec)
                     minus_a = _splat(builder, dvec, builder.fneg(builder.load(builder.gep(base_a, [i]))))
-                    builder.store(builder.call(fma64, [minus_a, f, builder.load(r_slot)]), r_slot)
+                    code.fma_into(r_slot, minus_a, f)
                 r = builder.load(r_slot)
-                builder.store(builder.call(fma64, [r, r, builder.load(squares)]), squares)
+                code.fma_into(squares, r, r)
                 if with_grad:
                     r32 = builder.fptrunc(r, fvec)
                     with cgutils.for_range(builder, rows_v) as row_loop:
@@ -491,8 +491,6 @@ def _make_gram_tile(tile_rows: int, tile_cols: int):
             H_arr, i_off, k_off, stride_, vectors_, out_arr = args
             code = _TileCode(context, builder, signature)
             dvec = ir.VectorType(ir.DoubleType(), lanes)
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(dvec, [dvec] * 3),
-                                                 f"llvm.fma.v{lanes}f64")
             data = code.at(0, H_arr, element=ir.DoubleType())
             stride_v = code.int64(3, stride_)
 
@@ -502,11 +500,7 @@ def _make_gram_tile(tile_rows: int, tile_cols: int):
 
             rows = [row_base(1, i_off, r) for r in range(tile_rows)]
             cols = [row_base(2, k_off, c) for c in range(tile_cols)]
-            zero = ir.Constant(dvec, [0.0] * lanes)
-            acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(tile_cols)] for _ in range(tile_rows)]
-            for row in acc:
-                for cell in row:
-                    builder.store(zero, cell)
+            acc = code.accumulators(tile_rows, tile_cols, dvec)
             with cgutils.for_range(builder, code.int64(4, vectors_)) as loop:
                 at = builder.mul(loop.index, code.const(lanes))
 
@@ -517,7 +511,7 @@ def _make_gram_tile(tile_rows: int, tile_cols: int):
                 for r in range(tile_rows):
                     row_vec = load(rows[r])
                     for c in range(tile_cols):
-                        builder.store(builder.call(fma, [row_vec, col_vecs[c], builder.load(acc[r][c])]), acc[r][c])
+                        code.fma_into(acc[r][c], row_vec, col_vecs[c])
             out = code.at(5, out_arr, element=ir.DoubleType())
             for r in range(tile_rows):
                 for c in range(tile_cols):
@@ -545,17 +539,11 @@ if _HAVE_NUMBA:
     gram_tile = _make_gram_tile(GRAM_TILE_ROWS, GRAM_TILE_COLS)
 
     @njit(nogil=True, cache=True)
-    def aligned_zeros_f32(size):  # pragma: no cover - compiled
-        """np.zeros(size, float32) starting on a CACHE_LINE boundary (compiled code: Numba aligns to 32 bytes)."""
-        raw = np.zeros(size + CACHE_LINE // 4, dtype=np.float32)
-        start = (-raw.ctypes.data % CACHE_LINE) // 4
-        return raw[start:start + size]
-
-    @njit(nogil=True, cache=True)
-    def aligned_zeros_f64(size):  # pragma: no cover - compiled
-        """np.zeros(size, float64) starting on a CACHE_LINE boundary."""
-        raw = np.zeros(size + CACHE_LINE // 8, dtype=np.float64)
-        start = (-raw.ctypes.data % CACHE_LINE) // 8
+    def aligned_zeros_1d(size, dtype):  # pragma: no cover - compiled
+        """np.zeros(size, dtype) starting on a CACHE_LINE boundary: :func:`aligned_zeros` for compiled
+        code (Numba's own arrays start on 32 bytes)."""
+        raw = np.zeros(size + CACHE_LINE, dtype=dtype)
+        start = (-raw.ctypes.data % CACHE_LINE) // raw.itemsize
         return raw[start:start + size]
 
     @njit(nogil=True, cache=True)
@@ -570,7 +558,8 @@ if _HAVE_NUMBA:
 
     @njit(nogil=True, cache=True)
     def _forward_blocks(Xt, P, Z, block_lo, block_hi):  # pragma: no cover - compiled
-        """Z[T·s + r, w·b + c] = Σ_k Xt[s, k, r] P[b, k, c] (T = TILE_ROWS, w = PANEL_WIDTH) for block_lo ≤ b < block_hi (Xt = pack_tiles(X̂))."""
+        """Z[T·s + r, w·b + c] = Σ_k Xt[s, k, r] P[b, k, c] (T = TILE_ROWS, w = PANEL_WIDTH)
+        for block_lo ≤ b < block_hi (Xt = pack_tiles(X̂))."""
         tiles, d, _ = Xt.shape
         d_pad, z_cols = P.shape[1], Z.shape[1]
         for b in range(block_lo, block_hi):
@@ -580,7 +569,8 @@ if _HAVE_NUMBA:
 
     @njit(nogil=True, cache=True)
     def _backward_blocks(W, P, G8, block_lo, block_hi, w_base):  # pragma: no cover - compiled
-        """G8[i, k, l] += Σ_{block_lo ≤ b < block_hi} Σ_{h=0,1} W[i, w·b + V·h + l − w_base] · P[b, k, V·h + l].
+        """G8[i, k, l] += Σ_{block_lo ≤ b < block_hi} Σ_{h=0,1} W[i, w·b + L·h + l − w_base]
+                                                              · P[b, k, L·h + l]   (L = VECTOR)
 
         Σ_l G8[i, k, l] then holds Σ_j W[i, j] V[j, k] over the features of
         those panels: G = W V with V read from the forward panels and W in

@@ -85,8 +85,7 @@ if panel_kernels_available():
         _backward_blocks,
         _forward_blocks,
         _pack_tiles_into,
-        aligned_zeros_f32,
-        aligned_zeros_f64,
+        aligned_zeros_1d,
         gram_tile,
         residual_and_weights,
         residual_row_sums,
@@ -103,7 +102,8 @@ if panel_kernels_available():
         n_pad = -(-n_hat // GRAM_PAD) * GRAM_PAD
         sums = np.empty(GRAM_TILE_ROWS * GRAM_TILE_COLS)
         h_cols = FORWARD_CHUNK_BLOCKS * PANEL_WIDTH
-        H = aligned_zeros_f64(n_pad * h_cols).reshape((n_pad, h_cols))  # float64 rows of one chunk (zero rows past n̂)
+        # float64 rows of one chunk (zero rows past n̂)
+        H = aligned_zeros_1d(n_pad * h_cols, np.float64).reshape((n_pad, h_cols))
         z_cols = F.shape[1]
         for c0 in range(block_lo, block_hi, FORWARD_CHUNK_BLOCKS):
             c1 = min(c0 + FORWARD_CHUNK_BLOCKS, block_hi)
@@ -189,8 +189,8 @@ if panel_kernels_available():
         they are added (lanes in order) into G (rows × d_pad) at the end.
         """
         width = RESIDUAL_CHUNK_BLOCKS * PANEL_WIDTH
-        W = aligned_zeros_f32(F.shape[0] * width).reshape((F.shape[0], width))
-        G8 = aligned_zeros_f32(F.shape[0] * P.shape[1] * VECTOR).reshape((F.shape[0], P.shape[1], VECTOR))
+        W = aligned_zeros_1d(F.shape[0] * width, np.float32).reshape((F.shape[0], width))
+        G8 = aligned_zeros_1d(F.shape[0] * P.shape[1] * VECTOR, np.float32).reshape((F.shape[0], P.shape[1], VECTOR))
         z_cols, lanes = F.shape[1], VECTOR // 2
         for b0 in range(block_lo, block_hi, RESIDUAL_CHUNK_BLOCKS):
             b1 = min(b0 + RESIDUAL_CHUNK_BLOCKS, block_hi)
@@ -642,8 +642,8 @@ def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, r
     """
     R, n_hat, d = X_hat.shape
     plan = _plan(model, R, n_hat, d)
-    return _evaluate(plan, X_hat, padded_theta(theta64, plan.P), theta_sq, min(kernel_threads(), plan.pieces), with_grad=with_grad,
-                     relu_surrogate=relu_surrogate, tangent=tangent)
+    return _evaluate(plan, X_hat, padded_theta(theta64, plan.P), theta_sq, min(kernel_threads(), plan.pieces),
+                     with_grad=with_grad, relu_surrogate=relu_surrogate, tangent=tangent)
 
 
 class PanelEvaluation:

@@ -88,10 +88,10 @@ def test_aligned_zeros_start_on_a_cache_line(shape, dtype):
 
 @needs_numba
 def test_compiled_aligned_zeros_start_on_a_cache_line():
-    from rftheory.panel import aligned_zeros_f32, aligned_zeros_f64
+    from rftheory.panel import aligned_zeros_1d
 
     for size in (1, 17, 5000):
-        a, b = aligned_zeros_f32(size), aligned_zeros_f64(size)
+        a, b = aligned_zeros_1d(size, np.float32), aligned_zeros_1d(size, np.float64)
         assert a.shape == b.shape == (size,) and a.dtype == np.float32 and b.dtype == np.float64
         assert a.ctypes.data % 64 == 0 and b.ctypes.data % 64 == 0 and not a.any() and not b.any()
 
