@@ -299,15 +299,16 @@ if panel_kernels_available():
 
 
     @njit(nogil=True, cache=True, error_model="numpy")
-    def _wait_until(ctl, index, target):  # pragma: no cover - compiled
-        """Spin until ctl[index] ≥ target (True) or an abort is flagged (False)."""
-        spins = 0
+    def _wait_until(ctl, index, target, spins=-1):  # pragma: no cover - compiled
+        """Spin until ctl[index] ≥ target (True), or until an abort is flagged in ctl[ABORT] or, when
+        spins ≥ 0, ``spins`` rounds have passed (False)."""
+        k = 0
         while atomic_load(ctl, index) < target:
-            if atomic_load(ctl, ABORT) != 0:
+            if atomic_load(ctl, ABORT) != 0 or k == spins:
                 return False
             cpu_relax()
-            spins += 1
-            if spins % SPINS_BEFORE_YIELD == 0:
+            k += 1
+            if k % SPINS_BEFORE_YIELD == 0:
                 yield_processor()
         return True
 
@@ -374,14 +375,9 @@ if panel_kernels_available():
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def _await_bell(bell, seen, spins):  # pragma: no cover - compiled
-        """Spin until bell[0] > seen (True) or for ``spins`` rounds (False)."""
-        for k in range(spins):
-            if atomic_load(bell, 0) > seen:
-                return True
-            cpu_relax()
-            if (k + 1) % SPINS_BEFORE_YIELD == 0:
-                yield_processor()
-        return atomic_load(bell, 0) > seen
+        """Spin until bell[0] > seen (True) or for ``spins`` rounds (False): :func:`_wait_until` on the
+        bell (an array of CONTROLS counters like ctl, whose ABORT slot stays 0)."""
+        return _wait_until(bell, 0, seen + 1, spins)
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def _lead(X_rows, tangent, theta_sq, bell, Xt, P, theta, a, b, relu_surrogate, groups, n_hat, bounds, F, D,
