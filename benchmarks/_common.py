@@ -22,9 +22,9 @@ def cpu_model() -> str:
 
 
 def kernel_width() -> str:
-    """The packed-panel kernels' float32 vector width on this host (rftheory.panel.VECTOR)."""
+    """The packed-panel kernels' float32 vector width on this host (rftheory._engine.panel.VECTOR)."""
     try:
-        from rftheory import panel  # noqa: PLC0415
+        from rftheory._engine import panel  # noqa: PLC0415
 
         return f"{panel.VECTOR}-lane panel kernels" if panel.panel_kernels_available() else "no Numba"
     except Exception as error:  # pragma: no cover - reported, not fatal

@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_line  # noqa: E402
 
 from rftheory.backend import get_cupy  # noqa: E402
-from rftheory.data import synthetic_sphere  # noqa: E402
-from rftheory.random_features import RandomFeatures  # noqa: E402
-from rftheory.reconstruct import reconstruct  # noqa: E402
+from rftheory.data.synthetic import synthetic_sphere  # noqa: E402
+from rftheory.models.random_features import RandomFeatures  # noqa: E402
+from rftheory.attack.reconstruct import reconstruct  # noqa: E402
 
 NO_DEVICE = 2  # exit status when the CuPy backend is asked for but no GPU is usable
 

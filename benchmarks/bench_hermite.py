@@ -8,7 +8,7 @@ cache, fresh process, 2 cores) and under 10 ms warm.
 Uses a private temporary cache folder (RFTHEORY_CACHE_DIR), so the user's
 cache is neither read nor touched.  Prints
 
-* import time of rftheory.hermite;
+* import time of rftheory.theory.hermite;
 * cold: first computation of all activations (empty memory and disk cache;
   includes the lazy scipy/mpmath imports the computation triggers);
 * warm: the same calls again in the same process (memory cache), best of 20;
@@ -31,8 +31,8 @@ WARM_TARGET_S = 0.010
 _DISK_SNIPPET = """
 import time, sys
 t0 = time.perf_counter()
-from rftheory.hermite import hermite_coefficients
-from rftheory.activations import known_activations
+from rftheory.theory.hermite import hermite_coefficients
+from rftheory.models.activations import known_activations
 t1 = time.perf_counter()
 for name in known_activations() + ["step"]:
     hermite_coefficients(name, {order}, exact={exact})
@@ -50,8 +50,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="rftheory-bench-") as tmp:
         os.environ["RFTHEORY_CACHE_DIR"] = tmp
         t0 = time.perf_counter()
-        from rftheory.activations import known_activations  # noqa: PLC0415
-        from rftheory.hermite import clear_cache, hermite_coefficients  # noqa: PLC0415
+        from rftheory.models.activations import known_activations  # noqa: PLC0415
+        from rftheory.theory.hermite import clear_cache, hermite_coefficients  # noqa: PLC0415
 
         t_import = time.perf_counter() - t0
         clear_cache(disk=True)
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
           f"{os.cpu_count()} CPU(s) visible")
     for name in names:
         print(f"  {name:<12} cold {per[name] * 1e3:9.2f} ms")
-    print(f"import rftheory.hermite : {t_import:8.3f} s")
+    print(f"import rftheory.theory.hermite : {t_import:8.3f} s")
     print(f"cold (all, empty cache) : {t_cold:8.3f} s   target < {COLD_TARGET_S:g} s")
     print(f"cold incl. import       : {t_cold + t_import:8.3f} s")
     print(f"warm (all, memory)      : {t_warm * 1e3:8.3f} ms  target < {WARM_TARGET_S * 1e3:g} ms (best of 20)")

@@ -6,7 +6,7 @@ evaluation does the two n×d×p products (4ndp flops) plus the Gram and the
 two matrix–vector products with θ (2n²p + 4np); the figure counts 4ndp + 2n²p.
 
 float32 (the attack's default) is measured on both code paths of
-rftheory.loss: the fused packed-panel kernels (rftheory.panel_loss, the
+rftheory.attack.loss: the fused packed-panel kernels (rftheory._engine.panel_loss, the
 default where Numba is installed) and the BLAS path (NumPy/OpenBLAS, the
 fallback), each with the thread set-up ``reconstruct`` gives it (panel:
 its own threads, BLAS limited to one so that no OpenBLAS thread spins
@@ -41,12 +41,12 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_time, machine_line, matmul_sampler  # noqa: E402
 
-from rftheory import kernels  # noqa: E402
-from rftheory.data import synthetic_sphere  # noqa: E402
-from rftheory.loss import projection_loss  # noqa: E402
-from rftheory.panel_loss import kernel_threads, panel_model_applicable, panel_threads  # noqa: E402
-from rftheory.random_features import RandomFeatures  # noqa: E402
-from rftheory.reconstruct import random_sphere, reconstruct  # noqa: E402
+from rftheory._engine import kernels  # noqa: E402
+from rftheory.data.synthetic import synthetic_sphere  # noqa: E402
+from rftheory.attack.loss import projection_loss  # noqa: E402
+from rftheory._engine.panel_loss import kernel_threads, panel_model_applicable, panel_threads  # noqa: E402
+from rftheory.models.random_features import RandomFeatures  # noqa: E402
+from rftheory.attack.reconstruct import random_sphere, reconstruct  # noqa: E402
 
 TARGET = 0.5
 BATCH = 3  # batched restarts: R·n rows share the passes over V
@@ -97,7 +97,7 @@ def _min_time(fn, calls: int = 100) -> float:
 
 def _breakdown(model, X, theta) -> None:
     """Single-thread parts of one panel evaluation (fastest of 100 calls each)."""
-    from rftheory import panel, panel_loss  # noqa: PLC0415
+    from rftheory._engine import panel, panel_loss  # noqa: PLC0415
 
     n = X.shape[0]
     P = panel_loss.packed_panels(model)

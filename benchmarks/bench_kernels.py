@@ -1,11 +1,11 @@
 """NumPy vs Numba kernels (n=20, d=100, p=20000).
 
-1. the fused σ/σ' (rftheory.kernels);
-2. the packed-panel products X̂Vᵀ and WV (rftheory.panel) against NumPy's
+1. the fused σ/σ' (rftheory._engine.kernels);
+2. the packed-panel products X̂Vᵀ and WV (rftheory._engine.panel) against NumPy's
    BLAS on the same data, one thread each (the panel kernels' threads are
-   added by rftheory.panel_loss, BLAS's by OpenBLAS).
+   added by rftheory._engine.panel_loss, BLAS's by OpenBLAS).
 
-Decides the defaults of ``rftheory.kernels.NUMBA_DEFAULT``: a kernel is on by
+Decides the defaults of ``rftheory._engine.kernels.NUMBA_DEFAULT``: a kernel is on by
 default only where it is faster here.
 
     python benchmarks/bench_kernels.py
@@ -20,9 +20,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_time, machine_line, matmul_gflops  # noqa: E402
 
-from rftheory.activations import get_activation  # noqa: E402
-from rftheory.kernels import fused_value_and_derivative, kernel_coefficients, numba_available  # noqa: E402
-from rftheory.panel import (  # noqa: E402
+from rftheory.models.activations import get_activation  # noqa: E402
+from rftheory._engine.kernels import fused_value_and_derivative, kernel_coefficients, numba_available  # noqa: E402
+from rftheory._engine.panel import (  # noqa: E402
     PANEL_WIDTH,
     TILE_ROWS,
     VECTOR,

@@ -11,7 +11,7 @@ greedy re-seeding, restarts until one reaches the loss tolerance), stopped
 through its ``callback`` as soon as every sample is recovered (checked
 every 10 iterations) — the same criterion as for the original.
 
-Original (rftheory.baselines): V regenerated for every sample twice per
+Original (rftheory.attack.baselines): V regenerated for every sample twice per
 iteration, per-sample products, momentum SGD with lr = 20, β = 0.9.  Its
 time to recovery = (iterations it needs) × (seconds per original
 iteration).  The seconds per iteration are timed on a few real original
@@ -34,12 +34,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_line  # noqa: E402
 
-from rftheory.baselines import original_momentum_step  # noqa: E402
+from rftheory.attack.baselines import original_momentum_step  # noqa: E402
 from rftheory.data import digits, synthetic_sphere  # noqa: E402
-from rftheory.loss import projection_loss, retract_to_sphere, riemannian_gradient  # noqa: E402
-from rftheory.metrics import reconstruction_errors  # noqa: E402
-from rftheory.random_features import RandomFeatures  # noqa: E402
-from rftheory.reconstruct import random_sphere, reconstruct  # noqa: E402
+from rftheory.attack.loss import projection_loss, retract_to_sphere, riemannian_gradient  # noqa: E402
+from rftheory.attack.metrics import reconstruction_errors  # noqa: E402
+from rftheory.models.random_features import RandomFeatures  # noqa: E402
+from rftheory.attack.reconstruct import random_sphere, reconstruct  # noqa: E402
 
 TARGET = 100.0
 

@@ -17,10 +17,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_line  # noqa: E402
 
-from rftheory.data import synthetic_sphere  # noqa: E402
-from rftheory.loss import projection_loss  # noqa: E402
-from rftheory.random_features import RandomFeatures  # noqa: E402
-from rftheory.reconstruct import reconstruct  # noqa: E402
+from rftheory.data.synthetic import synthetic_sphere  # noqa: E402
+from rftheory.attack.loss import projection_loss  # noqa: E402
+from rftheory.models.random_features import RandomFeatures  # noqa: E402
+from rftheory.attack.reconstruct import reconstruct  # noqa: E402
 
 LIMIT_GB = 24.0
 

@@ -4,12 +4,12 @@ estimate, Δθ objective, and the finite-width calculator.
 Problem: synthetic_subspace(n=4, d=40, r=4, seed=s) (rows in a random
 4-dim subspace on the √d-sphere, linear labels), RF relu+tanh with V seed
 s + 1000, θ = min-norm interpolator.  "Recovered" = every sample's
-sign-aware relative error ≤ 0.05 (rftheory.metrics.reconstruction_errors).
+sign-aware relative error ≤ 0.05 (rftheory.attack.metrics.reconstruction_errors).
 
 1. p = 4·rn = 64 (dn = 160): search in the known subspace vs all of R^d.
 2. Recovery sweeps over p, known subspace and full space (success fraction
    over the seeds; attack with --sweep-restarts/--sweep-max-iter).
-3. ΔW₁ of a two-layer net without biases (m = 256; rftheory.adapters'
+3. ΔW₁ of a two-layer net without biases (m = 256; rftheory.models.adapters'
    TwoLayerMLP, and the built-in trainer): r̂ by the gap rule, largest
    principal angle to the true subspace; the built-in trainer with weight
    decay 1e-3 (rank forced to 4) for contrast.
@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_line  # noqa: E402
 
-from rftheory.finite_width import (  # noqa: E402
+from rftheory.theory.finite_width import (  # noqa: E402
     BOUND_LABEL,
     empirical_threshold,
     gram_width,
@@ -43,10 +43,10 @@ from rftheory.finite_width import (  # noqa: E402
     measured_gram_width,
     measured_kernel_width,
 )
-from rftheory.metrics import reconstruction_errors  # noqa: E402
-from rftheory.random_features import RandomFeatures  # noqa: E402
-from rftheory.reconstruct import reconstruct  # noqa: E402
-from rftheory.subspace import (  # noqa: E402
+from rftheory.attack.metrics import reconstruction_errors  # noqa: E402
+from rftheory.models.random_features import RandomFeatures  # noqa: E402
+from rftheory.attack.reconstruct import reconstruct  # noqa: E402
+from rftheory.attack.subspace import (  # noqa: E402
     estimate_subspace_from_training,
     rf_gradient_descent,
     subspace_reconstruct,
@@ -97,8 +97,8 @@ def sweeps(seeds, known_ps, full_ps, restarts, max_iter):
 
 def delta_w1(seeds):
     print("\n3. Subspace from ΔW₁ = W₁_T − W₁_0 of a two-layer net (m=256, no biases), gap rule")
-    print("   mlp: rftheory.adapters.TwoLayerMLP(bias=False, head_bias=False), GD on all layers to relative loss 1e-8;")
-    print("   builtin: rftheory.subspace.train_two_layer, 200 GD steps; wd: builtin with weight decay 1e-3, rank forced to 4")
+    print("   mlp: rftheory.models.adapters.TwoLayerMLP(bias=False, head_bias=False), GD on all layers to relative loss 1e-8;")
+    print("   builtin: rftheory.attack.subspace.train_two_layer, 200 GD steps; wd: builtin with weight decay 1e-3, rank forced to 4")
     widths = (5, 4, 10, 14, 10, 16, 12)
     print(fmt_row(("seed", "r̂", "gap", "angle (mlp)", "GD steps", "angle (builtin)", "angle (wd)"), widths))
     ok = True
@@ -111,7 +111,7 @@ def delta_w1(seeds):
         ok &= est.rank == R and est.max_angle < 1e-6 and bi.rank == R and bi.max_angle < 1e-6
         print(fmt_row((s, est.rank, f"{est.gap:.1e}", f"{est.max_angle:.1e}", tr.steps, f"{bi.max_angle:.1e}",
                        f"{wd.max_angle:.2f}"), widths))
-    print("   largest principal angle to the true subspace, radians (sine-based, rftheory.span.principal_angles)")
+    print("   largest principal angle to the true subspace, radians (sine-based, rftheory.theory.span.principal_angles)")
     print(f"   acceptance (r̂ = 4 and largest angle < 1e-6 rad, every seed, both trainers): {'PASS' if ok else 'FAIL'}")
     return ok
 

@@ -25,7 +25,7 @@
 # | n ≤ p ≲ dn | 1/d ≤ r ≲ 1 | interpolation, but many wrong X̂ reach loss 0 |
 # | p ≳ dn | r ≳ 1 | loss 0 pins X̂ to ±X: reconstruction |
 #
-# `rftheory.law.sweep` runs one complete experiment per cell (data → fit →
+# `rftheory.experiments.law.sweep` runs one complete experiment per cell (data → fit →
 # attack → metrics) over a grid of (σ, n, d, r, seed). A cell succeeds when
 # *every* sample is recovered (sign-aware relative error ≤ 0.05); success is
 # never judged by the loss. `critical_ratio` fits the transition with a
@@ -58,7 +58,7 @@ save = figure_saver(OUT)
 # %%
 import numpy as np
 
-from rftheory import law
+from rftheory.experiments import law
 
 if FULL:
     GRID = dict(activations=("relu+tanh", "relu", "tanh"), sizes=law.DEFAULT_SIZES, ratios=law.DEFAULT_RATIOS,
@@ -97,12 +97,12 @@ for c in critical:
 # %% [markdown]
 # ## Phase diagram
 #
-# `rftheory.law_plot.plot_phase_diagram`: the success probability (top) and
+# `rftheory.experiments.plots.plot_phase_diagram`: the success probability (top) and
 # the mean sign-aware and signed errors (bottom) against p/(dn), with the
 # regimes of the law shaded and the fitted r_c with its interval.
 
 # %%
-from rftheory.law_plot import plot_phase_diagram
+from rftheory.experiments.plots import plot_phase_diagram
 
 fig = plot_phase_diagram(result.rows, OUT / "law_phase_diagram.png", critical=critical)
 print(f"  wrote {OUT / 'law_phase_diagram.png'}")

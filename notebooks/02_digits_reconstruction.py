@@ -17,7 +17,7 @@
 # We train the random-features model f(x) = σ(Vx)ᵀθ (V ∈ R^{p×d} with N(0, 1/d)
 # entries, θ the minimum-norm interpolator) on a few 8×8 digits from
 # scikit-learn (d = 64, no download), then run the reconstruction attack of
-# `rftheory.reconstruct`: it sees only θ, the seed of V, σ and n, and minimises
+# `rftheory.attack.reconstruct`: it sees only θ, the seed of V, σ and n, and minimises
 # the projection loss L(X̂) = ‖θ − P_{rowspan σ(X̂Vᵀ)} θ‖²/‖θ‖² over X̂ on the
 # √d-sphere.
 #
@@ -26,7 +26,7 @@
 # below it the loss still reaches ≈ 0 but the images are wrong.
 #
 # **Pictures.** Originals are drawn above, their Hungarian-matched,
-# sign-corrected reconstructions below (`rftheory.images.save_image_grid`),
+# sign-corrected reconstructions below (`rftheory.data.images.save_image_grid`),
 # each picture min-max scaled to [0, 1] on its own. PSNR and SSIM are computed in
 # the data space (standardised pixels on the √d-sphere) with the dynamic range
 # of each original.
@@ -53,10 +53,10 @@ FULL = SIZE == "full"
 import numpy as np
 
 from rftheory.data import digits
-from rftheory.images import compare_images, save_image_grid
-from rftheory.metrics import chance_levels
-from rftheory.random_features import RandomFeatures
-from rftheory.reconstruct import reconstruct
+from rftheory.data.images import compare_images, save_image_grid
+from rftheory.attack.metrics import chance_levels
+from rftheory.models.random_features import RandomFeatures
+from rftheory.attack.reconstruct import reconstruct
 
 # full = the default command `rftheory reconstruct --data digits`
 CONFIG = dict(n=10, ratio=20.0, restarts=3, max_iter=3000) if FULL else dict(n=6, ratio=6.0, restarts=1, max_iter=1500)
@@ -140,7 +140,7 @@ assert above.errors.recovered_fraction > below.errors.recovered_fraction, "above
 
 # %%
 if CIFAR_DIR:
-    from rftheory.cifar import cifar10
+    from rftheory.data.cifar import cifar10
 
     cn, cratio = (4, 2.0) if FULL else (2, 1.5)
     cds = cifar10(CIFAR_DIR, cn, classes=("cat", "dog"), standardize="per-image", seed=SEED)

@@ -26,8 +26,8 @@
 # * tanh is odd: φ(−x) = −φ(x), a per-sample sign flip is an exact symmetry.
 # * relu+tanh has both parities beyond the affine part: the sign is identifiable.
 #
-# This notebook computes the coefficients (`rftheory.hermite`), the predicted
-# verdicts and their measurement (`rftheory.signs`): flip differences of the
+# This notebook computes the coefficients (`rftheory.theory.hermite`), the predicted
+# verdicts and their measurement (`rftheory.theory.signs`): flip differences of the
 # features, the loss of the true set with samples flipped, the loss barrier
 # along the great circle from x_i to −x_i, and the attack itself.
 #
@@ -54,7 +54,7 @@ save = figure_saver(OUT)
 # %%
 import numpy as np
 
-from rftheory.hermite import hermite_coefficients
+from rftheory.theory.hermite import hermite_coefficients
 
 ACTIVATIONS = ("relu", "tanh", "relu+tanh")
 ORDER = 12 if FULL else 8
@@ -87,9 +87,9 @@ save(fig, "hermite_coefficients.png")
 # random V, and classifies the relative sizes with a stated round-off threshold.
 
 # %%
-from rftheory.data import synthetic_sphere
-from rftheory.random_features import RandomFeatures
-from rftheory.signs import flip_difference, measured_verdict, prediction_table
+from rftheory.data.synthetic import synthetic_sphere
+from rftheory.models.random_features import RandomFeatures
+from rftheory.theory.signs import flip_difference, measured_verdict, prediction_table
 
 n, d = (8, 10) if FULL else (4, 6)
 p = 16 * d * n
@@ -116,7 +116,7 @@ for pred in prediction_table(ACTIVATIONS):
 # this size; read them rather than the slogan "ReLU cannot see signs".
 
 # %%
-from rftheory.signs import barrier_profile, flip_loss_scan
+from rftheory.theory.signs import barrier_profile, flip_loss_scan
 
 ratio = 4.0
 p = int(round(ratio * d * n))
@@ -152,7 +152,7 @@ save(fig, "sign_barrier.png")
 # say it is not.
 
 # %%
-from rftheory.signs import compare_activations
+from rftheory.theory.signs import compare_activations
 
 cmp = compare_activations(("relu", "relu+tanh", "tanh"), n=n, d=d, ratio=ratio,
                           restarts=3 if FULL else 1, max_iter=3000 if FULL else 800)

@@ -100,9 +100,9 @@ save(fig, "theorem1_gap.png")
 # error should fall like p^{−1/2} and stay below the stated ceiling.
 
 # %%
-from rftheory.data import synthetic_sphere
-from rftheory.identifiability import kernel_concentration, path_profile
-from rftheory.random_features import RandomFeatures
+from rftheory.data.synthetic import synthetic_sphere
+from rftheory.theory.identifiability import kernel_concentration, path_profile
+from rftheory.models.random_features import RandomFeatures
 
 n, d = (10, 20) if FULL else (4, 6)
 ps = [2**k for k in range(6, 17 if FULL else 13, 2)]

@@ -2,7 +2,7 @@
 
 One module per claim; each prints its claim in one line, the measured figures
 over a grid of sizes and seeds, and PASS/FAIL verdicts that compare measured
-numbers with stated thresholds (rftheory.identifiability.Check):
+numbers with stated thresholds (rftheory.theory.identifiability.Check):
 
 * theorem1_spurious_gap      — Theorem 1, the spurious gap vs p/(dn)
 * theorem2_distinctness      — Theorem 2 (n = 2), distinct candidates near one sample

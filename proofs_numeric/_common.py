@@ -3,7 +3,7 @@
 Each check module defines ``CLAIM`` (one line), ``SIZES`` (a dict of named
 configurations: "tiny" for the test-suite, "small" for the default run,
 "full" for ``--full``) and ``run(size="small", seeds=None) -> ClaimReport``.
-Verdicts are :class:`rftheory.identifiability.Check` objects: a measured
+Verdicts are :class:`rftheory.theory.identifiability.Check` objects: a measured
 number compared with a stated threshold.  Every check draws, for seed s, the
 data X = synthetic_sphere(n, d, seed=s).X (rows on the √d-sphere) and V of
 RandomFeatures seeded 1000 + s (:func:`seeded_problems`).
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rftheory.data import synthetic_sphere
-from rftheory.identifiability import DEFAULT_ORDER, Check
-from rftheory.random_features import RandomFeatures
+from rftheory.data.synthetic import synthetic_sphere
+from rftheory.theory.identifiability import DEFAULT_ORDER, Check
+from rftheory.models.random_features import RandomFeatures
 
 SIZE_NAMES = ("tiny", "small", "full")
 MODEL_SEED_OFFSET = 1000  # V of seed s is drawn with seed 1000 + s
@@ -133,12 +133,12 @@ def seed_note(seed_list) -> str:
 
 
 def kernel_config(n: int, d: int, seed_list) -> str:
-    """Config line of the checks built on rftheory.identifiability.kernel_concentration (K∞ at its default order)."""
+    """Config line of the checks built on rftheory.theory.identifiability.kernel_concentration (K∞ at its default order)."""
     return f"n={n}, d={d}, {seed_note(seed_list)}, K∞ Hermite order {DEFAULT_ORDER}"
 
 
 def seeded_data(n: int, d: int, seed: int):
-    """The n × d data of seed s: rows on the √d-sphere (rftheory.data.synthetic_sphere)."""
+    """The n × d data of seed s: rows on the √d-sphere (rftheory.data.synthetic.synthetic_sphere)."""
     return synthetic_sphere(n, d, seed=seed).X
 
 

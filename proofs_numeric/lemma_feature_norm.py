@@ -2,7 +2,7 @@
 
 For ‖x‖ = √d and v_k ~ N(0, I/d), ⟨v_k, x⟩ ~ N(0, 1) exactly, so ‖φ(x)‖²/p is a
 mean of p i.i.d. σ(g)².  E[σ²] and E[σ⁴] come from adaptive quadrature
-(rftheory.identifiability.activation_moments), independently of V; E[σ²] is
+(rftheory.theory.identifiability.activation_moments), independently of V; E[σ²] is
 cross-checked against the Hermite module's Parseval second moment.  Verdict:
 the largest standardised deviation over all samples, p and seeds stays below
 z = (2 ln(2N/α))^{1/2}, N the number of values tested, α = 0.01 (a Gaussian
@@ -23,8 +23,8 @@ import numpy as np
 
 from proofs_numeric._common import ClaimReport, configure, module_main, seed_note, seeded_problems
 from rftheory.backend import to_numpy
-from rftheory.hermite import hermite_coefficients
-from rftheory.identifiability import Check, activation_moments, feature_norms, gaussian_union_z
+from rftheory.theory.hermite import hermite_coefficients
+from rftheory.theory.identifiability import Check, activation_moments, feature_norms, gaussian_union_z
 
 NAME = "Lemma: feature norm"
 CLAIM = "for ‖x‖ = √d, ‖φ(x)‖²/p = E[σ(g)²] ± O(p^{-1/2}) with the exact CLT scale ((Eσ⁴ − (Eσ²)²)/p)^{1/2}"

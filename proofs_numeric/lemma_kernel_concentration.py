@@ -1,9 +1,9 @@
 """Kernel concentration: ‖ΦΦᵀ/p − K∞‖ shrinks like p^{-1/2}, below its CLT/Markov ceilings.
 
-K∞ = Σ_k μ_k² (XXᵀ/d)^{∘k} comes from rftheory.hermite.kernel_limit (Hermite
+K∞ = Σ_k μ_k² (XXᵀ/d)^{∘k} comes from rftheory.theory.hermite.kernel_limit (Hermite
 series, order 60, with its truncation bound).  Entry (i, j) of ΦΦᵀ/p is a mean
 of p i.i.d. products σ(⟨v_k, x_i⟩)σ(⟨v_k, x_j⟩), so E‖ΦΦᵀ/p − K∞‖_F² = Σ v_ij/p;
-the ceilings are those of rftheory.identifiability.kernel_concentration
+the ceilings are those of rftheory.theory.identifiability.kernel_concentration
 (Markov at 99 % for the operator norm, a Gaussian union bound at α = 0.01 for
 the max norm).  The decay exponent is the least-squares slope of
 log(mean operator error) against log p.
@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np
 
 from proofs_numeric._common import ClaimReport, configure, kernel_config, module_main, seeded_problems
-from rftheory.identifiability import Check, kernel_concentration
+from rftheory.theory.identifiability import Check, kernel_concentration
 
 NAME = "Lemma: kernel concentration"
 CLAIM = "ΦΦᵀ/p → K∞ = Σ_k μ_k² (XXᵀ/d)^{∘k} at rate p^{-1/2}, in operator and max norm"

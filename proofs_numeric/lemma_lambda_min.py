@@ -2,10 +2,10 @@
 
 By Weyl's inequality |λ_min(ΦΦᵀ)/p − λ_min(K∞)| ≤ ‖ΦΦᵀ/p − K∞‖_op, so the
 deviation must stay below the operator-norm ceiling of the kernel lemma
-(rftheory.identifiability.kernel_concentration: 10·(Σ v_ij/p)^{1/2} + n·trunc,
+(rftheory.theory.identifiability.kernel_concentration: 10·(Σ v_ij/p)^{1/2} + n·trunc,
 Markov at 99 %).  λ_min(K∞) > 0 is certified from the Hermite kernel minus
 its truncation bound n·b (a perturbation of at most n·b in operator norm).
-The numerical rank uses rftheory.span's rule σ_i > max(n, p)·ε·σ_1.
+The numerical rank uses rftheory.theory.span's rule σ_i > max(n, p)·ε·σ_1.
 
 Run: ``python -m proofs_numeric.lemma_lambda_min [--full]``.
 """
@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np
 
 from proofs_numeric._common import ClaimReport, configure, kernel_config, module_main, seeded_problems
-from rftheory.identifiability import Check, feature_rank, kernel_concentration
+from rftheory.theory.identifiability import Check, feature_rank, kernel_concentration
 
 NAME = "Lemma: λ_min and rank"
 CLAIM = ("λ_min(ΦΦᵀ)/p concentrates at λ_min(K∞) > 0 (Weyl + kernel concentration), so for p ≥ n the "

@@ -2,7 +2,7 @@
 
 relu(z) − relu(−z) = z holds exactly in floating point (one side is 0), hence
 φ(x) − φ(−x) = Vx.  More generally the Hermite parity report
-(rftheory.hermite.parity_report) predicts, from the coefficients alone, whether
+(rftheory.theory.hermite.parity_report) predicts, from the coefficients alone, whether
 a per-sample sign flip is invisible modulo col([1, V]) (purely odd/even σ, or
 one nonlinear parity plus an affine part: relu, sigmoid, gelu, ...) or visible
 (both nonlinear parities: relu + tanh).  Measured: the relative residual of
@@ -22,8 +22,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np
 
 from proofs_numeric._common import ClaimReport, configure, module_main, seed_note, seeded_problems
-from rftheory.hermite import IDENTIFIABLE, SIGN_SYMMETRIC
-from rftheory.identifiability import ROUNDOFF_RESIDUAL, SIGN_VISIBLE, Check, sign_lemma
+from rftheory.theory.hermite import IDENTIFIABLE, SIGN_SYMMETRIC
+from rftheory.theory.identifiability import ROUNDOFF_RESIDUAL, SIGN_VISIBLE, Check, sign_lemma
 
 NAME = "Sign lemma (ReLU) and parity predictions"
 CLAIM = ("ReLU: φ(x) − φ(−x) = Vx exactly, so a sample's sign is invisible modulo col([1, V]); the Hermite "

@@ -3,7 +3,7 @@
 R(x̂) = ‖P⊥_Φ φ(x̂)‖/‖φ(x̂)‖ is the relative distance of a candidate's feature
 from span{φ(x_1..n)}; dist is the sign-aware relative distance to the nearest
 ±x_i.  For each p/(dn) on the grid and each seed (data seed s, V seed 1000+s)
-the gap is minimised from many starts (rftheory.identifiability.spurious_gap)
+the gap is minimised from many starts (rftheory.theory.identifiability.spurious_gap)
 and compared with its p → ∞ kernel limit gap∞ (kernel_spurious_gap).
 
 Run: ``python -m proofs_numeric.theorem1_spurious_gap [--full]``.
@@ -22,7 +22,7 @@ from scipy.stats import spearmanr
 
 from proofs_numeric._common import ClaimReport, configure, module_main, seed_note, seeded_data, seeded_model
 from rftheory.backend import to_numpy
-from rftheory.identifiability import (
+from rftheory.theory.identifiability import (
     ROUNDOFF_RESIDUAL,
     Check,
     kernel_spurious_gap,

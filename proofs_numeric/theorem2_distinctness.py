@@ -3,7 +3,7 @@
 For X = (x_1, x_2) on the √d-sphere the span mismatch of a candidate pair is
 M(x̂_1, x̂_2) = ‖P⊥_Φ̂ Φᵀ‖_F/‖Φ‖_F (relative residual of the true features on the
 candidates' span).  It is minimised over pairs with both ‖x̂_k − x_1‖/√d ≤ ε
-(rftheory.identifiability.distinctness_check) for each p/d on the grid and each
+(rftheory.theory.identifiability.distinctness_check) for each p/d on the grid and each
 seed (data seed s, V seed 1000+s).
 
 Run: ``python -m proofs_numeric.theorem2_distinctness [--full]``.
@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np
 
 from proofs_numeric._common import ClaimReport, configure, module_main, seed_note, seeded_data, seeded_model
-from rftheory.identifiability import MISMATCH_FLOOR, ROUNDOFF_RESIDUAL, Check, distinctness_check
+from rftheory.theory.identifiability import MISMATCH_FLOOR, ROUNDOFF_RESIDUAL, Check, distinctness_check
 
 NAME = "Theorem 2: distinctness (n = 2)"
 CLAIM = (

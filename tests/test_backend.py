@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from rftheory.backend import array_namespace, cupy_available, resolve_backend, to_backend, to_numpy
-from rftheory.data import synthetic_sphere
-from rftheory.loss import projection_loss
-from rftheory.random_features import RandomFeatures
+from rftheory.data.synthetic import synthetic_sphere
+from rftheory.attack.loss import projection_loss
+from rftheory.models.random_features import RandomFeatures
 
 from conftest import requires_gpu
 
@@ -30,7 +30,7 @@ def test_import_does_not_need_cupy():
     import subprocess
     import sys
 
-    code = "import sys; sys.modules['cupy'] = None; import rftheory.reconstruct, rftheory.cli; print('ok')"
+    code = "import sys; sys.modules['cupy'] = None; import rftheory.attack.reconstruct, rftheory.cli; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
 

@@ -5,7 +5,7 @@ from conftest import load_benchmark
 
 
 def test_machine_line_names_the_cpu_the_cores_and_the_kernel_width():
-    from rftheory import panel
+    from rftheory._engine import panel
 
     common = load_benchmark("_common")
     line = common.machine_line()

@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:  # proofs_numeric/ lives beside the package, not i
 
 from proofs_numeric import run_all  # noqa: E402
 from proofs_numeric._common import ClaimReport, fmt, markdown_table, render, text_table  # noqa: E402
-from rftheory.identifiability import Check  # noqa: E402
+from rftheory.theory.identifiability import Check  # noqa: E402
 
 
 @pytest.fixture(scope="module")

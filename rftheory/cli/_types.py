@@ -53,7 +53,7 @@ def positive_below(limit: float, what: str):
 
 def add_activation_option(parser) -> None:
     """--activation: one σ by name, or a weighted sum of them."""
-    from ..activations import known_activations  # noqa: PLC0415
+    from ..models.activations import known_activations  # noqa: PLC0415
 
     parser.add_argument("--activation", default="relu+tanh",
                         help=f"σ: one of {', '.join(known_activations())}, or a sum such as '0.5*relu+tanh'")
@@ -69,6 +69,6 @@ def add_feature_count_options(parser, ratio_default: float) -> None:
 
 def feature_count(args, d: int, n: int) -> int:
     """p from the options of :func:`add_feature_count_options`."""
-    from ..random_features import features_for_ratio  # noqa: PLC0415
+    from ..models.random_features import features_for_ratio  # noqa: PLC0415
 
     return args.p if args.p is not None else features_for_ratio(args.ratio, d, n)

@@ -1,7 +1,7 @@
 """``rftheory check``: identifiability checks for one configuration, as a verdict table.
 
 Draws synthetic sphere data (n, d, seed) and V (seed + 1000, as ``rftheory
-reconstruct`` does), then runs :func:`rftheory.identifiability.identifiability_checks`
+reconstruct`` does), then runs :func:`rftheory.theory.identifiability.identifiability_checks`
 and prints one row per quantity: measured value, the stated threshold it is
 compared with, and PASS/FAIL.  Exit status 0 when all pass, 1 otherwise.
 """
@@ -14,9 +14,9 @@ import time
 import numpy as np
 
 from ..backend import resolve_backend
-from ..data import synthetic_sphere
-from ..identifiability import DEFAULT_DELTA, DEFAULT_EPS, DEFAULT_ORDER, identifiability_checks
-from ..random_features import RandomFeatures
+from ..data.synthetic import synthetic_sphere
+from ..theory.identifiability import DEFAULT_DELTA, DEFAULT_EPS, DEFAULT_ORDER, identifiability_checks
+from ..models.random_features import RandomFeatures
 from ._types import add_activation_option, add_feature_count_options, feature_count, positive_below, positive_int
 
 HELP = "check the identifiability conditions (Theorems 1, 2 and lemmas) for one configuration"

@@ -3,7 +3,7 @@
 Prints a table of k, μ_k = E[σ(g) h_k(g)] (h_k = He_k/√k!), the exact form
 where one was computed (``--exact``), the method and the stated error bound,
 then E[σ²], Σ_{k≤K} μ_k², the truncation error and the sign-ambiguity
-prediction of :func:`rftheory.hermite.parity_report`.
+prediction of :func:`rftheory.theory.hermite.parity_report`.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def _fmt_exact(e, width: int = 40) -> str:
 
 
 def run(args) -> int:
-    from ..hermite import hermite_coefficients, parity_report  # noqa: PLC0415
+    from ..theory.hermite import hermite_coefficients, parity_report  # noqa: PLC0415
 
     if args.order < 0:
         raise ValueError(f"--order must be >= 0, got {args.order}")

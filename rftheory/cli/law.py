@@ -11,7 +11,7 @@ import math
 import os
 import time
 
-from ..law import (
+from ..experiments.law import (
     DEFAULT_ACTIVATIONS,
     DEFAULT_RATIOS,
     DEFAULT_SEEDS,
@@ -21,9 +21,9 @@ from ..law import (
     summarize,
     sweep,
 )
-from ..data import synthetic_sphere
-from ..metrics import DEFAULT_THRESHOLD, chance_levels
-from ..reconstruct import OPTIMIZERS
+from ..data.synthetic import synthetic_sphere
+from ..attack.metrics import DEFAULT_THRESHOLD, chance_levels
+from ..attack.reconstruct import OPTIMIZERS
 from ._types import positive_below, positive_float, positive_int
 
 HELP = "phase diagram: reconstruction success vs p/(dn), critical ratio with bootstrap interval"
@@ -262,7 +262,7 @@ def run(args) -> int:
     print("  regimes     p < n: no interpolation; n ≤ p ≲ dn: interpolation, not identifiable; "
           "p ≳ dn: reconstruction (the law predicts r_c ≈ 1 up to the attack's reach)")
     if args.plot is not None:
-        from ..law_plot import plot_phase_diagram  # noqa: PLC0415
+        from ..experiments.plots import plot_phase_diagram  # noqa: PLC0415
 
         plot_phase_diagram(rows, args.plot, critical=crs)
         print(f"  figure      {args.plot}")

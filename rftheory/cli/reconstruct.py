@@ -3,7 +3,7 @@
 The default is a complete embedded example (synthetic sphere data n=10,
 d=20, relu+tanh, p = 20·dn) that needs no download and no GPU.
 
-``--model mlp|resnet`` trains a torch-free network (rftheory.adapters) by
+``--model mlp|resnet`` trains a torch-free network (rftheory.models.adapters) by
 full-batch gradient descent instead, attacks Θ = (W_L − W_L^init)ᵀ with the
 last-layer features of the trained body, and prints p_L/(dn) and total p.
 """
@@ -17,10 +17,10 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..data import digits, synthetic_sphere
-from ..metrics import DEFAULT_THRESHOLD, chance_levels, reconstruction_errors
-from ..random_features import RandomFeatures
-from ..reconstruct import OPTIMIZERS, reconstruct
-from ..subspace import estimate_subspace_from_training, subspace_reconstruct, synthetic_subspace
+from ..attack.metrics import DEFAULT_THRESHOLD, chance_levels, reconstruction_errors
+from ..models.random_features import RandomFeatures
+from ..attack.reconstruct import OPTIMIZERS, reconstruct
+from ..attack.subspace import estimate_subspace_from_training, subspace_reconstruct, synthetic_subspace
 from ._types import add_activation_option, add_feature_count_options, feature_count, positive_float, positive_int
 
 HELP = "train a random-features model and reconstruct its training set from θ"
@@ -64,7 +64,7 @@ def add_parser(sub):
                    help="working precision of the attack's big products (the Gram, α, r and the loss are always "
                         "float64; the model is trained in float64 and the final loss re-evaluated in float64). "
                         "float32 with stored V and a relu/tanh activation runs on the packed-panel Numba kernels "
-                        "(rftheory.panel_loss; RFTHEORY_NUMBA=0 switches them off), threaded as BLAS would be")
+                        "(rftheory._engine.panel_loss; RFTHEORY_NUMBA=0 switches them off), threaded as BLAS would be")
     p.add_argument("--stream-weights", action="store_true",
                    help="do not store V; regenerate it block by block from the seed (for p·d beyond memory)")
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="array backend (cupy needs a GPU)")
@@ -134,7 +134,7 @@ def run(args) -> int:
     else:
         print_errors(ds.X, result.X_hat, args.threshold, args.seed)
         if getattr(args, "save_images", None):
-            from ..images import compare_images, save_image_grid  # noqa: PLC0415
+            from ..data.images import compare_images, save_image_grid  # noqa: PLC0415
 
             cmp = compare_images(ds.X, to_numpy(result.X_hat), ds.image_shape, args.threshold)
             png = save_image_grid(
@@ -193,12 +193,12 @@ def _subspace_attack(args, ds, model, n):
     return attack
 
 
-# ---- --model mlp|resnet (rftheory.adapters) ---------------------------------------------------
+# ---- --model mlp|resnet (rftheory.models.adapters) ---------------------------------------------------
 
 def _add_network_arguments(p):
     net = p.add_argument_group(
         "networks (--model mlp|resnet)",
-        "Train a torch-free network (rftheory.adapters) by full-batch gradient descent on the squared loss "
+        "Train a torch-free network (rftheory.models.adapters) by full-batch gradient descent on the squared loss "
         "(one-hot targets for --data digits, y for synthetic data) from a seeded init (seed+1000), then attack "
         "Θ = (W_L − W_L^init)ᵀ with the last-layer features h(x) of the trained body (multi-output head: one "
         "n×n Gram solve for all outputs). --p/--ratio set the last-layer feature count p_L (the MLP width; "
@@ -232,8 +232,8 @@ def _add_network_arguments(p):
 
 def _run_network(args, ds, start) -> int:
     """--model mlp|resnet: train the adapter by GD, attack ΔW_L, print as the RF case."""
-    from ..adapters import SmallResNet, TwoLayerMLP, one_hot_targets  # noqa: PLC0415
-    from ..loss import projection_loss  # noqa: PLC0415
+    from ..models.adapters import SmallResNet, TwoLayerMLP, one_hot_targets  # noqa: PLC0415
+    from ..attack.loss import projection_loss  # noqa: PLC0415
 
     if getattr(args, "subspace", "none") != "none":
         raise ValueError("--subspace applies to --model rf only")

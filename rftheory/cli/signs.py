@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from ..activations import known_activations
+from ..models.activations import known_activations
 from ._types import add_feature_count_options, feature_count
 from ._types import nonneg_int as _nonneg_int
 from ._types import positive_float as _positive_float
@@ -94,8 +94,8 @@ def _size(args):
 
 
 def _setup(args, activation, p, seed=None):
-    from ..data import synthetic_sphere  # noqa: PLC0415
-    from ..random_features import RandomFeatures  # noqa: PLC0415
+    from ..data.synthetic import synthetic_sphere  # noqa: PLC0415
+    from ..models.random_features import RandomFeatures  # noqa: PLC0415
 
     seed = args.seed if seed is None else seed
     v_seed = args.v_seed if args.v_seed is not None else seed + 1000
@@ -137,7 +137,7 @@ def _plot(path: str, panels: list, title: str) -> None:
 
 
 def _run_single(args) -> int:
-    from .. import signs as S  # noqa: PLC0415
+    from ..theory import signs as S  # noqa: PLC0415
 
     p = _size(args)
     ds, model = _setup(args, args.activation, p)
@@ -148,7 +148,7 @@ def _run_single(args) -> int:
     print(f"  data        {ds.description} (data seed {args.seed})")
     print(f"  model       RF p={p}, d={d}, p/(dn)={p / (d * n):.3g}, V seed={model.seed}, dtype={args.dtype}; "
           f"θ = min-norm interpolator (train residual {model.train_residual:.1e})")
-    print(f"prediction    (Hermite parities: rftheory.hermite.parity_report, order {rep.order}, tol {rep.tol:g})")
+    print(f"prediction    (Hermite parities: rftheory.theory.hermite.parity_report, order {rep.order}, tol {rep.tol:g})")
     print(f"  non-zero    even k≥2: {_ks(rep.even_nonzero[:6])}{' …' if len(rep.even_nonzero) > 6 else ''}; "
           f"odd k≥3: {_ks(rep.odd_nonzero[:6])}{' …' if len(rep.odd_nonzero) > 6 else ''}; "
           f"μ0 {'≠' if rep.mu0_nonzero else '='} 0, μ1 {'≠' if rep.mu1_nonzero else '='} 0")
@@ -189,7 +189,7 @@ def _run_single(args) -> int:
 
 
 def _run_all(args) -> int:
-    from .. import signs as S  # noqa: PLC0415
+    from ..theory import signs as S  # noqa: PLC0415
 
     p = _size(args)
     names = known_activations()
@@ -226,8 +226,8 @@ def _run_all(args) -> int:
 
 
 def _run_compare(args) -> int:
-    from .. import signs as S  # noqa: PLC0415
-    from ..metrics import chance_levels  # noqa: PLC0415
+    from ..theory import signs as S  # noqa: PLC0415
+    from ..attack.metrics import chance_levels  # noqa: PLC0415
 
     p = _size(args)
     acts = [a.strip() for a in args.activations.split(",") if a.strip()]
@@ -238,7 +238,7 @@ def _run_compare(args) -> int:
     n, d = args.n, args.d
     print("rftheory signs --compare: reconstruction attack, same data and same V for every activation")
     print(f"  sizes       n={n}, d={d}, p={p}, p/(dn)={p / (d * n):.3g}, dtype={args.dtype}")
-    print(f"  attack      rftheory.reconstruct (lbfgs), n̂=n, restarts={args.restarts}, max_iter={args.max_iter}, "
+    print(f"  attack      rftheory.attack.reconstruct (lbfgs), n̂=n, restarts={args.restarts}, max_iter={args.max_iter}, "
           f"tol={args.attack_tol:g}; recovered = sign-aware error ≤ {args.threshold:g}")
     totals = {a: [0, 0, 0] for a in acts}  # wrong sign, recovered, n
     verdicts = []
@@ -271,8 +271,8 @@ def _run_compare(args) -> int:
         verdicts.append(ok)
         print(f"  verdict     {msg}")
         if args.plot and rep == 0:
-            from ..data import synthetic_sphere  # noqa: PLC0415
-            from ..random_features import RandomFeatures  # noqa: PLC0415
+            from ..data.synthetic import synthetic_sphere  # noqa: PLC0415
+            from ..models.random_features import RandomFeatures  # noqa: PLC0415
 
             ds = synthetic_sphere(n, d, seed=seed)
             samples = range(min(args.samples or n, n))
@@ -299,7 +299,7 @@ def _run_compare(args) -> int:
 
 
 def _setup_data(n, d, seed):
-    from ..data import synthetic_sphere  # noqa: PLC0415
+    from ..data.synthetic import synthetic_sphere  # noqa: PLC0415
 
     return synthetic_sphere(n, d, seed=seed).X
 

@@ -1,0 +1,1 @@
+"""Private compiled engine (Numba kernels and helper threads) behind :func:`make_loss`; not public API."""

@@ -1,0 +1,1 @@
+"""The reconstruction attack: projection loss, the optimiser driver, error metrics, the subspace attack, the original algorithm."""

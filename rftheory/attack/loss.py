@@ -1,0 +1,302 @@
+"""The projection (variable-projection) loss of the reconstruction attack.
+
+For a candidate X̂ ∈ R^{n̂×d} with features Φ̂ = σ(X̂ Vᵀ) and the attacked
+parameter vector θ ∈ R^p (DESIGN.md):
+
+    v = Φ̂ θ,   A = Φ̂ Φ̂ᵀ,   α = A⁻¹ v,   r = θ − Φ̂ᵀ α,
+    L(X̂) = ‖r‖² / ‖θ‖² = 1 − vᵀα / ‖θ‖²          (0 ≤ L ≤ 1),
+
+i.e. the squared relative distance of θ from the row span of Φ̂; the
+coefficients α are solved, not learned.  Its gradient is
+
+    ∂L/∂Φ̂ = −2 α rᵀ / ‖θ‖²,
+    ∂L/∂X̂ = ((∂L/∂Φ̂) ⊙ σ'(X̂ Vᵀ)) V,
+
+with σ' the true derivative of the activation at the candidate X̂ (or, only
+when asked for, the ReLU surrogate 1[z > 0]).
+
+Cost: the two n̂×d×p products X̂Vᵀ and (·)V (≈ 4n̂dp flops), plus n̂²p for
+A.  V is used block by block, so a streamed (regenerated) V works too: the
+first pass accumulates v and A, the second forms r and the gradient.  The
+big products run in the model's dtype; v, A, α, r and L are float64.
+
+Two code paths compute exactly these formulas: for a float32 NumPy model
+with V stored and σ = a·relu + b·tanh (the attack's default), the fused,
+threaded packed-panel kernels of :mod:`rftheory._engine.panel_loss`; otherwise (and
+with ``RFTHEORY_NUMBA=0``) the BLAS path below.  tests/test_panel.py checks
+they agree.
+
+Models other than random features (rftheory.models.adapters) plug in through the
+*feature-map protocol*: attributes ``p, d, dtype, xp`` and methods
+``features(X) -> Φ (n×p)`` and ``features_vjp(X, G) -> ∂⟨G, Φ(X)⟩/∂X (n×d)``.
+For them θ may also be a matrix Θ ∈ R^{p×C} (one column per output); the
+same formulas hold with v = Φ̂Θ, α = A⁻¹v ∈ R^{n×C}, r = Θ − Φ̂ᵀα and
+L = ‖r‖_F²/‖Θ‖_F², ∂L/∂Φ̂ = −2αrᵀ/‖Θ‖_F²  (Gram K ⊗ I_C: one n×n solve).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import array_namespace
+from .._engine.kernels import (
+    fused_value_and_derivative,
+    retract_rows,
+    rows_kernel_applies,
+    step_rows,
+    sum_of_squares,
+    tangent_rows,
+)
+from ..linalg import gram_solve
+from .._engine.panel_loss import PanelEvaluation, panel_loss_applicable, panel_model_applicable, panel_projection_loss
+
+__all__ = ["LossResult", "projection_loss", "PreparedProjectionLoss", "feature_map_loss", "riemannian_gradient",
+           "retract_to_sphere", "step_on_sphere"]
+
+
+@dataclass
+class LossResult:
+    """Value, Euclidean gradient (or None) and dual coefficients α of L(X̂)."""
+
+    loss: float
+    grad: object | None
+    alpha: object
+
+
+def _check_derivative(derivative: str) -> None:
+    if derivative not in ("true", "relu"):
+        raise ValueError(f"derivative must be 'true' or 'relu', got {derivative!r}")
+
+
+def _theta_sq(theta64) -> float:
+    """‖θ‖² (Frobenius for a matrix Θ); a zero θ leaves the projection loss undefined."""
+    theta_sq = sum_of_squares(theta64)
+    if theta_sq == 0.0:
+        raise ValueError("θ is the zero vector: the projection loss is undefined")
+    return theta_sq
+
+
+def _result(loss, grad, alpha, batched: bool) -> LossResult:
+    """The LossResult of a stack of R sets, or of its only set (float loss, grad (n̂, d), α (n̂,))."""
+    if not batched:
+        return LossResult(loss=float(loss[0]), grad=None if grad is None else grad[0], alpha=alpha[0])
+    return LossResult(loss=loss, grad=grad, alpha=alpha)
+
+
+def _check_theta(theta64, p: int) -> None:
+    """θ of a random-features model must be a vector of its p parameters (the compiled kernels index it)."""
+    if theta64.ndim != 1 or theta64.shape[0] != p:
+        raise ValueError(f"theta must be a vector of the model's p = {p} parameters, got shape {tuple(theta64.shape)}")
+
+
+def _check_candidates(X_hat, d: int) -> None:
+    """X̂ must be (n̂, d) or (R, n̂, d) with n̂ ≥ 1 (the compiled kernels index by these shapes)."""
+    if X_hat.ndim not in (2, 3) or X_hat.shape[-1] != d or X_hat.shape[-2] < 1 or X_hat.shape[0] < 1:
+        raise ValueError(f"X_hat must have shape (n̂, d) or (R, n̂, d) with d = {d} (the model's input "
+                         f"dimension) and n̂ ≥ 1, got {tuple(X_hat.shape)}")
+
+
+def _relu_surrogate(z):
+    return (z > 0).astype(z.dtype)
+
+
+def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: str = "true",
+                    tangent: bool = False) -> LossResult:
+    """L(X̂) = ‖θ − P_{rowspan Φ̂} θ‖² / ‖θ‖² and its gradient with respect to X̂.
+
+    Parameters
+    ----------
+    X_hat : array (n̂, d), or (R, n̂, d) for R candidate sets at once
+        Candidate samples (any norm; the attack keeps them on the √d-sphere).
+        A stack of R sets (batched restarts) shares the products with V and
+        returns a loss per set (array (R,)), gradients (R, n̂, d) and α (R, n̂).
+    theta : array (p,)
+        Attacked vector θ (or Δθ = θ − θ₀).
+    model : RandomFeatures
+        Supplies V (stored or streamed by blocks) and σ.
+    with_grad : bool
+        Also return ∂L/∂X̂ (Euclidean, shape (n̂, d), model dtype).
+    derivative : "true" or "relu"
+        σ' used in the gradient: the activation's own derivative (default), or
+        the ReLU surrogate 1[z > 0] (an explicit option, never silent).
+    tangent : bool
+        Return the Riemannian gradient on the product of spheres through X̂'s
+        rows instead, g_i − (⟨g_i, x̂_i⟩/‖x̂_i‖²) x̂_i (what
+        :func:`riemannian_gradient` makes of the Euclidean one; the fused
+        panel path projects in the same pass).
+    """
+    _check_derivative(derivative)
+    if not hasattr(model, "weight_blocks"):
+        if derivative != "true":
+            raise ValueError("derivative='relu' is only defined for random-features models")
+        res = feature_map_loss(X_hat, theta, model, with_grad=with_grad)
+        if tangent and with_grad:
+            res.grad = riemannian_gradient(X_hat, res.grad)
+        return res
+    xp = array_namespace(X_hat, theta)
+    X_hat = xp.asarray(X_hat, dtype=model.dtype)
+    _check_candidates(X_hat, model.d)
+    batched = X_hat.ndim == 3
+    if not batched:
+        X_hat = X_hat[None]
+    R, n_hat, d = X_hat.shape
+    theta64 = xp.asarray(theta, dtype=np.float64)
+    _check_theta(theta64, model.p)
+    theta_sq = _theta_sq(theta64)
+    act = model.activation
+    low = model.dtype != np.float64
+    if panel_loss_applicable(model, X_hat):  # float32 NumPy, stored V, a·relu + b·tanh: fused panel kernels
+        loss, grad, alpha = panel_projection_loss(X_hat, theta64, theta_sq, model, with_grad=with_grad,
+                                                  relu_surrogate=derivative == "relu", tangent=tangent)
+        return _result(loss, grad, alpha, batched)
+    X_flat = X_hat.reshape(R * n_hat, d)
+
+    # pass 1: Z_b = X̂V_bᵀ (one product for all R·n̂ rows), (F_b, D_b) = (σ, σ')(Z_b);
+    # v and A accumulated in float64.  F_b and D_b are kept (R·n̂×p in all, much
+    # smaller than V when n̂ < d), so the second pass needs V_b only for the
+    # gradient product.
+    v = xp.zeros((R, n_hat), dtype=np.float64)
+    A = xp.zeros((R, n_hat, n_hat), dtype=np.float64)
+    kept = []
+    for rows, Vb in model.weight_blocks():
+        Z = X_flat @ Vb.T
+        if with_grad:
+            if derivative == "relu":
+                F, D = act.fn(Z), _relu_surrogate(Z)
+            else:
+                F, D = fused_value_and_derivative(act, Z)
+        else:
+            F, D = act.fn(Z), None
+        F64 = F.astype(np.float64) if low else F  # (R·n̂, p_b)
+        v += (F64 @ theta64[rows]).reshape(R, n_hat)
+        if R == 1:  # plain 2-D product: BLAS syrk/gemm, faster than a stacked matmul
+            A[0] += F64 @ F64.T
+        else:
+            F3 = F64.reshape(R, n_hat, -1)
+            A += F3 @ F3.transpose(0, 2, 1)
+        kept.append((rows, F64, D))
+    alpha = xp.stack([gram_solve(A[k], v[k]) for k in range(R)])
+
+    # pass 2: r_b = θ_b − F_bᵀα (float64);  ∂L/∂X̂ = α ⊙ ((D_b ⊙ r_bᵀ) V_b) · (−2/‖θ‖²)
+    r_sq = xp.zeros(R, dtype=np.float64)
+    W_all = []
+    for rows, F, D in kept:  # F is float64 here
+        if R == 1:
+            r = (theta64[rows] - alpha[0] @ F)[None, :]  # (1, p_b)
+        else:
+            r = theta64[rows][None, :] - (alpha[:, None, :] @ F.reshape(R, n_hat, -1))[:, 0, :]  # (R, p_b)
+        r_sq += xp.sum(r * r, axis=1)
+        if with_grad:
+            W = D.reshape(R, n_hat, -1) * r.astype(model.dtype, copy=False)[:, None, :]  # D_b ⊙ r_bᵀ
+            W_all.append(W.reshape(R * n_hat, -1))
+    grad = None
+    if with_grad:
+        if len(W_all) == 1:
+            acc = W_all[0] @ model.weights
+        else:
+            acc = xp.zeros((R * n_hat, d), dtype=model.dtype)
+            for W, (_, Vb) in zip(W_all, model.weight_blocks()):
+                acc += W @ Vb
+        scale = ((-2.0 / theta_sq) * alpha).astype(model.dtype, copy=False)
+        grad = acc.reshape(R, n_hat, d) * scale[:, :, None]
+        if tangent:
+            grad = riemannian_gradient(X_hat, grad)
+    return _result(r_sq / theta_sq, grad, alpha, batched)
+
+
+class PreparedProjectionLoss:
+    """``X̂ ↦ projection_loss(X̂, θ, model, derivative=…, tangent=…)`` for a fixed θ and model.
+
+    What does not depend on X̂ is done once, when the object is made: the
+    checks of ``derivative`` and θ, θ in float64 and ‖θ‖² (a zero θ raises
+    here), and whether the fused panel kernels serve the model
+    (:func:`rftheory._engine.panel_loss.panel_model_applicable`; their thread count
+    is read then too).  A call with a float32 NumPy X̂ of shape (n̂, d) or
+    (R, n̂, d) then goes straight to the panel kernels, on buffers this
+    object keeps; any other call (another dtype or array type, a model the
+    panel kernels do not serve) is :func:`projection_loss` itself.  Results
+    are bitwise those of :func:`projection_loss`.
+
+    For loops that evaluate one θ many times (the attack): between two
+    evaluations V has been streamed through the caches, and every Python
+    step then costs 10–60 µs; skipping the per-call checks and look-ups of
+    :func:`projection_loss` saved ≈ 55 µs per iteration of the attack at
+    n̂=20, d=100, p=20000 (measured; an iteration takes ≈ 2–3 ms).  θ must
+    not be changed in place while the object is in use; one object per thread.
+    """
+
+    def __init__(self, theta, model, *, derivative: str = "true", tangent: bool = False):
+        _check_derivative(derivative)
+        self.theta, self.model, self.derivative, self.tangent = theta, model, derivative, bool(tangent)
+        self._panel = None
+        if hasattr(model, "weight_blocks") and isinstance(theta, np.ndarray) and panel_model_applicable(model):
+            theta64 = np.ascontiguousarray(theta, dtype=np.float64)
+            _check_theta(theta64, model.p)
+            self._panel = PanelEvaluation(theta64, _theta_sq(theta64), model, relu_surrogate=derivative == "relu",
+                                          tangent=self.tangent)
+            self._dtype = np.dtype(model.dtype)
+
+    def __call__(self, X_hat, with_grad: bool = True) -> LossResult:
+        panel = self._panel
+        if panel is not None and type(X_hat) is np.ndarray and X_hat.dtype == self._dtype:
+            _check_candidates(X_hat, self.model.d)
+            batched = X_hat.ndim == 3
+            return _result(*panel(X_hat if batched else X_hat[None], with_grad), batched)
+        return projection_loss(X_hat, self.theta, self.model, with_grad=with_grad, derivative=self.derivative,
+                               tangent=self.tangent)
+
+
+def feature_map_loss(X_hat, theta, model, *, with_grad: bool = True) -> LossResult:
+    """Projection loss for any model following the feature-map protocol.
+
+    θ is (p,) or Θ is (p, C).  With Φ̂ = model.features(X̂) (n̂×p):
+    v = Φ̂Θ, A = Φ̂Φ̂ᵀ, α = A⁻¹v, r = Θ − Φ̂ᵀα, L = ‖r‖_F²/‖Θ‖_F², and the
+    gradient is model.features_vjp(X̂, −2αrᵀ/‖Θ‖_F²).  One n̂×n̂ Cholesky
+    solve serves all C outputs (the Gram of the stacked Jacobian is A ⊗ I_C).
+    """
+    xp = array_namespace(X_hat, theta)
+    X_hat = xp.asarray(X_hat, dtype=model.dtype)
+    Theta = xp.asarray(theta, dtype=np.float64)
+    vector = Theta.ndim == 1
+    if vector:
+        Theta = Theta[:, None]
+    theta_sq = _theta_sq(Theta)
+    F = model.features(X_hat).astype(np.float64)
+    alpha = gram_solve(F @ F.T, F @ Theta)
+    r = Theta - F.T @ alpha
+    loss = float(xp.sum(r * r)) / theta_sq
+    grad = None
+    if with_grad:
+        G_phi = (-2.0 / theta_sq) * (alpha @ r.T)
+        grad = model.features_vjp(X_hat, G_phi.astype(model.dtype, copy=False))
+    return LossResult(loss=loss, grad=grad, alpha=alpha[:, 0] if vector else alpha)
+
+
+def riemannian_gradient(X, G):
+    """Tangent part of G on the product of spheres: g_i − (⟨g_i, x_i⟩/‖x_i‖²) x_i."""
+    if rows_kernel_applies(X, G):  # NumPy: one compiled pass (sums in float64)
+        return tangent_rows(X, G)
+    xp = array_namespace(X, G)
+    coef = xp.sum(G * X, axis=-1, keepdims=True) / xp.sum(X * X, axis=-1, keepdims=True)
+    return G - coef * X
+
+
+def retract_to_sphere(X, radius=None):
+    """Rescale every row to norm ``radius`` (default √d)."""
+    if radius is None:
+        radius = float(np.sqrt(X.shape[-1]))
+    if rows_kernel_applies(X):  # NumPy: one compiled pass (norms in float64)
+        return retract_rows(X, radius)
+    xp = array_namespace(X)
+    norms = xp.linalg.norm(X, axis=-1, keepdims=True)
+    return X * (radius / xp.maximum(norms, 1e-300))
+
+
+def step_on_sphere(X, t: float, direction, radius=None):
+    """R(X + t·D): the step t along ``direction`` retracted to the sphere of ``radius`` (default √d), per row."""
+    if radius is None:
+        radius = float(np.sqrt(X.shape[-1]))
+    if rows_kernel_applies(X, direction):  # NumPy: one compiled pass, no temporaries
+        return step_rows(X, t, direction, radius)
+    return retract_to_sphere(X + t * direction, radius)

@@ -1,0 +1,1 @@
+"""Experiments: law sweeps, critical-ratio estimates and their plots."""

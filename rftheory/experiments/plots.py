@@ -1,0 +1,184 @@
+"""Phase-diagram figure of a :func:`rftheory.experiments.law.sweep` table.
+
+Two panels sharing a logarithmic x axis r = p/(dn):
+
+* top: success probability (fraction of seeds whose cell recovered every
+  sample, sign-aware error ≤ threshold) per (activation, n, d);
+* bottom: mean over seeds of the mean sign-aware relative error (solid) and of
+  the signed error (dotted), log scale, with the recovery threshold.
+
+The regimes of the law are shaded: p < n (r < 1/d, no interpolation),
+n ≤ p ≲ dn (1/d ≤ r ≲ 1, interpolation without identifiability) and p ≳ dn
+(r ≳ 1, reconstruction).  With several d the p < n band is drawn once per d
+(lighter where only some sizes are in it).  A critical-ratio estimate, if
+given, is a vertical line with its bootstrap interval shaded.
+
+matplotlib is imported only when a figure is drawn (``pip install
+'rftheory[plot]'``); no pyplot state is touched (object-oriented Figure with
+the Agg canvas), so it is safe in scripts, servers and notebooks.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["plot_phase_diagram", "FORMATS"]
+
+FORMATS = ("png", "svg", "pdf")
+
+
+def _matplotlib():
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+        from matplotlib.figure import Figure  # noqa: PLC0415
+    except ImportError:
+        raise RuntimeError("plots need matplotlib: pip install 'rftheory[plot]'") from None
+    return Figure, FigureCanvasAgg
+
+
+def plot_phase_diagram(
+    rows: Iterable[dict],
+    path=None,
+    *,
+    critical: Sequence | None = None,
+    title: str | None = None,
+    dpi: int = 150,
+):
+    """Draw the phase diagram of sweep ``rows``; save it to ``path`` (format
+    from the suffix: .png, .svg or .pdf) if given.  ``critical`` is a list of
+    :class:`rftheory.experiments.law.CriticalRatio` (pooled per activation) to mark.
+    Returns the matplotlib Figure."""
+    from .law import summarize  # noqa: PLC0415
+
+    rows = list(rows)
+    if not rows:
+        raise ValueError("no rows to plot")
+    if path is not None:
+        path = Path(path)
+        fmt = path.suffix.lower().lstrip(".")
+        if fmt not in FORMATS:
+            raise ValueError(f"plot file must end in one of {', '.join('.' + f for f in FORMATS)}, got {path.name!r}")
+    Figure, FigureCanvasAgg = _matplotlib()
+
+    summary = summarize(rows)
+    curves: dict = {}
+    for s in summary:
+        curves.setdefault((s["activation"], s["n"], s["d"]), []).append(s)
+    activations = sorted({k[0] for k in curves})
+    sizes = sorted({(k[1], k[2]) for k in curves})
+    ds = sorted({d for _, d in sizes})
+    ratios = sorted({r["ratio"] for r in rows})
+    thresholds = sorted({r["threshold"] for r in rows})
+    seeds = sorted({r["seed"] for r in rows})
+
+    fig = Figure(figsize=(7.5, 6.8), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    ax_s, ax_e = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1.1, 1]})
+    lo, hi = min(ratios) / 1.4, max(ratios) * 1.4
+    # regimes
+    for ax in (ax_s, ax_e):
+        for d in ds:
+            ax.axvspan(lo, min(1.0 / d, hi), color="tab:red", alpha=0.14 / len(ds) ** 0.5, lw=0)
+        ax.axvspan(max(lo, 1.0 / max(ds)), min(1.0, hi), color="tab:orange", alpha=0.10, lw=0)
+        ax.axvspan(max(lo, 1.0), hi, color="tab:green", alpha=0.10, lw=0)
+        ax.axvline(1.0, color="0.35", lw=0.8, ls="--")
+    ymax = 1.08
+    label_y = 1.02
+    regimes = [
+        (math.sqrt(lo * (1.0 / min(ds))) if lo < 1.0 / min(ds) else None, "p < n"),
+        (math.sqrt(max(lo, 1.0 / max(ds)) * 1.0) if lo < 1.0 else None, "n ≤ p ≲ dn"),
+        (math.sqrt(max(lo, 1.0) * hi), "p ≳ dn"),
+    ]
+    for xc, text in regimes:
+        if xc is not None:
+            ax_s.text(xc, label_y, text, ha="center", va="bottom", fontsize=8.5, color="0.25",
+                      transform=ax_s.get_xaxis_transform())
+
+    colors = {}
+    cmap = _cmap(len(sizes))
+    for i, size in enumerate(sizes):
+        colors[size] = cmap[i]
+    styles = ["-", "--", "-.", ":"]
+    markers = ["o", "s", "^", "D"]
+    for (act, n, d), pts in sorted(curves.items()):
+        ai = activations.index(act)
+        x = np.array([pt["ratio"] for pt in pts])
+        succ = np.array([pt["success_rate"] for pt in pts])
+        err = np.array([pt["sign_aware_mean"] for pt in pts])
+        sgn = np.array([pt["signed_mean"] for pt in pts])
+        label = f"n={n}, d={d}" + (f", σ={act}" if len(activations) > 1 else "")
+        kw = dict(color=colors[(n, d)], ls=styles[ai % len(styles)], marker=markers[ai % len(markers)], ms=4)
+        ax_s.plot(x, succ, label=label, **kw)
+        ok = np.isfinite(err)
+        ax_e.plot(x[ok], np.maximum(err[ok], 1e-8), **kw)
+        ok = np.isfinite(sgn)
+        ax_e.plot(x[ok], np.maximum(sgn[ok], 1e-8), color=colors[(n, d)], ls=":", lw=0.9, alpha=0.8)
+    for t in thresholds:
+        ax_e.axhline(t, color="k", lw=0.8, ls="--")
+        ax_e.text(hi / 1.05, t * 1.15, f"threshold {t:g}", ha="right", va="bottom", fontsize=8)
+
+    for cr in critical or ():
+        if not math.isfinite(cr.estimate):
+            continue
+        ls = styles[activations.index(cr.activation) % len(styles)] if cr.activation in activations else "-"
+        for ax in (ax_s, ax_e):
+            if math.isfinite(cr.low) and math.isfinite(cr.high) and cr.high > cr.low:
+                ax.axvspan(cr.low, cr.high, color="k", alpha=0.10, lw=0)
+            ax.axvline(cr.estimate, color="k", lw=1.4, ls=ls)
+        right = cr.high if math.isfinite(cr.high) else cr.estimate
+        ax_s.text(right * 1.06, 0.5, f"r_c ≈ {cr.estimate:.3g}\n[{cr.low:.3g}, {cr.high:.3g}]"
+                  + (f"\n{cr.activation}" if len(activations) > 1 else ""),
+                  fontsize=8, va="center", ha="left",
+                  bbox=dict(boxstyle="round,pad=0.25", fc="white", ec="0.6", alpha=0.9))
+
+    ax_s.set_xscale("log")
+    ax_s.set_xlim(lo, hi)
+    ax_s.set_ylim(-0.04, ymax)
+    ax_s.set_ylabel("success probability\n(all samples recovered)")
+    ax_s.legend(loc="upper left", fontsize=8, framealpha=0.9, bbox_to_anchor=(0.0, 0.93))
+    ax_e.set_yscale("log")
+    ax_e.set_ylabel("relative error (mean)\n— sign-aware, ··· signed")
+    ax_e.set_xlabel("p / (d n)")
+    ticks, labels, last = [], [], None
+    for r in ratios:  # label every grid ratio not crowding the previous label
+        ticks.append(r)
+        crowded = last is not None and math.log(r / last) < 0.2
+        labels.append("" if crowded else f"{r:g}")
+        if not crowded:
+            last = r
+    ax_e.set_xticks(ticks)
+    ax_e.set_xticklabels(labels, fontsize=8)
+    ax_e.minorticks_off()
+    ax_s.minorticks_off()
+    if title is None:
+        acts = ", ".join(activations)
+        title = (f"Law of data reconstruction: random features, σ = {acts}, {len(seeds)} seeds per point\n"
+                 f"success = every sample recovered (sign-aware error ≤ {thresholds[0]:g})"
+                 + (f"\nr_c: {critical[0].method} estimate, {critical[0].level:.0%} bootstrap interval over seeds"
+                    if critical else ""))
+    fig.suptitle(title, fontsize=9.5)
+    if path is not None:
+        if path.parent and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi, format=path.suffix.lower().lstrip("."), metadata=_metadata(path))
+    return fig
+
+
+def _metadata(path):
+    # deterministic files: no creation date / software version stamps that change run to run
+    fmt = path.suffix.lower()
+    if fmt == ".png":
+        return {"Software": None}
+    if fmt == ".svg":
+        return {"Date": None}
+    if fmt == ".pdf":
+        return {"CreationDate": None}
+    return None
+
+
+def _cmap(k):
+    base = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+    return [base[i % len(base)] for i in range(k)]

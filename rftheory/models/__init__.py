@@ -1,0 +1,1 @@
+"""Models: activations, the random-features model, adapters for MLPs and ResNets."""

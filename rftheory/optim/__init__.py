@@ -1,0 +1,1 @@
+"""Riemannian optimisation on products of spheres: geometry and one L-BFGS."""

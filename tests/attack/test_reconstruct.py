@@ -1,0 +1,124 @@
+"""Acceptance of the attack (issue 2): recovery above the threshold, and
+L ≈ 0 without recovery below it."""
+import numpy as np
+import pytest
+
+from rftheory.data.synthetic import synthetic_sphere
+from rftheory.attack.loss import projection_loss
+from rftheory.attack.metrics import chance_levels, reconstruction_errors
+from rftheory.models.random_features import RandomFeatures
+from rftheory.attack.reconstruct import reconstruct
+
+N, D = 10, 20
+
+
+def _attack(seed, ratio, activation="relu+tanh", **kw):
+    ds = synthetic_sphere(N, D, seed=seed)
+    model = RandomFeatures(int(ratio * N * D), D, activation, seed=seed + 1000).fit(ds.X, ds.y)
+    result = reconstruct(model.theta, model, N, seed=seed, **kw)
+    return ds, model, result, reconstruction_errors(ds.X, result.X_hat)
+
+
+def test_recovers_every_sample_above_the_threshold_for_most_seeds():
+    full = 0
+    for seed in range(5):
+        _, _, result, errs = _attack(seed, ratio=20)
+        assert result.loss < 1e-8
+        full += bool(np.all(errs.sign_aware < 0.05))
+    assert full >= 4, f"only {full}/5 seeds recovered every sample"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_zero_loss_is_not_success_below_the_threshold(seed):
+    ds, model, result, errs = _attack(seed, ratio=0.25)
+    chance = chance_levels(ds.X, seed=seed)
+    assert result.loss < 1e-8  # the loss is fitted ...
+    assert errs.recovered_fraction == 0.0  # ... but nothing is recovered
+    assert errs.sign_aware.mean() > 0.8 * chance["sign_aware"]
+    assert abs(errs.signed.mean() - chance["signed"]) < 0.25
+
+
+def test_reconstruction_is_reproducible_and_on_the_sphere():
+    a = _attack(3, ratio=2, max_iter=200, restarts=1)[2]
+    b = _attack(3, ratio=2, max_iter=200, restarts=1)[2]
+    assert np.array_equal(a.X_hat, b.X_hat)
+    np.testing.assert_allclose(np.linalg.norm(a.X_hat, axis=1), np.sqrt(D))
+
+
+def test_float32_attack_reports_the_float64_loss_of_its_x_hat():
+    _, model, result, _ = _attack(4, ratio=3, max_iter=100, restarts=1)
+    assert result.X_hat.dtype == np.float64
+    np.testing.assert_allclose(np.linalg.norm(result.X_hat, axis=1), np.sqrt(D), rtol=1e-14)
+    assert result.loss == projection_loss(result.X_hat, model.theta, model, with_grad=False).loss
+
+
+def test_result_loss_is_the_loss_of_x_hat():
+    _, model, result, _ = _attack(4, ratio=3, max_iter=300, restarts=2, dtype=None)
+    assert result.loss == pytest.approx(projection_loss(result.X_hat, model.theta, model).loss, rel=1e-9, abs=1e-15)
+    assert min(result.restarts) == pytest.approx(result.loss)
+    assert result.loss_history[-1] == pytest.approx(result.loss)
+    if result.reseeds == 0:  # line-searched steps never increase the loss
+        assert all(b <= a for a, b in zip(result.loss_history, result.loss_history[1:]))
+
+
+def test_momentum_optimizer_decreases_the_loss():
+    ds = synthetic_sphere(6, 8, seed=1)
+    model = RandomFeatures(1000, 8, "relu+tanh", seed=5).fit(ds.X, ds.y)
+    result = reconstruct(model.theta, model, 6, optimizer="momentum", lr=0.05, max_iter=300, restarts=1, reseed=False)
+    assert result.loss < 0.5 * result.loss_history[0]
+
+
+def test_init_is_used_and_truth_is_a_fixed_point():
+    ds = synthetic_sphere(5, 6, seed=2)
+    model = RandomFeatures(800, 6, "tanh", seed=3).fit(ds.X, ds.y)
+    result = reconstruct(model.theta, model, 5, init=ds.X, restarts=1)
+    assert result.iterations == 0 and result.converged
+    np.testing.assert_allclose(result.X_hat, ds.X)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(n=0), ValueError, "positive integer"),
+        (dict(n=2000), ValueError, "n̂=2000 > p"),
+        (dict(n=5, optimizer="adam"), ValueError, "unknown optimizer"),
+        (dict(n=5, restarts=0), ValueError, "restarts"),
+        (dict(n=5, init=np.ones((4, 6))), ValueError, "rows but n=5"),
+        (dict(n=5, lr=-1.0), ValueError, "lr"),
+    ],
+)
+def test_bad_arguments(kwargs, exc, match):
+    ds = synthetic_sphere(5, 6, seed=2)
+    model = RandomFeatures(800, 6, "tanh", seed=3).fit(ds.X, ds.y)
+    n = kwargs.pop("n")
+    with pytest.raises(exc, match=match):
+        reconstruct(model.theta, model, n, **kwargs)
+
+
+def test_bad_theta():
+    model = RandomFeatures(100, 4, "tanh")
+    with pytest.raises(ValueError, match="non-finite"):
+        reconstruct(np.full(100, np.nan), model, 3)
+    with pytest.raises(ValueError, match="length 99 but p=100"):
+        reconstruct(np.ones(99), model, 3)
+
+
+def test_batched_restarts_recover_and_are_reproducible():
+    ds, model, result, errs = _attack(1, ratio=20, batch_restarts=True, restarts=3)
+    assert result.converged and np.all(errs.sign_aware < 0.05)
+    again = _attack(1, ratio=20, batch_restarts=True, restarts=3)[2]
+    assert np.array_equal(result.X_hat, again.X_hat)
+
+
+def test_callback_sees_iterates_and_can_stop_the_attack():
+    ds = synthetic_sphere(5, 6, seed=2)
+    model = RandomFeatures(800, 6, "tanh", seed=3).fit(ds.X, ds.y)
+    seen = []
+
+    def stop_after_five(X, loss):
+        seen.append(loss)
+        assert X.shape == (5, 6)
+        return len(seen) >= 5
+
+    result = reconstruct(model.theta, model, 5, restarts=3, callback=stop_after_five)
+    assert len(seen) == 5 and result.iterations == 5 and len(result.restarts) == 1
