@@ -1,0 +1,119 @@
+"""One record of the attack's settings, shared by :func:`~rftheory.attack.reconstruct.reconstruct`,
+the command line and the law sweep, so that a sweep cell and a ``reconstruct`` call with the same
+record and seed are the same run.
+
+:class:`AttackOptions` is frozen: derive a variant with :meth:`AttackOptions.replace`.  Every field
+is checked when the record is made, so a bad value fails before any work is done.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["AttackOptions", "OPTIMIZERS", "DERIVATIVES"]
+
+OPTIMIZERS = ("lbfgs", "momentum")
+DERIVATIVES = ("true", "relu")
+_DTYPES = {"float32": np.float32, "float64": np.float64, "model": None}
+
+
+@dataclass(frozen=True)
+class AttackOptions:
+    """Settings of the reconstruction attack (the data, θ and the model are not settings).
+
+    Attributes
+    ----------
+    restarts : int
+        Independent random initialisations; the lowest final loss wins.
+    max_iter : int
+        Iteration cap per restart (all re-seeding rounds together).
+    tol : float
+        A restart stops once the projection loss L ≤ tol.  L ≤ tol is evidence of
+        recovery only above the identifiability limit p ≥ n(d + 1): below it wrong
+        X̂ reach L = 0 as well.
+    optimizer : "lbfgs" or "momentum"
+        Riemannian L-BFGS (no learning rate), or heavy-ball gradient descent with a
+        fixed learning rate (the original authors' scheme, kept for comparison).
+    lr, momentum : float
+        Learning rate η and β of the momentum optimiser (unused by L-BFGS).
+    reseed : bool
+        Greedy re-seeding of the least useful row when a restart stalls.
+    reseed_candidates : int
+        Random sphere points scored when a row is re-seeded.
+    seed : int
+        Seed of the initialisations and re-seeding draws.
+    derivative : "true" or "relu"
+        σ' in the gradient: the activation's own derivative, or the ReLU surrogate 1[z > 0].
+    stop_at_tol : bool
+        Skip the remaining restarts once one reaches L ≤ tol.
+    dtype : "float32", "float64" or "model"
+        Working precision of the products X̂Vᵀ and (·)V; "model" keeps the model's dtype.
+        The Gram matrix, α, r and L are accumulated in float64 either way.
+    batch_restarts : bool
+        Run the restarts together, sharing each pass over V (random-features models, L-BFGS).
+    """
+
+    restarts: int = 3
+    max_iter: int = 3000
+    tol: float = 1e-10
+    optimizer: str = "lbfgs"
+    lr: float = 0.01
+    momentum: float = 0.9
+    reseed: bool = True
+    reseed_candidates: int = 512
+    seed: int = 0
+    derivative: str = "true"
+    stop_at_tol: bool = True
+    dtype: str = "float32"
+    batch_restarts: bool = False
+
+    def __post_init__(self):
+        for name in ("restarts", "max_iter", "reseed_candidates"):
+            _check_int(name, getattr(self, name), low=1)
+        _check_int("seed", self.seed, low=0)
+        for name in ("tol", "lr"):
+            val = getattr(self, name)
+            if isinstance(val, bool) or not isinstance(val, (int, float, np.floating, np.integer)):
+                raise TypeError(f"{name} must be a number, got {val!r}")
+            if not (math.isfinite(val) and (val > 0 if name == "lr" else val >= 0)):
+                raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '≥ 0'}, got {val!r}")
+        if not (isinstance(self.momentum, (int, float, np.floating)) and 0 <= self.momentum < 1):
+            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+        if self.derivative not in DERIVATIVES:
+            raise ValueError(f"derivative must be 'true' or 'relu', got {self.derivative!r}")
+        dtype = self.dtype
+        if dtype is None:
+            dtype = "model"
+        elif not isinstance(dtype, str):
+            dtype = np.dtype(dtype).name
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
+        object.__setattr__(self, "dtype", dtype)
+        for name in ("reseed", "stop_at_tol", "batch_restarts"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+
+    @property
+    def working_dtype(self):
+        """The NumPy dtype of the products, or None to keep the model's."""
+        return _DTYPES[self.dtype]
+
+    def replace(self, **changes) -> "AttackOptions":
+        """A copy with ``changes`` applied (and checked)."""
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> str:
+        """One line naming every setting, for the header of a report."""
+        return ", ".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self))
+
+
+def _check_int(name, val, low):
+    if isinstance(val, bool) or not isinstance(val, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {val!r}")
+    if val < low:
+        raise ValueError(f"{name} must be at least {low}, got {val}")
