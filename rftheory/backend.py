@@ -10,6 +10,7 @@ False and everything on NumPy.
 from __future__ import annotations
 
 import functools
+import os
 from types import ModuleType
 
 import numpy as np
@@ -22,6 +23,9 @@ __all__ = [
     "to_numpy",
     "to_backend",
     "resolve_backend",
+    "numba_available",
+    "numba_enabled",
+    "NUMBA_DEFAULT",
 ]
 
 
@@ -97,3 +101,34 @@ def to_backend(a, xp: ModuleType):
     if xp is np:
         return to_numpy(a)
     return xp.asarray(a)
+
+
+# ---- Numba (optional compiled CPU kernels) ----
+
+# Which compiled kernels are on by default; benchmarks/bench_kernels.py measures each against NumPy.
+NUMBA_DEFAULT = {"relu_tanh": True, "panel": True, "rows": True}
+
+
+@functools.cache
+def numba_available() -> bool:
+    """Whether Numba imports (the compiled CPU kernels need it; NumPy paths do not).
+
+    Asked on first use, not at import, so that importing rftheory does not load Numba.
+    """
+    try:
+        import numba  # noqa: F401, PLC0415
+    except Exception:  # pragma: no cover - numba missing or broken
+        return False
+    return True
+
+
+def numba_enabled(kind: str) -> bool:
+    """Whether the Numba kernel ``kind`` ("relu_tanh", "panel", "rows") is on: RFTHEORY_NUMBA, else NUMBA_DEFAULT."""
+    if not numba_available():
+        return False
+    flag = os.environ.get("RFTHEORY_NUMBA", "auto").strip().lower()
+    if flag in ("1", "true", "yes", "on"):
+        return True
+    if flag in ("0", "false", "no", "off"):
+        return False
+    return NUMBA_DEFAULT.get(kind, False)

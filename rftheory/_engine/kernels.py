@@ -33,7 +33,6 @@ NumPy/BLAS expressions are used, with identical results up to rounding.
 from __future__ import annotations
 
 import math
-import os
 from typing import NamedTuple
 
 import numpy as np
@@ -43,31 +42,11 @@ __all__ = ["numba_available", "numba_enabled", "sum_of_squares", "rows_kernel_ap
            "remember_pair", "lbfgs_advance", "fused_value_and_derivative", "kernel_coefficients",
            "relu_tanh_coefficients", "NUMBA_DEFAULT"]
 
-try:  # pragma: no cover - exercised whenever numba is installed
+from ..backend import NUMBA_DEFAULT, numba_available, numba_enabled
+
+if numba_available():  # pragma: no cover - exercised whenever numba is installed
     from numba import njit
-
-    _HAVE_NUMBA = True
-except Exception:  # pragma: no cover
-    _HAVE_NUMBA = False
-
-# Which kernels are on by default (set from benchmarks/bench_kernels.py).
-NUMBA_DEFAULT = {"relu_tanh": True, "panel": True, "rows": True}
-
-
-def numba_available() -> bool:
-    return _HAVE_NUMBA
-
-
-def numba_enabled(kind: str) -> bool:
-    """Whether the Numba kernel ``kind`` ("relu_tanh", "panel", "rows") is on: RFTHEORY_NUMBA, else NUMBA_DEFAULT."""
-    if not _HAVE_NUMBA:
-        return False
-    flag = os.environ.get("RFTHEORY_NUMBA", "auto").strip().lower()
-    if flag in ("1", "true", "yes", "on"):
-        return True
-    if flag in ("0", "false", "no", "off"):
-        return False
-    return NUMBA_DEFAULT.get(kind, False)
+_HAVE_NUMBA = numba_available()
 
 
 # float32 tanh: the rational minimax approximation of Eigen's generic_fast_tanh_float,
