@@ -1,4 +1,4 @@
-"""Acceptance figures of issue 9: subspace-aware reconstruction, ΔW₁ subspace
+"""Acceptance figures of the subspace attack: subspace-aware reconstruction, ΔW₁ subspace
 estimate, Δθ objective, and the finite-width calculator.
 
 Problem: synthetic_subspace(n=4, d=40, r=4, seed=s) (rows in a random
@@ -46,12 +46,10 @@ from rftheory.theory.finite_width import (  # noqa: E402
 from rftheory.attack.metrics import reconstruction_errors  # noqa: E402
 from rftheory.models.random_features import RandomFeatures  # noqa: E402
 from rftheory.attack.reconstruct import reconstruct  # noqa: E402
-from rftheory.attack.subspace import (  # noqa: E402
-    estimate_subspace_from_training,
-    rf_gradient_descent,
-    subspace_reconstruct,
-    synthetic_subspace,
-)
+from rftheory.attack.subspace import subspace_reconstruct  # noqa: E402
+from rftheory.attack.subspace_estimate import estimate_subspace_from_training  # noqa: E402
+from rftheory.data.subspace import synthetic_subspace  # noqa: E402
+from rftheory.models.training import rf_gradient_descent  # noqa: E402
 
 N, D, R = 4, 40, 4
 ACT = "relu+tanh"
@@ -98,7 +96,7 @@ def sweeps(seeds, known_ps, full_ps, restarts, max_iter):
 def delta_w1(seeds):
     print("\n3. Subspace from ΔW₁ = W₁_T − W₁_0 of a two-layer net (m=256, no biases), gap rule")
     print("   mlp: rftheory.models.adapters.TwoLayerMLP(bias=False, head_bias=False), GD on all layers to relative loss 1e-8;")
-    print("   builtin: rftheory.attack.subspace.train_two_layer, 200 GD steps; wd: builtin with weight decay 1e-3, rank forced to 4")
+    print("   builtin: rftheory.models.training.train_two_layer, 200 GD steps; wd: builtin with weight decay 1e-3, rank forced to 4")
     widths = (5, 4, 10, 14, 10, 16, 12)
     print(fmt_row(("seed", "r̂", "gap", "angle (mlp)", "GD steps", "angle (builtin)", "angle (wd)"), widths))
     ok = True
@@ -168,7 +166,7 @@ def main(argv=None) -> int:
     seeds = tuple(range(3 if args.quick else args.seeds))
     known_ps = [8, 16, 32, 64] if args.quick else [8, 12, 16, 24, 32, 48, 64]
     full_ps = [64, 160, 640] if args.quick else [64, 160, 320, 640, 1280]
-    print("bench_subspace: issue 9 acceptance (synthetic n=4, d=40, r=4, relu+tanh)")
+    print("bench_subspace: acceptance (synthetic n=4, d=40, r=4, relu+tanh)")
     print(machine_line())
     t0 = time.perf_counter()
     def timed(fn, *a):

@@ -31,9 +31,9 @@
 # never judged by the loss. `critical_ratio` fits the transition with a
 # cluster bootstrap over seeds.
 #
-# `python notebooks/01_law.py` runs a small grid (tens of seconds); `--full`
+# `python notebooks/01_law.py` runs a small grid; `--full`
 # (or `RFTHEORY_NOTEBOOK_SIZE=full`) the module's default grid with three
-# activations on all cores (long). Figures and the sweep table go to
+# activations on all cores (a long run). Figures and the sweep table go to
 # `--out DIR` (or `RFTHEORY_NOTEBOOK_OUT`), by default a temporary folder.
 
 # %%

@@ -32,7 +32,7 @@
 # of each original.
 #
 # **Running.** `python notebooks/02_digits_reconstruction.py` runs the small
-# size (seconds); `--full` (or `RFTHEORY_NOTEBOOK_SIZE=full`) the paper-size
+# size; `--full` (or `RFTHEORY_NOTEBOOK_SIZE=full`) the paper-size
 # example, which is exactly `rftheory reconstruct --data digits`. Figures go to
 # `--out DIR` (or `RFTHEORY_NOTEBOOK_OUT`), by default a fresh temporary folder.
 # With `--cifar DIR` (or `RFTHEORY_CIFAR_DIR`) pointing at the extracted

@@ -32,7 +32,7 @@
 # and draws three of the quantities.
 #
 # `python notebooks/04_theorem_checks.py` runs the checks at their "tiny"
-# size (seconds); `--full` (or `RFTHEORY_NOTEBOOK_SIZE=full`) at "full" size.
+# size; `--full` (or `RFTHEORY_NOTEBOOK_SIZE=full`) at "full" size.
 # Figures go to `--out DIR` (or `RFTHEORY_NOTEBOOK_OUT`), else a temporary folder.
 
 # %%

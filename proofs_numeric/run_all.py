@@ -1,6 +1,6 @@
 """Run every proofs_numeric check and print their tables and a PASS/FAIL summary.
 
-    python -m proofs_numeric.run_all            # small size (about a minute on 2 cores)
+    python -m proofs_numeric.run_all            # small size (small grids, few seeds)
     python -m proofs_numeric.run_all --full     # full size (larger grids, more seeds)
     python -m proofs_numeric.run_all --markdown # markdown tables (for the README)
     python -m proofs_numeric.run_all --only theorem1_spurious_gap sign_lemma_relu

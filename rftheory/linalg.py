@@ -32,7 +32,7 @@ def cholesky_condition_limit(n: int) -> float:
 
 def _cholesky(A, xp):
     if xp is np:  # LAPACK potrf directly: the attack solves one small system per evaluation
-        from scipy.linalg.lapack import dpotrf  # noqa: PLC0415  (scipy.linalg: ≈ 0.25 s to import, only when solving)
+        from scipy.linalg.lapack import dpotrf  # noqa: PLC0415  (a heavy import, paid only when solving)
 
         L, info = dpotrf(A, lower=1, clean=1)
         return L if info == 0 else None

@@ -439,7 +439,7 @@ def empirical_threshold(n: int, d: int, p_values, *, seeds=(0, 1, 2), activation
     """Sweep p: train the RF min-norm interpolator, attack θ, measure recovery.
 
     Data: :func:`rftheory.data.synthetic.synthetic_sphere` (rank None) or
-    :func:`rftheory.attack.subspace.synthetic_subspace` (rank r), seed s for data
+    :func:`rftheory.data.subspace.synthetic_subspace` (rank r), seed s for data
     and s + 1000 for V.  ``search="full"`` runs
     :func:`rftheory.attack.reconstruct.reconstruct` over R^d; ``"known"`` runs
     :func:`rftheory.attack.subspace.subspace_reconstruct` on the true basis.  A run
@@ -453,7 +453,8 @@ def empirical_threshold(n: int, d: int, p_values, *, seeds=(0, 1, 2), activation
     from ..attack.metrics import reconstruction_errors  # noqa: PLC0415
     from ..models.random_features import RandomFeatures  # noqa: PLC0415
     from ..attack.reconstruct import reconstruct  # noqa: PLC0415
-    from ..attack.subspace import subspace_reconstruct, synthetic_subspace  # noqa: PLC0415
+    from ..attack.subspace import subspace_reconstruct  # noqa: PLC0415
+    from ..data.subspace import synthetic_subspace  # noqa: PLC0415
 
     if search not in ("full", "known"):
         raise ValueError(f"search must be 'full' or 'known', got {search!r}")

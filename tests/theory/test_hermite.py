@@ -1,5 +1,5 @@
-"""Tests for rftheory.theory.hermite: closed forms, certified numerics, Parseval, the
-limiting kernel (with a Monte Carlo check), caching, parity and the CLI.
+"""Tests for rftheory.theory.hermite's coefficients: closed forms, certified numerics,
+Parseval, linearity and parity of the μ_k, the input forms, and the CLI.
 
 References are independent of the implementation: textbook closed forms and
 mpmath.quad at 30 digits on (−∞, 0] ∪ [0, ∞) with its own Hermite recurrence.
@@ -7,7 +7,6 @@ mpmath.quad at 30 digits on (−∞, 0] ∪ [0, ∞) with its own Hermite recurr
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import mpmath
@@ -17,40 +16,32 @@ import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rftheory.theory import hermite as H
-from rftheory.models.activations import Activation, known_activations
-from rftheory.backend import cupy_available, get_cupy
 from rftheory.cli import main
+from rftheory.models.activations import Activation, known_activations
 from rftheory.theory.hermite import (
-    AMBIGUOUS_AFFINE,
     DEGENERATE_AFFINE,
-    IDENTIFIABLE,
     SIGN_SYMMETRIC,
     HermiteExpansion,
-    KernelLimit,
+    clear_cache,
     hermite_coefficients,
-    kernel_limit,
     orthonormal_hermite,
     parity_report,
 )
-from rftheory.models.random_features import RandomFeatures
-
-ALL = sorted(set(known_activations()) | {"step"})
-BASES = ["relu", "tanh", "leaky_relu", "abs", "erf", "sigmoid", "softplus", "gelu", "silu", "step"]
+from rftheory.theory.hermite.spec import resolve
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _private_cache(tmp_path_factory):
-    """Every test of this file uses a private disk cache folder."""
-    old = os.environ.get("RFTHEORY_CACHE_DIR")
-    os.environ["RFTHEORY_CACHE_DIR"] = str(tmp_path_factory.mktemp("rfcache"))
-    H.clear_cache()
-    yield
-    H.clear_cache()
-    if old is None:
-        os.environ.pop("RFTHEORY_CACHE_DIR", None)
-    else:
-        os.environ["RFTHEORY_CACHE_DIR"] = old
+    """A fresh Hermite cache folder (and an empty memory cache) for this module: numbers computed here."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RFTHEORY_CACHE_DIR", str(tmp_path_factory.mktemp("rfcache")))
+        clear_cache()
+        yield
+        clear_cache()
+
+
+ALL = sorted(set(known_activations()) | {"step"})
+BASES = ["relu", "tanh", "leaky_relu", "abs", "erf", "sigmoid", "softplus", "gelu", "silu", "step"]
 
 
 # --- independent high-precision reference -------------------------------------
@@ -252,7 +243,7 @@ def test_linearity_of_combinations(a, b, s, t):
     expect = a * ms.coefficients + b * mt.coefficients
     np.testing.assert_allclose(combo.coefficients, expect, atol=1e-12, rtol=0)
     # and an independent quadrature of the combined function (no parts known)
-    fs, ft = H._resolve(s).fn, H._resolve(t).fn
+    fs, ft = resolve(s).fn, resolve(t).fn
     opaque = Activation(f"opaque({a},{s},{b},{t})", lambda z: a * fs(z) + b * ft(z), lambda z: 0 * z)
     num = hermite_coefficients(opaque, K)
     np.testing.assert_allclose(num.coefficients, expect, atol=1e-10, rtol=0)
@@ -295,110 +286,7 @@ def test_odd_sigma_has_no_even_coefficients(c, w):
     assert parity_report(n, tol=1e-8).prediction in (SIGN_SYMMETRIC, DEGENERATE_AFFINE)
 
 
-# --- parity report --------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "name,prediction",
-    [
-        ("relu", AMBIGUOUS_AFFINE),
-        ("leaky_relu", AMBIGUOUS_AFFINE),
-        ("abs", SIGN_SYMMETRIC),
-        ("tanh", SIGN_SYMMETRIC),
-        ("erf", SIGN_SYMMETRIC),
-        ("sigmoid", AMBIGUOUS_AFFINE),
-        ("softplus", AMBIGUOUS_AFFINE),
-        ("gelu", AMBIGUOUS_AFFINE),
-        ("silu", AMBIGUOUS_AFFINE),
-        ("step", AMBIGUOUS_AFFINE),
-        ("relu+tanh", IDENTIFIABLE),
-        ("0.5*relu+2*erf", IDENTIFIABLE),
-    ],
-)
-def test_parity_predictions(name, prediction):
-    rep = parity_report(name, 12)
-    assert rep.prediction == prediction, rep
-    assert rep.order == 12
-
-
-def test_parity_details():
-    relu = parity_report("relu", 10)
-    assert relu.even_nonzero == (2, 4, 6, 8, 10) and relu.odd_nonzero == ()
-    assert relu.mu0_nonzero and relu.mu1_nonzero
-    sig = parity_report("sigmoid", 10)
-    assert sig.even_nonzero == () and sig.mu0_nonzero and sig.odd_nonzero[:2] == (3, 5)
-    x = sp.Symbol("x")
-    assert parity_report(3 * x + 1, 6).prediction == DEGENERATE_AFFINE
-    # an expansion can be passed directly
-    e = hermite_coefficients("relu+tanh", 10)
-    assert parity_report(e).prediction == IDENTIFIABLE
-    with pytest.raises(ValueError):
-        parity_report("relu", 4, tol=-1)
-
-
-# --- limiting kernel --------------------------------------------------------------
-
-
-def _sphere(n, d, seed=0):
-    X = np.random.default_rng(seed).standard_normal((n, d))
-    return X * (math.sqrt(d) / np.linalg.norm(X, axis=1, keepdims=True))
-
-
-def test_kernel_limit_basic():
-    X = _sphere(7, 12)
-    res = kernel_limit(X, "relu+tanh", 20)
-    assert isinstance(res, KernelLimit)
-    K, bound = res
-    e = hermite_coefficients("relu+tanh", 20)
-    assert K.shape == (7, 7) and np.allclose(K, K.T)
-    assert np.all(np.abs(np.diag(K) - e.second_moment) <= bound)
-    assert bound >= e.truncation_error
-    assert np.linalg.eigvalsh(K).min() > 0
-    # direct (non-Horner) evaluation
-    rho = X @ X.T / 12
-    direct = sum(c**2 * rho**k for k, c in enumerate(e.coefficients))
-    np.testing.assert_allclose(K, direct, atol=1e-13)
-    # cross kernel
-    Y = _sphere(3, 12, seed=1)
-    KY, _ = kernel_limit(X, "relu", 10, Y=Y)
-    assert KY.shape == (7, 3)
-
-
-def test_kernel_limit_requires_sphere():
-    X = np.random.default_rng(0).standard_normal((4, 10))
-    with pytest.raises(ValueError, match="sphere"):
-        kernel_limit(X, "relu")
-    K, _ = kernel_limit(X, "relu", check_sphere=False)
-    assert K.shape == (4, 4)
-
-
-def test_kernel_limit_monte_carlo_rate():
-    """Empirical ΦΦᵀ/p → K∞ with error ~ 1/√p (V ~ N(0, 1/d), rows on the √d-sphere)."""
-    n, d = 6, 16
-    X = _sphere(n, d, seed=3)
-    Kinf, bound = kernel_limit(X, "relu+tanh", 40)
-    assert bound < 1e-3  # ≪ the Monte Carlo error at the largest p
-    ps = [250, 1000, 4000, 16000]
-    errs = []
-    for p in ps:
-        e = []
-        for seed in range(4):
-            Phi = RandomFeatures(p, d, "relu+tanh", seed=seed).features(X)
-            e.append(np.sqrt(np.mean((Phi @ Phi.T / p - Kinf) ** 2)))
-        errs.append(np.mean(e))
-    slope = np.polyfit(np.log(ps), np.log(errs), 1)[0]
-    assert -0.8 < slope < -0.3, (slope, errs)
-    assert errs[-1] < 0.05
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")
-def test_kernel_limit_cupy():
-    cp = get_cupy()
-    X = _sphere(5, 8)
-    K, b = kernel_limit(cp.asarray(X), "relu", 10)
-    assert type(K).__module__.startswith("cupy")
-    np.testing.assert_allclose(cp.asnumpy(K), kernel_limit(X, "relu", 10)[0], atol=1e-12)
+# --- Hermite polynomials and the result record -------------------------------------
 
 
 def test_orthonormal_hermite():
@@ -407,45 +295,6 @@ def test_orthonormal_hermite():
     gram = h.T @ h / len(g)
     np.testing.assert_allclose(gram, np.eye(6), atol=0.05)
     np.testing.assert_allclose(orthonormal_hermite(np.array([2.0]), 3)[0], [1, 2, 3 / math.sqrt(2), 2 / math.sqrt(6)])
-
-
-# --- caching ------------------------------------------------------------------------
-
-
-def test_cache_disk_roundtrip_and_warm_speed():
-    H.clear_cache()
-    cold = {n: hermite_coefficients(n, 20) for n in ALL}
-    files = list(H.cache_dir().glob("*.json"))
-    assert len(files) >= len(ALL)
-    t0 = time.perf_counter()
-    for n in ALL:
-        hermite_coefficients(n, 20)
-    assert time.perf_counter() - t0 < 0.1  # target 10 ms (see benchmarks/bench_hermite.py)
-    H.clear_cache()  # memory only: next calls read the JSON files
-    for n in ALL:
-        warm = hermite_coefficients(n, 12)
-        np.testing.assert_array_equal(warm.coefficients, cold[n].coefficients[:13])
-        assert warm.methods == cold[n].methods[:13]
-        assert warm.second_moment == cold[n].second_moment
-    # exact forms survive the disk round trip
-    ex = hermite_coefficients("gelu", 5, exact=True)
-    H.clear_cache()
-    ex2 = hermite_coefficients("gelu", 5, exact=True)
-    assert ex2.exact == ex.exact and ex2.second_moment_exact == ex.second_moment_exact
-    # a higher order than cached is recomputed, lower is a slice
-    assert hermite_coefficients("relu", 30).order == 30
-    assert hermite_coefficients("relu", 3).order == 3
-
-
-def test_cache_unwritable_falls_back_to_memory(tmp_path, monkeypatch):
-    blocker = tmp_path / "a_file"
-    blocker.write_text("not a folder")
-    monkeypatch.setenv("RFTHEORY_CACHE_DIR", str(blocker))
-    e = hermite_coefficients("sigmoid", 5, use_cache=True, force_numeric=True)
-    assert e.order == 5
-    monkeypatch.setenv("RFTHEORY_CACHE_DIR", "off")
-    assert H.cache_dir() is None
-    assert hermite_coefficients("relu", 4).order == 4
 
 
 def test_expansion_is_readonly_and_truncates():
