@@ -6,11 +6,12 @@ evaluation does the two n×d×p products (4ndp flops) plus the Gram and the
 two matrix–vector products with θ (2n²p + 4np); the figure counts 4ndp + 2n²p.
 
 float32 (the attack's default) is measured on both code paths of
-rftheory.attack.loss: the fused packed-panel kernels (rftheory._engine.panel_loss, the
+rftheory.attack.loss: the fused packed-panel kernels (rftheory._engine, the
 default where Numba is installed) and the BLAS path (NumPy/OpenBLAS, the
-fallback), each with the thread set-up ``reconstruct`` gives it (panel:
-its own threads, BLAS limited to one so that no OpenBLAS thread spins
-beside them; BLAS path: OpenBLAS's threads).  Because a shared virtual
+fallback), each with the thread set-up the loss gives itself (panel: its
+own threads, as many as the BLAS limit, with BLAS pinned to one thread
+during each evaluation so that no OpenBLAS thread spins beside them; BLAS
+path: OpenBLAS's threads).  Because a shared virtual
 machine's speed drifts by tens of per cent from one second to the next,
 each of ``--rounds`` rounds measures the sgemm peak (2048×2048, all cores)
 and then the evaluations (table of figures).
@@ -29,7 +30,6 @@ median fraction over the pairs (its quartiles are printed too).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import time
@@ -44,19 +44,13 @@ from _common import best_time, machine_line, matmul_sampler  # noqa: E402
 from rftheory._engine import kernels  # noqa: E402
 from rftheory.data.synthetic import synthetic_sphere  # noqa: E402
 from rftheory.attack.loss import projection_loss  # noqa: E402
-from rftheory._engine.panel_loss import kernel_threads, panel_model_applicable, panel_threads  # noqa: E402
+from rftheory._engine.panel_loss import panel_coefficients  # noqa: E402
+from rftheory._engine.threads import blas_limit  # noqa: E402
 from rftheory.models.random_features import RandomFeatures  # noqa: E402
 from rftheory.attack.reconstruct import random_sphere, reconstruct  # noqa: E402
 
 TARGET = 0.5
 BATCH = 3  # batched restarts: R·n rows share the passes over V
-
-
-def _stack(*contexts):
-    stack = contextlib.ExitStack()
-    for c in contexts:
-        stack.enter_context(c)
-    return stack
 
 
 def _with_panel(enabled: bool, fn):
@@ -99,30 +93,27 @@ def _breakdown(model, X, theta) -> None:
     """Single-thread parts of one panel evaluation (fastest of 100 calls each)."""
     from rftheory._engine import panel, panel_loss  # noqa: PLC0415
 
-    n = X.shape[0]
+    n, d = X.shape
     P = panel_loss.packed_panels(model)
     blocks = P.shape[0]
-    Xt = panel.pack_tiles(X)
     theta = panel_loss.padded_theta(theta, P)  # pass 1 reads θ over whole panels
-    F = panel.aligned_zeros((Xt.shape[0] * panel.TILE_ROWS, blocks * panel.PANEL_WIDTH))
-    D = panel.aligned_zeros(F.shape)
-    a, b = (np.float32(c) for c in kernels.relu_tanh_coefficients(model.activation))
-    v, A = np.zeros((1, n)), np.zeros((1, n, n))
-    alpha = np.random.default_rng(0).standard_normal((1, n))
-    G = np.zeros((F.shape[0], P.shape[1]), np.float32)
-    G8 = panel.aligned_zeros((F.shape[0], P.shape[1], panel.VECTOR))
-    r_sq = np.zeros(1)
+    ws = panel_loss._workspace(P, theta, (1, n, d), *model.activation.relu_tanh, False)
+    panel_loss._prepare(X, ws)  # X̂ packed into ws.Xt
+    ws.alpha[...] = np.random.default_rng(0).standard_normal((1, n))
+    pieces = range(ws.bounds.size - 1)
+    G8 = panel.aligned_zeros((ws.F.shape[0], P.shape[1], panel.VECTOR))
+
+    def each_piece(step, *args):
+        return lambda: [step(ws, k, *args) for k in pieces]
+
     parts = {
-        "pass 1 (X̂Vᵀ, σ, σ', v, Gram)": lambda: panel_loss._features_pass(Xt, P, theta, a, b, False, 1, n, 0, blocks,
-                                                                         F, D, v, A),
-        "  of which the X̂Vᵀ kernel": lambda: panel._forward_blocks(Xt, P, F, 0, blocks),
-        "pass 2 (r, W, WV)": lambda: panel_loss._residual_pass(F, D, theta, alpha, 1, n, 0, blocks, P, G,
-                                                               r_sq, True),
-        "  of which the WV kernel": lambda: panel._backward_blocks(F, P, G8, 0, blocks, 0),
-        "  of which r alone": lambda: panel_loss._residual_pass(F, D, theta, alpha, 1, n, 0, blocks, P, G,
-                                                               r_sq, False),
+        "pass 1 (X̂Vᵀ, σ, σ', v, Gram)": each_piece(panel_loss._features_pass),
+        "  of which the X̂Vᵀ kernel": lambda: panel._forward_blocks(ws.Xt, P, ws.F, 0, blocks),
+        "pass 2 (r, W, WV)": each_piece(panel_loss._residual_pass, True),
+        "  of which the WV kernel": lambda: panel._backward_blocks(ws.F, P, G8, 0, blocks, 0),
+        "  of which r alone": each_piece(panel_loss._residual_pass, False),
     }
-    with threadpool_limits(limits=1, user_api="blas"), panel_threads(1):
+    with threadpool_limits(limits=1, user_api="blas"):  # the engine follows: one thread
         whole = _min_time(lambda: projection_loss(X, theta, model))
         times = {k: _min_time(f) for k, f in parts.items()}
     print(f"\nsingle-thread breakdown of one panel evaluation (fastest of 100 calls): whole {whole * 1e3:.2f} ms")
@@ -149,10 +140,10 @@ def main(argv=None) -> int:
     flops = 4 * n * d * p + 2 * n * n * p
     work32, work64 = model.astype(np.float32), model.astype(np.float64)
     X32, X64, S32 = X_hat.astype(np.float32), X_hat.astype(np.float64), stack.astype(np.float32)
-    has_panel = panel_model_applicable(work32)
+    has_panel = panel_coefficients(work32) is not None
     print(f"problem: n={n}, d={d}, p={p}, {args.activation}; {flops / 1e6:.0f} MFLOP per evaluation; "
           f"panel kernels: {'yes' if has_panel else 'no (Numba missing or activation not a·relu+b·tanh)'}; "
-          f"threads: {kernel_threads()}")
+          f"threads: {blas_limit()}")
 
     cases = {  # name -> (callable, flops per call)
         "float32 panel": (lambda: projection_loss(X32, model.theta, work32), flops),
@@ -162,15 +153,6 @@ def main(argv=None) -> int:
             (lambda: _with_panel(False, lambda: projection_loss(S32, model.theta, work32)), BATCH * flops),
         "float64 BLAS": (lambda: projection_loss(X64, model.theta, work64), flops),
     }
-    threads = kernel_threads()
-
-    def setting(name):
-        """The thread set-up ``reconstruct`` uses: the panel kernels get the threads and
-        BLAS one (no OpenBLAS threads left spinning beside them); the BLAS path gets BLAS's."""
-        if "panel" in name:
-            return _stack(threadpool_limits(limits=1, user_api="blas"), panel_threads(threads))
-        return contextlib.nullcontext()
-
     if not has_panel:
         cases = {k: v for k, v in cases.items() if "panel" not in k}
     samplers = {name: matmul_sampler(np.dtype(name)) for name in ("float32", "float64")}
@@ -182,8 +164,7 @@ def main(argv=None) -> int:
         for name, sample in samplers.items():
             peaks[name].append(sample())
         for name, (fn, fl) in cases.items():
-            with setting(name):
-                t = best_time(fn)
+            t = best_time(fn)  # each path sets its threads itself, per evaluation
             times[name].append(t)
             fractions[name].append(fl / t / 1e9 / peaks[name.split()[0]][-1])
         print(f"round {r + 1}: sgemm peak {peaks['float32'][-1]:6.1f} GFLOP/s; "

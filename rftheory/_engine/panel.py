@@ -4,11 +4,10 @@ The attack's cost is two products with the same V (p×d) on every evaluation:
 
     Z = X̂ Vᵀ   (rows×p)        and        G = W V   (rows×d),
 
-with only rows = R·n̂ ≈ 20 rows on the other side.  OpenBLAS packs V afresh
-on every call and its kernels are tuned for square shapes; on the reference
-machine these two skinny products ran at 25–40 % of its measured sgemm peak
-(benchmarks/bench_iteration.py).  V never changes during an attack, so this
-module packs it once, into panels of w = PANEL_WIDTH = 2·VECTOR features
+with only rows = R·n̂ ≈ 20 rows on the other side.  A general BLAS packs V
+afresh on every call and tunes its kernels for square shapes, so these two
+skinny products run far below its peak (benchmarks/bench_iteration.py
+compares).  V never changes during an attack, so this module packs it once, into panels of w = PANEL_WIDTH = 2·VECTOR features
 (VECTOR = 16 float32 lanes where the host has AVX-512, else 8),
 
     P[b, k, c] = V[w·b + c, k]          shape (⌈p/w⌉, d_pad, w), zero-padded,
@@ -42,13 +41,15 @@ start on a 64-byte line (:func:`aligned_zeros`).  :mod:`rftheory._engine.panel_l
 builds the float32 projection loss on these kernels; everything here is
 pure arithmetic.
 
-The vector width is fixed at import from the host (or 8 when NUMBA_CPU_NAME
-/ NUMBA_CPU_FEATURES name a portable target); Numba's on-disk cache is keyed
-by the same CPU name and features, so a cached kernel always matches it.
+The vector width is fixed at import from the host (:mod:`rftheory._engine.target`),
+and the rational tanh of pass 1 comes from :mod:`rftheory._engine.tanh`.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from .tanh import TANH_CLAMP, TANH_P, TANH_Q
+from .target import VECTOR
 
 __all__ = [
     "VECTOR",
@@ -63,27 +64,13 @@ __all__ = [
 ]
 
 
-def _host_vector_lanes() -> int:
-    """float32 lanes of the widest vector register Numba will compile for: 16 with AVX-512F, else 8."""
-    try:
-        from numba.core import config
-        from llvmlite import binding as llvm
-
-        if config.CPU_NAME or config.CPU_FEATURES:  # a portable (e.g. cached-for-another-host) target: stay at 8
-            return 8
-        return 16 if llvm.get_host_cpu_features().get("avx512f", False) else 8
-    except Exception:  # pragma: no cover - no Numba / no host query: the 8-lane layout is always correct
-        return 8
-
-
-VECTOR = _host_vector_lanes()  # float32 lanes per hardware vector the kernels are written for
 PANEL_WIDTH = 2 * VECTOR  # features per panel of P: two vectors
 # forward tile: TILE_ROWS rows × 2 vectors of accumulators + 2 loads + 1 broadcast: 5 × 2 = 10 + 3 in 16
 # registers (AVX2), 10 × 2 = 20 + 3 in 32 (AVX-512: half the loads of P per multiply–add)
 TILE_ROWS = 10 if VECTOR == 16 else 5
 # backward tile: B_TILE_ROWS × B_TILE_COORDS accumulators + B_TILE_ROWS + B_TILE_COORDS loads: with 16
-# registers (AVX2) 5 × 2 = 10 + 7; with 32 (AVX-512) 10 × 2 = 20 + 12 (pass 2 measured 0.76 ms against
-# 0.81 for 5 × 4 and 1.17 for 10 × 3, one thread, n̂=20, d=100, p=20000)
+# registers (AVX2) 5 × 2 = 10 + 7; with 32 (AVX-512) 10 × 2 = 20 + 12 (benchmarks/bench_kernels.py: faster
+# than 5 × 4 and 10 × 3 at n̂=20, d=100, p=20000)
 B_TILE_ROWS = 10 if VECTOR == 16 else 5  # divides TILE_ROWS: W's rows are padded like X̂'s
 B_TILE_COORDS = 2
 # Gram tile (float64, VECTOR // 2 lanes): 4 × 4 sums + 8 loads in 32 registers, 4 × 2 + 6 in 16
@@ -340,17 +327,14 @@ def _make_sigma_row(surrogate: bool):
 
     for 0 ≤ t < VECTOR·vectors (flat element offsets into C-contiguous
     float32 F, D and float64 H, θ; no bounds checks).  tanh is the rational
-    x·P(x²)/Q(x²) of :func:`rftheory._engine.kernels.relu_tanh_f32` (x = z clamped
-    to ±_TANH_CLAMP); with 16 lanes (AVX-512) 1/Q is the hardware estimate
+    x·P(x²)/Q(x²) of :func:`rftheory._engine.tanh.relu_tanh_f32` (x = z clamped
+    to ±TANH_CLAMP); with 16 lanes (AVX-512) 1/Q is the hardware estimate
     (14 bits) and one Newton step, r ← r·(2 − Q·r) (relative error ≲ 2⁻²³;
     three instructions on the multiply–add ports instead of the divider, a
     separate, slower unit), else a division with fast-math flags
-    (LLVM picks the same estimate where the target has one, as it did for the
-    scalar loop this replaces).  The sum's products are float64, kept
+    (LLVM picks the same estimate where the target has one).  The sum's products are float64, kept
     lane-wise and added by halving.
     """
-    from .kernels import _TANH_CLAMP, _TANH_P, _TANH_Q  # noqa: PLC0415
-
     @intrinsic
     def sigma_row(typingctx, F, D, f, H, h, theta, s, vectors, a, b):  # pragma: no cover - compiled
         sig = types.float64(F, D, f, H, h, theta, s, vectors, a, b)
@@ -371,7 +355,7 @@ def _make_sigma_row(surrogate: bool):
                 return ir.Constant(vec, [float(np.float32(value))] * VECTOR)
 
             zero, one, two = c32(0.0), c32(1.0), c32(2.0)
-            lim, neg_lim = c32(_TANH_CLAMP), c32(-_TANH_CLAMP)
+            lim, neg_lim = c32(TANH_CLAMP), c32(-TANH_CLAMP)
             (acc,), = code.accumulators(1, 1, dvec)
             if VECTOR == 16:
                 rcp = cgutils.get_or_insert_function(
@@ -383,12 +367,12 @@ def _make_sigma_row(surrogate: bool):
                 x = builder.select(builder.fcmp_ordered(">", z, neg_lim), z, neg_lim)
                 x = builder.select(builder.fcmp_ordered("<", x, lim), x, lim)
                 x2 = builder.fmul(x, x)
-                num = c32(_TANH_P[-1])
-                for coefficient in reversed(_TANH_P[:-1]):
+                num = c32(TANH_P[-1])
+                for coefficient in reversed(TANH_P[:-1]):
                     num = builder.call(fma32, [x2, num, c32(coefficient)])
                 num = builder.fmul(x, num)
-                den = c32(_TANH_Q[-1])
-                for coefficient in reversed(_TANH_Q[:-1]):
+                den = c32(TANH_Q[-1])
+                for coefficient in reversed(TANH_Q[:-1]):
                     den = builder.call(fma32, [x2, den, c32(coefficient)])
                 if VECTOR == 16:
                     r = builder.call(rcp, [den, zero, ir.Constant(ir.IntType(16), -1)])

@@ -1,7 +1,8 @@
 """The float32 projection loss on packed panels of V, fused and threaded.
 
 Same mathematics as :func:`rftheory.attack.loss.projection_loss` (which dispatches
-here when :func:`panel_loss_applicable` holds); for R candidate sets of n̂
+here through :func:`rftheory._engine.make_loss` when :func:`panel_coefficients`
+serves the model); for R candidate sets of n̂
 rows (row g·n̂ + i of the stacked X̂ is sample i of set g):
 
     pass 1, per chunk of FORWARD_CHUNK_BLOCKS panels (256 or 512 features):
@@ -32,21 +33,25 @@ return to Python and no operating-system wake-up between the passes.  Between
 evaluations a helper keeps spinning in compiled code until the next lead rings
 a bell (:class:`_HelperThreads`), so a loop of evaluations wakes nobody.  Each
 piece has its own accumulators, summed in piece order, so the result is
-bitwise the same for any thread count and schedule.  The thread count is
-:func:`kernel_threads` (the current BLAS limit unless :func:`panel_threads`
-says otherwise), so ``threadpool_limits(1)`` — set by sweep workers — makes
-this serial too.
+bitwise the same for any thread count and schedule.  The thread count and the
+BLAS pin are settled by :class:`PanelLoss` (:mod:`rftheory._engine.threads`).
+
+Arrays reach the compiled code as one record, :class:`Workspace` (buffers of
+one shape of X̂, θ, the panels and σ's coefficients), plus the per-call
+control counters.  The packed panels are cached per model, weakly
+(:func:`packed_panels`): nothing is stored on the model, and the copy goes
+with it.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import os
 import threading
+import weakref
+from typing import NamedTuple
 
 import numpy as np
 
-from .kernels import numba_enabled, relu_tanh_coefficients
+from ..backend import numba_enabled
 from ..linalg import cholesky_condition_limit, gram_solve
 from .panel import (
     GRAM_TILE_COLS,
@@ -58,9 +63,10 @@ from .panel import (
     pack_forward,
     panel_kernels_available,
 )
+from .threads import SMALL_PROBLEM_FLOPS, blas_limit, serial_blas
 
-__all__ = ["panel_loss_applicable", "panel_model_applicable", "panel_projection_loss", "PanelEvaluation",
-           "packed_panels", "padded_theta", "piece_bounds", "kernel_threads", "panel_threads", "PANEL_MAX_BYTES"]
+__all__ = ["panel_coefficients", "PanelLoss", "Workspace", "packed_panels", "padded_theta", "piece_bounds",
+           "PANEL_MAX_BYTES"]
 
 PANEL_MAX_BYTES = 2**30  # keep a packed copy of V only up to 1 GiB (else the BLAS path runs)
 FORWARD_CHUNK_BLOCKS = 16  # panels (PANEL_WIDTH = 16 or 32 features each) per cache-resident chunk of pass 1
@@ -75,12 +81,12 @@ GRAM_PAD = max(GRAM_TILE_ROWS, GRAM_TILE_COLS, 4)  # H has zero rows up to a mul
 CLAIM_1, DONE_1, PHASE, CLAIM_2, DONE_2, ABORT, READY, CONTROLS = 0, 1, 2, 3, 4, 5, 6, 8
 PASS_2, REFUSED = 1, 2  # values of ctl[PHASE] after pass 1
 SPINS_BEFORE_YIELD = 256  # spin-wait rounds between two sched_yield calls
-HELPER_SPINS = 65536  # spin-wait rounds a helper waits for the next job before it sleeps (≈ 0.9 ms measured)
+HELPER_SPINS = 65536  # spin-wait rounds a helper waits for the next job before it sleeps: longer than the
+# optimiser's own work between two evaluations, far shorter than an idle pause
 
 if panel_kernels_available():
     from numba import njit
 
-    from .kernels import _tangent_rows
     from .panel import (
         _backward_blocks,
         _forward_blocks,
@@ -96,9 +102,13 @@ if panel_kernels_available():
 
     # (loops index 1-D row slices: LLVM vectorises those, not 2-D indexing)
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
-    def _features_pass(X, P, theta, a, b, relu_surrogate, groups, n_hat, block_lo, block_hi,
-                       F, D, v, A):  # pragma: no cover - compiled
-        """Pass 1 on forward panels [block_lo, block_hi): F, D (in place of Z) and the float64 sums v, A (lower triangle)."""
+    def _features_pass(ws, k):  # pragma: no cover - compiled
+        """Pass 1 on piece k (forward panels ws.bounds[k] to ws.bounds[k + 1]): F, D (in place of Z) and
+        the float64 sums v[k], A[k] (lower triangle)."""
+        X, P, theta, a, b, relu_surrogate = ws.Xt, ws.P, ws.theta, ws.a, ws.b, ws.relu_surrogate
+        F, D, v, A = ws.F, ws.D, ws.v[k], ws.A[k]
+        groups, n_hat = ws.alpha.shape
+        block_lo, block_hi = ws.bounds[k], ws.bounds[k + 1]
         n_pad = -(-n_hat // GRAM_PAD) * GRAM_PAD
         sums = np.empty(GRAM_TILE_ROWS * GRAM_TILE_COLS)
         h_cols = FORWARD_CHUNK_BLOCKS * PANEL_WIDTH
@@ -142,8 +152,7 @@ if panel_kernels_available():
         """A[i, k] += Σ_{j<m} H[i, j] H[k, j] for k ≤ i < n̂, in blocks of 4 rows × 2 columns left
         to LLVM's vectoriser (8 sums, 6 loads per step; it interleaves them).  H has zero rows up
         to a multiple of 4 and only k ≤ i < n̂ is stored.  With 8-lane vectors this is faster than
-        :func:`_gram_lower_tiles` (one thread, n̂=20, p=20000 compiled for haswell: 0.19 against
-        0.25–0.35 ms)."""
+        :func:`_gram_lower_tiles` (16 registers hold too few tile sums to hide the loads)."""
         for i in range(0, n_hat, 4):
             h0, h1, h2, h3 = H[i, :m], H[i + 1, :m], H[i + 2, :m], H[i + 3, :m]
             for k in range(0, i + 4, 2):
@@ -178,16 +187,19 @@ if panel_kernels_available():
             _gram_lower_loops(H, vectors * (VECTOR // 2), n_hat, A)
 
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
-    def _residual_pass(F, D, theta, alpha, groups, n_hat, block_lo, block_hi, P, G, r_sq,
-                       with_grad):  # pragma: no cover - compiled
-        """Pass 2 on forward panels [block_lo, block_hi): r = θ − Fᵀα (float64), ‖r‖², W = D ⊙ r, G += W V.
+    def _residual_pass(ws, k, with_grad):  # pragma: no cover - compiled
+        """Pass 2 on piece k (forward panels ws.bounds[k] to ws.bounds[k + 1]): r = θ − Fᵀα (float64),
+        ‖r‖² into r_sq[k], W = D ⊙ r, G[k] += W V.
 
         r and W come from :func:`rftheory._engine.panel.residual_and_weights` over whole panels (past p,
         F = θ = 0, so r = W = 0).  W lives only chunk by chunk, row-major (rows of F, zero rows
         past R·n̂), in cache.  The backward kernel
         keeps VECTOR lane-wise partial sums per entry of G over the whole range;
-        they are added (lanes in order) into G (rows × d_pad) at the end.
+        they are added (lanes in order) into G[k] (rows × d_pad) at the end.
         """
+        F, D, theta, alpha, P, G, r_sq = ws.F, ws.D, ws.theta, ws.alpha, ws.P, ws.G[k], ws.r_sq[k]
+        groups, n_hat = alpha.shape
+        block_lo, block_hi = ws.bounds[k], ws.bounds[k + 1]
         width = RESIDUAL_CHUNK_BLOCKS * PANEL_WIDTH
         W = aligned_zeros_1d(F.shape[0] * width, np.float32).reshape((F.shape[0], width))
         G8 = aligned_zeros_1d(F.shape[0] * P.shape[1] * VECTOR, np.float32).reshape((F.shape[0], P.shape[1], VECTOR))
@@ -227,13 +239,27 @@ if panel_kernels_available():
         return total
 
     @njit(nogil=True, cache=True, error_model="numpy")
-    def _prepare(X, Xt, v, A, G, r_sq):  # pragma: no cover - compiled
-        """Xt = pack_tiles(X) (the forward kernel's layout) and zeroed piece sums."""
-        _pack_tiles_into(X, Xt)
-        v[...] = 0.0
-        A[...] = 0.0
-        G[...] = 0.0
-        r_sq[...] = 0.0
+    def _prepare(X, ws):  # pragma: no cover - compiled
+        """ws.Xt = pack_tiles(X) (the forward kernel's layout) and zeroed piece sums."""
+        _pack_tiles_into(X, ws.Xt)
+        ws.v[...] = 0.0
+        ws.A[...] = 0.0
+        ws.G[...] = 0.0
+        ws.r_sq[...] = 0.0
+
+    @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+    def _tangent_in_place(X, G):  # pragma: no cover - compiled
+        """g_i ← g_i − (⟨g_i, x_i⟩/‖x_i‖²) x_i per row, sums in float64: the optimiser's tangent
+        projection (rftheory.optim), written out here so that the engine depends on nothing outside it."""
+        for i in range(X.shape[0]):
+            gx = 0.0
+            xx = 0.0
+            for k in range(X.shape[1]):
+                gx += np.float64(G[i, k]) * X[i, k]
+                xx += np.float64(X[i, k]) * X[i, k]
+            c = gx / xx
+            for k in range(X.shape[1]):
+                G[i, k] = G[i, k] - c * X[i, k]
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def _finish(G, r_sq, alpha, theta_sq, with_grad, X, tangent):  # pragma: no cover - compiled
@@ -241,8 +267,8 @@ if panel_kernels_available():
 
             L_g = Σ ‖r_g‖² / ‖θ‖²,   ∂L/∂X̂[g, i] = −(2/‖θ‖²) α_g[i] · (Σ G)[g·n̂ + i, :d]
 
-        and with ``tangent`` each gradient row projected as by
-        :func:`rftheory._engine.kernels.tangent_rows` at the row of X (R·n̂ × d)
+        and with ``tangent`` each gradient row projected onto the tangent space of the sphere
+        through the row of X (R·n̂ × d; :func:`_tangent_in_place`)
         (new arrays: the caller may keep them while the buffers are reused).
         """
         d = X.shape[1]
@@ -257,8 +283,7 @@ if panel_kernels_available():
                     for k in range(d):
                         grad[g, i, k] = scale * total[g * n_hat + i, k]
             if tangent:
-                flat = grad.reshape((groups * n_hat, d))
-                _tangent_rows(X, flat, flat)
+                _tangent_in_place(X, grad.reshape((groups * n_hat, d)))
         return loss, grad, alpha.copy()
 
     @njit(nogil=True, cache=True, error_model="numpy")
@@ -313,9 +338,8 @@ if panel_kernels_available():
         return True
 
     @njit(nogil=True, cache=True, error_model="numpy")
-    def _evaluation_share(X, P, theta, a, b, relu_surrogate, groups, n_hat, bounds, F, D, v, A, limit,
-                          v_total, A_total, alpha, G, r_sq, with_grad, ctl, lead):  # pragma: no cover - compiled
-        """One thread's part of an evaluation; every thread runs it on the same arguments.
+    def _evaluation_share(ws, with_grad, ctl, lead):  # pragma: no cover - compiled
+        """One thread's part of an evaluation on the workspace ``ws``; every thread runs it on the same arguments.
 
         Threads claim pieces (panels bounds[k] to bounds[k + 1]) from ctl[CLAIM_1], run pass 1
         on them into v[k], A[k] and count them in ctl[DONE_1].  The lead thread
@@ -329,20 +353,19 @@ if panel_kernels_available():
         """
         if not lead and not _wait_until(ctl, READY, 1):
             return -1
-        pieces = v.shape[0]
+        pieces = ws.v.shape[0]
         while True:
             k = atomic_add(ctl, CLAIM_1, 1)
             if k >= pieces:
                 break
-            lo, hi = bounds[k], bounds[k + 1]
-            _features_pass(X, P, theta, a, b, relu_surrogate, groups, n_hat, lo, hi, F, D, v[k], A[k])
+            _features_pass(ws, k)
             atomic_add(ctl, DONE_1, 1)
         if lead:
             if not _wait_until(ctl, DONE_1, pieces):
                 return -1
-            v_total[...] = _sum_pieces(v).reshape(v_total.shape)
-            A_total[...] = _sum_pieces(A).reshape(A_total.shape)
-            solved = _small_gram_solve(A_total, v_total, limit, alpha)
+            ws.v_total[...] = _sum_pieces(ws.v).reshape(ws.v_total.shape)
+            ws.A_total[...] = _sum_pieces(ws.A).reshape(ws.A_total.shape)
+            solved = _small_gram_solve(ws.A_total, ws.v_total, ws.limit, ws.alpha)
             atomic_store(ctl, PHASE, PASS_2 if solved else REFUSED)
             if not solved:
                 return 0
@@ -355,8 +378,7 @@ if panel_kernels_available():
             k = atomic_add(ctl, CLAIM_2, 1)
             if k >= pieces:
                 break
-            lo, hi = bounds[k], bounds[k + 1]
-            _residual_pass(F, D, theta, alpha, groups, n_hat, lo, hi, P, G[k], r_sq[k], with_grad)
+            _residual_pass(ws, k, with_grad)
             atomic_add(ctl, DONE_2, 1)
         if lead and not _wait_until(ctl, DONE_2, pieces):
             return -1
@@ -364,13 +386,11 @@ if panel_kernels_available():
 
 
     @njit(nogil=True, cache=True, error_model="numpy")
-    def _share_then_wait(Xt, P, theta, a, b, relu_surrogate, groups, n_hat, bounds, F, D, v, A, limit, v_total,
-                         A_total, alpha, G, r_sq, with_grad, ctl, bell, ticket, spins):  # pragma: no cover - compiled
+    def _share_then_wait(ws, with_grad, ctl, bell, ticket, spins):  # pragma: no cover - compiled
         """A helper's share (:func:`_evaluation_share`), then, without returning to Python (which
         would wait for the GIL while the lead runs the optimiser), a spin for the next job:
         True if bell[0] passed ``ticket`` within ``spins`` rounds (:func:`_await_bell`)."""
-        _evaluation_share(Xt, P, theta, a, b, relu_surrogate, groups, n_hat, bounds, F, D, v, A, limit,
-                          v_total, A_total, alpha, G, r_sq, with_grad, ctl, False)
+        _evaluation_share(ws, with_grad, ctl, False)
         return _await_bell(bell, ticket, spins)
 
     @njit(nogil=True, cache=True, error_model="numpy")
@@ -380,19 +400,18 @@ if panel_kernels_available():
         return _wait_until(bell, 0, seen + 1, spins)
 
     @njit(nogil=True, cache=True, error_model="numpy")
-    def _lead(X_rows, tangent, theta_sq, bell, Xt, P, theta, a, b, relu_surrogate, groups, n_hat, bounds, F, D,
-              v, A, limit, v_total, A_total, alpha, G, r_sq, with_grad, ctl):  # pragma: no cover - compiled
+    def _lead(X_rows, tangent, theta_sq, bell, ws, with_grad, ctl):  # pragma: no cover - compiled
         """The calling thread's whole evaluation in one compiled call: pack X̂ (rows) and zero the sums
         (:func:`_prepare`), release the helpers (ctl[READY]), ring ``bell`` (bell[0] += 1: helpers that spin
         for the next job pick it up now, while this call has the GIL released), take its share
         (:func:`_evaluation_share`) and, when that finished the evaluation, :func:`_finish`.
         Returns (status, L, ∂L/∂X̂, α)."""
-        _prepare(X_rows, Xt, v, A, G, r_sq)
+        _prepare(X_rows, ws)
         atomic_store(ctl, READY, 1)
         atomic_add(bell, 0, 1)  # helpers spinning for the next job: it is posted, and the GIL is free
-        status = _evaluation_share(Xt, P, theta, a, b, relu_surrogate, groups, n_hat, bounds, F, D, v, A, limit,
-                                   v_total, A_total, alpha, G, r_sq, with_grad, ctl, True)
-        loss, grad, alpha_out = _finish(G, r_sq, alpha, theta_sq, with_grad and status == 1, X_rows, tangent)
+        status = _evaluation_share(ws, with_grad, ctl, True)
+        loss, grad, alpha_out = _finish(ws.G, ws.r_sq, ws.alpha, theta_sq, with_grad and status == 1, X_rows,
+                                        tangent)
         return status, loss, grad, alpha_out
 
 
@@ -403,8 +422,8 @@ def piece_bounds(blocks: int) -> np.ndarray:
     panels, ``left`` being the panels from b_k on (the last piece takes what is left): large pieces
     while much is left, so the per-piece costs stay small, and pieces shrinking to one chunk at the
     end, so that the threads, which claim pieces in order, finish a pass at nearly the same time
-    (with equal pieces of 2048 features one thread idled ≈ 0.1 ms at the end of each pass,
-    measured at n̂=20, d=100, p=20000 on 2 threads, 8-lane kernels).  The layout depends on ``blocks`` only,
+    (with equal pieces, one thread idles at the end of each pass while another finishes its
+    last large piece).  The layout depends on ``blocks`` only,
     not on the thread count: each piece has its own sums, added in piece order, so results are
     bitwise the same for any number of threads.
     """
@@ -416,25 +435,19 @@ def piece_bounds(blocks: int) -> np.ndarray:
     return np.asarray(bounds, dtype=np.int64)
 
 
-_BLAS = None
-
-
 class _HelperThreads:
     """Daemon threads that take the helper shares of evaluations posted by lead threads.
 
     A helper that has finished a share spins, still in compiled code, until
     the next evaluation rings ``bell`` (from inside the lead's compiled call,
     so the GIL is free when the helper comes back to Python for the job) or
-    for HELPER_SPINS spin-wait rounds (0.87 ms measured on the development
-    machine, Intel, where a round is ≈ 13 ns; the optimiser's own work between
-    two evaluations of the attack took ≈ 0.07 ms there and 0.25–0.45 ms on
-    an earlier AMD machine, so the budget leaves room); then it sleeps
-    on its own start lock (held while it has nothing to do), which the next
-    post releases.  Waking a sleeping thread goes through the operating
-    system and the GIL: ≈ 50 µs measured on a 2-core virtual machine,
-    against ≈ 1.1 ms per evaluation at n̂=20, d=100, p=20000.  A helper that
-    missed a job costs nothing (the lead claims the pieces nobody took),
-    and one that wakes to a finished job finds nothing to claim (every
+    for HELPER_SPINS spin-wait rounds, a budget well above the optimiser's own
+    work between two evaluations of the attack; then it sleeps on its own
+    start lock (held while it has nothing to do), which the next post
+    releases.  Waking a sleeping thread goes through the operating system and
+    the GIL, which is what the spin avoids inside a loop of evaluations.  A
+    helper that missed a job costs nothing (the lead claims the pieces nobody
+    took), and one that wakes to a finished job finds nothing to claim (every
     evaluation has its own control counters).
     """
 
@@ -482,47 +495,10 @@ def _share_with_helpers(args, errors, wanted: int) -> np.ndarray:
 _NO_BELL = np.zeros(CONTROLS, dtype=np.int64)  # rung by an evaluation without helpers (nobody listens)
 
 
-_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar("rftheory_panel_threads", default=None)
-
-
-@contextlib.contextmanager
-def panel_threads(threads: int | None):
-    """Within the block, the panel loss uses ``threads`` threads (None: follow the BLAS limit)."""
-    token = _THREADS.set(None if threads is None else max(1, int(threads)))
-    try:
-        yield
-    finally:
-        _THREADS.reset(token)
-
-
-def kernel_threads() -> int:
-    """Threads the panel loss may use.
-
-    The value set by :func:`panel_threads` if any, else the current BLAS
-    thread limit of this process, so ``threadpoolctl.threadpool_limits``
-    (sweep workers set 1) makes the panel kernels serial too and they never
-    oversubscribe where BLAS would not.  Falls back to ``os.cpu_count()``.
-    """
-    global _BLAS
-    chosen = _THREADS.get()
-    if chosen is not None:
-        return chosen
-    try:
-        if _BLAS is None:
-            from threadpoolctl import ThreadpoolController  # noqa: PLC0415
-
-            _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
-        counts = [int(c.num_threads) for c in _BLAS]
-        if counts:
-            return max(1, min(counts))
-    except Exception:  # pragma: no cover - threadpoolctl missing or a BLAS it cannot query
-        pass
-    return max(os.cpu_count() or 1, 1)
-
-
 def _helper(args, errors, ticket, bell) -> bool:
     """A helper thread's share, then its spin for the next job (True if one came: :func:`_share_then_wait`);
-    if it fails, keep the error for the lead, raise the abort flag and return False."""
+    if it fails, keep the error for the lead, raise the abort flag and return False.
+    ``args`` = (workspace, with_grad, ctl)."""
     try:
         return bool(_share_then_wait(*args, bell, ticket, HELPER_SPINS))
     except BaseException as error:  # noqa: BLE001 - handed to the lead thread, which raises it
@@ -531,142 +507,105 @@ def _helper(args, errors, ticket, bell) -> bool:
         return False
 
 
-_LOCAL = threading.local()
+class Workspace(NamedTuple):
+    """Everything an evaluation of one shape (R, n̂, d) reads and writes besides X̂: the record the
+    compiled code takes (one argument instead of twenty).
 
-
-class _Plan:
-    """Everything an evaluation of one shape needs besides X̂ and θ, reused by later calls of the thread.
-
-    Buffers: the packed tiles of X̂, the scratch F, D (rows × features,
-    float32; fresh multi-megabyte arrays cost page faults on every
-    evaluation: ≈ 0.2 ms for three 1.6 MB arrays on the reference machine)
-    and the per-piece sums; constants: the panels P, σ's (a, b), the
-    Cholesky limit.  Nothing returned to the caller refers to them
-    (:func:`_finish` returns new arrays).  Reusing them matters inside the
-    attack: between two evaluations the caches are cold, and every Python
-    or NumPy call then costs 10–20 µs.
+    Buffers are reused by every evaluation of the shape (fresh multi-megabyte
+    arrays would cost page faults on every call); nothing returned to the
+    caller refers to them (:func:`_finish` returns new arrays).
     """
 
-    def __init__(self, model, P, R: int, n_hat: int, d: int):
-        self.model, self.P = model, P
-        rows = R * n_hat
-        tiles = -(-rows // TILE_ROWS)
-        blocks = P.shape[0]
-        self.bounds = piece_bounds(blocks)
-        self.pieces = self.bounds.size - 1
-        self.a, self.b = (np.float32(c) for c in relu_tanh_coefficients(model.activation))
-        self.limit = cholesky_condition_limit(n_hat)
-        self.Xt = np.zeros((tiles, d, TILE_ROWS), dtype=np.float32)
-        self.F = aligned_zeros((tiles * TILE_ROWS, blocks * PANEL_WIDTH))
-        self.D = aligned_zeros(self.F.shape)
-        self.v = np.zeros((self.pieces, R, n_hat))
-        self.A = np.zeros((self.pieces, R, n_hat, n_hat))
-        self.v_total, self.A_total = np.empty((R, n_hat)), np.empty((R, n_hat, n_hat))  # A: lower triangles
-        self.alpha = np.empty((R, n_hat))
-        self.G = np.zeros((self.pieces, rows, P.shape[1]), dtype=np.float32)  # G = W V per piece (d padded)
-        self.r_sq = np.zeros((self.pieces, R))
+    Xt: np.ndarray  # (⌈R·n̂/TILE_ROWS⌉, d, TILE_ROWS) float32: X̂ packed for the forward kernel
+    P: np.ndarray  # the panels of V (packed_panels)
+    theta: np.ndarray  # θ as float64, zero-padded to whole panels (padded_theta)
+    bounds: np.ndarray  # int64 panel bounds of the pieces (piece_bounds)
+    F: np.ndarray  # (rows, features) float32: Z, then σ(Z), in place
+    D: np.ndarray  # (rows, features) float32: σ'(Z)
+    v: np.ndarray  # (pieces, R, n̂) float64: Φ̂θ per piece
+    A: np.ndarray  # (pieces, R, n̂, n̂) float64: lower triangles of Φ̂Φ̂ᵀ per piece
+    v_total: np.ndarray  # (R, n̂): v summed in piece order
+    A_total: np.ndarray  # (R, n̂, n̂): A summed in piece order
+    alpha: np.ndarray  # (R, n̂): A⁻¹v
+    G: np.ndarray  # (pieces, R·n̂, d_pad) float32: W V per piece
+    r_sq: np.ndarray  # (pieces, R) float64: ‖r‖² per piece
+    a: np.float32  # σ = a·relu + b·tanh
+    b: np.float32
+    relu_surrogate: bool  # σ' replaced by 1[z > 0]
+    limit: float  # the Cholesky rule's bound on κ̂ (cholesky_condition_limit(n̂))
 
 
-PLANS_KEPT = 4  # plans per thread: the attack alternates n̂ and n̂ − 1 rows while re-seeding
-
-
-def _kept_plan(plans: dict, key, model, P, R: int, n_hat: int, d: int) -> _Plan:
-    """plans[key] if it is for this model and P, else a new plan stored there; the newest PLANS_KEPT are kept."""
-    plan = plans.get(key)
-    if plan is None or plan.model is not model or plan.P is not P:  # (ids of dead objects can come back)
-        plan = plans[key] = _Plan(model, P, R, n_hat, d)
-        while len(plans) > PLANS_KEPT:
-            del plans[next(iter(plans))]
-    return plan
-
-
-def _plan(model, R: int, n_hat: int, d: int) -> _Plan:
-    """This thread's plan for (model, its panels, shape), made on first use (:func:`_kept_plan`)."""
-    P = packed_panels(model)
-    plans = getattr(_LOCAL, "plans", None)
-    if plans is None:
-        plans = _LOCAL.plans = {}
-    return _kept_plan(plans, (id(model), id(P), R, n_hat, d), model, P, R, n_hat, d)
-
-
-def packed_panels(model):
-    """P = pack_forward(V) of a stored float32 V, computed once per V (both passes read it)."""
-    V = model._V
-    cached = getattr(model, "_panels", None)
-    if cached is None or cached[0] is not V:
-        cached = (V, pack_forward(V))
-        model._panels = cached
-    return cached[1]
-
-
-def panel_model_applicable(model, dtype=None) -> bool:
-    """True if the fused panel path serves this model (cast to ``dtype`` if given).
-
-    Needs: Numba, the "panel" kernel enabled (RFTHEORY_NUMBA, see
-    :mod:`rftheory._engine.kernels`), a random-features model on NumPy with V stored
-    (at most PANEL_MAX_BYTES in float32), float32 and σ = a·relu + b·tanh.
-    Everything else (float64, CuPy, streamed V, other activations, adapters)
-    takes the BLAS path of :mod:`rftheory.attack.loss`.
-    """
-    V = getattr(model, "_V", None)
-    dtype = np.dtype(model.dtype if dtype is None else dtype)
-    return (
-        panel_kernels_available()
-        and numba_enabled("panel")
-        and isinstance(V, np.ndarray)
-        and dtype == np.float32
-        and V.size * 4 <= PANEL_MAX_BYTES
-        and relu_tanh_coefficients(model.activation) is not None
+def _workspace(P, theta, shape, a, b, relu_surrogate: bool) -> Workspace:
+    """A new workspace for X̂ of ``shape`` (R, n̂, d) on the panels P, with θ from :func:`padded_theta`."""
+    R, n_hat, d = shape
+    rows = R * n_hat
+    tiles = -(-rows // TILE_ROWS)
+    blocks = P.shape[0]
+    bounds = piece_bounds(blocks)
+    pieces = bounds.size - 1
+    F = aligned_zeros((tiles * TILE_ROWS, blocks * PANEL_WIDTH))
+    return Workspace(
+        Xt=np.zeros((tiles, d, TILE_ROWS), dtype=np.float32), P=P, theta=theta, bounds=bounds,
+        F=F, D=aligned_zeros(F.shape), v=np.zeros((pieces, R, n_hat)), A=np.zeros((pieces, R, n_hat, n_hat)),
+        v_total=np.empty((R, n_hat)), A_total=np.empty((R, n_hat, n_hat)), alpha=np.empty((R, n_hat)),
+        G=np.zeros((pieces, rows, P.shape[1]), dtype=np.float32), r_sq=np.zeros((pieces, R)),
+        a=np.float32(a), b=np.float32(b), relu_surrogate=bool(relu_surrogate), limit=float(cholesky_condition_limit(n_hat)),
     )
 
 
-def panel_loss_applicable(model, X_hat) -> bool:
-    """:func:`panel_model_applicable` for the model and a NumPy candidate X̂."""
-    return isinstance(X_hat, np.ndarray) and panel_model_applicable(model)
+PLANS_KEPT = 4  # workspaces kept per evaluator (and per model and thread): the attack alternates n̂ and n̂ − 1 rows
 
 
-def panel_projection_loss(X_hat, theta64, theta_sq, model, *, with_grad: bool, relu_surrogate: bool,
-                          tangent: bool = False):
-    """(loss (R,), grad (R, n̂, d) float32 or None, α (R, n̂)) for X̂ of shape (R, n̂, d), float32.
+class _Packed:
+    """What the engine keeps for one model: its panels, and the workspaces of one-shot evaluations."""
 
-    ``theta64`` is θ as float64 (p,), ``theta_sq`` = ‖θ‖²; ``tangent``: the
-    gradient's rows projected onto the tangent spaces of the spheres through
-    X̂'s rows (see :func:`rftheory.attack.loss.projection_loss`).  See the module
-    docstring for the passes; the caller checks :func:`panel_loss_applicable`.
-    Buffers come from this thread's plans; :class:`PanelEvaluation` keeps its
-    own and skips the per-call look-ups (for a loop with fixed θ).
+    __slots__ = ("V", "P", "shared", "__weakref__")
+
+    def __init__(self, V):
+        self.V = V
+        self.P = pack_forward(V)
+        self.shared: dict = {}  # (thread id, shape) -> Workspace, for PanelLoss(..., one_shot=True)
+
+
+_PACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> _Packed; goes with the model
+_PACKED_LOCK = threading.Lock()
+
+
+def _packed(model) -> _Packed:
+    """The model's :class:`_Packed`, made (V packed) on first use or when its V has been replaced."""
+    V = model._V
+    entry = _PACKED.get(model)
+    if entry is None or entry.V is not V:
+        with _PACKED_LOCK:
+            entry = _PACKED.get(model)
+            if entry is None or entry.V is not V:
+                entry = _PACKED[model] = _Packed(V)
+    return entry
+
+
+def packed_panels(model) -> np.ndarray:
+    """P = pack_forward(V) of the model's stored float32 V, packed once per model and V (both passes read
+    it).  Cached in the engine, keyed weakly by the model: the copy is dropped with the model, and a model
+    made by ``astype`` (another V) gets its own."""
+    return _packed(model).P
+
+
+def panel_coefficients(model, dtype=None):
+    """σ's (a, b) if the fused panel path serves this model (cast to ``dtype`` if given), else None.
+
+    Needs: Numba, the "panel" kernel enabled (RFTHEORY_NUMBA, see
+    :mod:`rftheory._engine.kernels`), a random-features model on NumPy with V stored
+    (at most PANEL_MAX_BYTES in float32), float32 and σ = a·relu + b·tanh
+    as the activation states it (``Activation.relu_tanh``).  Everything
+    else (float64, CuPy, streamed V, other activations, adapters) takes the
+    BLAS path of :mod:`rftheory.attack.loss`.
     """
-    R, n_hat, d = X_hat.shape
-    plan = _plan(model, R, n_hat, d)
-    return _evaluate(plan, X_hat, padded_theta(theta64, plan.P), theta_sq, min(kernel_threads(), plan.pieces),
-                     with_grad=with_grad, relu_surrogate=relu_surrogate, tangent=tangent)
-
-
-class PanelEvaluation:
-    """``panel_projection_loss(·, θ, ‖θ‖², model, …)`` for a fixed θ, model and options.
-
-    For the attack's loop: θ as float64 and ‖θ‖² are taken once, the thread
-    count (:func:`kernel_threads`) is read once, when the object is made, and
-    the buffers (a :class:`_Plan` per shape of X̂, the newest PLANS_KEPT
-    kept) belong to the object, so a call does no look-up of its own.  After
-    an evaluation has streamed V through the caches, every such Python step
-    costs 10–60 µs (measured), against ≈ 2 ms for the evaluation.  Not for
-    use by two threads at once (one object per thread: the buffers are
-    shared between its calls).  The caller checks :func:`panel_model_applicable`.
-    """
-
-    def __init__(self, theta64, theta_sq: float, model, *, relu_surrogate: bool, tangent: bool):
-        self.theta_sq, self.model, self.P = float(theta_sq), model, packed_panels(model)
-        self.theta64 = padded_theta(theta64, self.P)
-        self.relu_surrogate, self.tangent = bool(relu_surrogate), bool(tangent)
-        self.threads = kernel_threads()
-        self._plans: dict = {}
-
-    def __call__(self, X_hat, with_grad: bool = True):
-        """(loss (R,), grad (R, n̂, d) or None, α (R, n̂)) for a float32 X̂ of shape (R, n̂, d)."""
-        plan = _kept_plan(self._plans, X_hat.shape, self.model, self.P, *X_hat.shape)
-        return _evaluate(plan, X_hat, self.theta64, self.theta_sq, min(self.threads, plan.pieces),
-                         with_grad=with_grad, relu_surrogate=self.relu_surrogate, tangent=self.tangent)
+    V = getattr(model, "_V", None)
+    dtype = np.dtype(getattr(model, "dtype", None) if dtype is None else dtype)
+    if not (panel_kernels_available() and isinstance(V, np.ndarray) and dtype == np.float32
+            and V.size * 4 <= PANEL_MAX_BYTES and numba_enabled("panel")):
+        return None
+    return getattr(getattr(model, "activation", None), "relu_tanh", None)
 
 
 def padded_theta(theta, P) -> np.ndarray:
@@ -680,12 +619,76 @@ def padded_theta(theta, P) -> np.ndarray:
     return padded
 
 
-def _evaluate(plan: _Plan, X_hat, theta64, theta_sq, threads: int, *, with_grad: bool, relu_surrogate: bool,
-              tangent: bool):
-    """One evaluation on ``plan``'s buffers with ``threads`` threads (θ from :func:`padded_theta`)."""
+class PanelLoss:
+    """``X̂ ↦ (loss (R,), grad (R, n̂, d) float32 or None, α (R, n̂))`` on the panel kernels, for a fixed
+    model, θ and options: the evaluator :func:`rftheory._engine.make_loss` returns.
+
+    Made once: θ padded and ‖θ‖², σ's coefficients, the thread count
+    ``threads`` (given, else the BLAS limit then).  Per shape of X̂ a
+    :class:`Workspace` and its thread count (without a given ``threads``, one
+    thread below SMALL_PROBLEM_FLOPS = 4·R·n̂·d·p, where threads do not pay)
+    are settled on first use; the newest PLANS_KEPT are kept, by the object itself (a loop
+    does no look-up of its own beyond one dict access) or, with
+    ``one_shot``, per model and thread in the engine's cache (one-shot
+    objects made per call then reuse the buffers of earlier calls).  Each call
+    pins BLAS to one thread while the kernels run (:data:`serial_blas`).
+
+    X̂ must be a C-contiguous-able float32 NumPy array (R, n̂, d) with the
+    model's d; the caller checks.  Not for use by two threads at once.
+    """
+
+    def __init__(self, model, coefficients, theta64, theta_sq: float, *, relu_surrogate: bool, tangent: bool,
+                 threads: int | None = None, one_shot: bool = False):
+        self._entry = _packed(model)
+        self.P = self._entry.P
+        self.p, self.d = int(model.p), int(model.d)
+        self.theta64 = padded_theta(theta64, self.P)
+        self.theta_sq = float(theta_sq)
+        self.a, self.b = (np.float32(c) for c in coefficients)
+        self.relu_surrogate, self.tangent = bool(relu_surrogate), bool(tangent)
+        self.threads = max(1, int(blas_limit() if threads is None else threads))
+        self._automatic = threads is None  # then a small problem runs on one thread
+        self._one_shot = bool(one_shot)
+        self._plans: dict = {}  # shape -> (Workspace, threads)
+
+    def _plan(self, shape):
+        """(workspace, threads) for X̂ of ``shape``, made and kept (the newest PLANS_KEPT) on first use."""
+        if self._one_shot:
+            key = (threading.get_ident(), shape)
+            shared = self._entry.shared
+            ws = shared.get(key)
+            if ws is None:
+                ws = _workspace(self.P, self.theta64, shape, self.a, self.b, self.relu_surrogate)
+                with _PACKED_LOCK:  # other threads may add theirs meanwhile
+                    shared[key] = ws
+                    while len(shared) > PLANS_KEPT:
+                        del shared[next(iter(shared))]
+            else:
+                ws = ws._replace(theta=self.theta64, a=self.a, b=self.b, relu_surrogate=self.relu_surrogate)
+        else:
+            ws = _workspace(self.P, self.theta64, shape, self.a, self.b, self.relu_surrogate)
+        R, n_hat, d = shape
+        small = self._automatic and 4.0 * R * n_hat * d * self.p < SMALL_PROBLEM_FLOPS
+        plan = (ws, 1 if small else min(self.threads, ws.bounds.size - 1))
+        if not self._one_shot:
+            self._plans[shape] = plan
+            while len(self._plans) > PLANS_KEPT:
+                del self._plans[next(iter(self._plans))]
+        return plan
+
+    def __call__(self, X_hat, with_grad: bool = True):
+        """(loss (R,), grad (R, n̂, d) float32 or None, α (R, n̂)) for a float32 X̂ of shape (R, n̂, d)."""
+        plan = self._plans.get(X_hat.shape)
+        if plan is None:
+            plan = self._plan(X_hat.shape)
+        with serial_blas:
+            return _evaluate(plan[0], X_hat, self.theta_sq, plan[1], with_grad=with_grad, tangent=self.tangent)
+
+
+def _evaluate(ws: Workspace, X_hat, theta_sq, threads: int, *, with_grad: bool, tangent: bool):
+    """One evaluation on the workspace ``ws`` with ``threads`` threads."""
     R, n_hat, d = X_hat.shape
-    P, bounds, pieces = plan.P, plan.bounds, plan.pieces
-    if theta64.shape != (P.shape[0] * PANEL_WIDTH,):  # pass 1 reads θ over whole panels
+    if ws.theta.shape != (ws.P.shape[0] * PANEL_WIDTH,):  # pass 1 reads θ over whole panels
         raise ValueError("the panel loss needs θ from padded_theta")
     X = np.ascontiguousarray(X_hat).reshape(R * n_hat, d)
     # fixed pieces, each with its own accumulators summed in piece order: the result does
@@ -693,8 +696,8 @@ def _evaluate(plan: _Plan, X_hat, theta64, theta_sq, threads: int, *, with_grad:
     # Control counters are new for every evaluation: a helper that wakes late to an
     # earlier evaluation's job claims nothing from this one.
     ctl = np.zeros(CONTROLS, dtype=np.int64)
-    args = (plan.Xt, P, theta64, plan.a, plan.b, relu_surrogate, R, n_hat, bounds, plan.F, plan.D,
-            plan.v, plan.A, plan.limit, plan.v_total, plan.A_total, plan.alpha, plan.G, plan.r_sq, with_grad, ctl)
+    with_grad = bool(with_grad)
+    args = (ws, with_grad, ctl)
     # helpers are not waited for: the lead waits (spinning) for the pieces they claimed, and a
     # helper that starts after the work is gone finds nothing to claim
     errors = []
@@ -707,11 +710,9 @@ def _evaluate(plan: _Plan, X_hat, theta64, theta_sq, threads: int, *, with_grad:
     if status < 0:  # a helper failed (its error is recorded before the abort flag is raised)
         raise errors[0] if errors else RuntimeError("a panel-loss thread stopped without an error")
     if status == 0:  # ill-conditioned Gram: the general solver, then pass 2 on this thread
-        A = np.tril(plan.A_total) + np.swapaxes(np.tril(plan.A_total, -1), 1, 2)
-        plan.alpha[...] = np.stack([gram_solve(A[g], plan.v_total[g]) for g in range(R)])
-        for k in range(pieces):
-            lo, hi = bounds[k], bounds[k + 1]
-            _residual_pass(plan.F, plan.D, theta64, plan.alpha, R, n_hat, lo, hi, P, plan.G[k],
-                           plan.r_sq[k], with_grad)
-        loss, grad, alpha = _finish(plan.G, plan.r_sq, plan.alpha, theta_sq, with_grad, X, tangent)
+        A = np.tril(ws.A_total) + np.swapaxes(np.tril(ws.A_total, -1), 1, 2)
+        ws.alpha[...] = np.stack([gram_solve(A[g], ws.v_total[g]) for g in range(R)])
+        for k in range(ws.bounds.size - 1):
+            _residual_pass(ws, k, with_grad)
+        loss, grad, alpha = _finish(ws.G, ws.r_sq, ws.alpha, theta_sq, with_grad, X, tangent)
     return loss, grad if with_grad else None, alpha

@@ -3,8 +3,8 @@
 :mod:`rftheory._engine.panel_loss` hands one evaluation to its threads once; inside
 compiled code they then claim pieces of work from a shared counter and meet
 between the two passes by spinning on it, instead of returning to Python and
-waking each other through the operating system (a futex round trip costs
-tens of microseconds on a virtual machine, against ≈ 2 ms per evaluation).
+waking each other through the operating system (a futex round trip per
+meeting would cost more than the spin).
 
 All functions act on one element of a C-contiguous int64 array:
 

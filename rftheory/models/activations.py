@@ -246,6 +246,11 @@ class Activation:
     fused : callable, optional
         ``fused(z) -> (σ(z), σ'(z))`` computed together (e.g. tanh once for
         both); by default fn and deriv are called separately.
+    relu_tanh : (float, float), optional
+        (a, b) when σ = a·relu + b·tanh exactly, with relu'(0) = 0; None
+        otherwise (the default for a user's own σ).  The compiled kernels
+        serve exactly this family and ask only this attribute, so any σ
+        without it runs on the NumPy/BLAS path, unchanged.
     """
 
     name: str
@@ -255,6 +260,7 @@ class Activation:
     closed_form_hermite: bool = False
     parts: tuple = field(default=())
     fused: Callable | None = None
+    relu_tanh: tuple | None = None
 
     def __call__(self, z):
         return self.fn(z)
@@ -301,6 +307,10 @@ def _combine(name: str, parts: tuple) -> Activation:
         return sum(c * act.sympy_expr(x) for c, act in parts)
 
     sym = combined_sympy if all(act.sympy_expr is not None for _, act in parts) else None
+    relu_tanh = None  # Σ c_j (a_j, b_j) when every part is of the form a·relu + b·tanh
+    if all(act.relu_tanh is not None for _, act in parts):
+        relu_tanh = (sum(float(c) * act.relu_tanh[0] for c, act in parts),
+                     sum(float(c) * act.relu_tanh[1] for c, act in parts))
 
     return Activation(
         name=name,
@@ -310,6 +320,7 @@ def _combine(name: str, parts: tuple) -> Activation:
         closed_form_hermite=all(act.closed_form_hermite for _, act in parts),
         parts=parts,
         fused=fused,
+        relu_tanh=relu_tanh,
     )
 
 
@@ -326,8 +337,8 @@ def register_activation(act: Activation, *, overwrite: bool = False) -> Activati
 
 
 for _act in (
-    Activation("relu", _relu, _relu_d, _sym_relu, True, fused=_relu_vd),
-    Activation("tanh", _tanh, _tanh_d, _sym_tanh, False, fused=_tanh_vd),
+    Activation("relu", _relu, _relu_d, _sym_relu, True, fused=_relu_vd, relu_tanh=(1.0, 0.0)),
+    Activation("tanh", _tanh, _tanh_d, _sym_tanh, False, fused=_tanh_vd, relu_tanh=(0.0, 1.0)),
     Activation("leaky_relu", _leaky, _leaky_d, _sym_leaky, True),
     Activation("abs", _abs, _abs_d, _sym_abs, True),
     Activation("erf", _erf, _erf_d, _sym_erf, True),

@@ -181,7 +181,6 @@ class RandomFeatures:
             return self
         other = RandomFeatures.__new__(RandomFeatures)
         other.__dict__.update(self.__dict__)
-        other.__dict__.pop("_panels", None)  # packed copy of the other V (rftheory._engine.panel_loss)
         other.dtype = dtype
         if self._V is not None:
             other._V = self._V.astype(dtype)

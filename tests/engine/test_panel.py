@@ -26,16 +26,26 @@ from rftheory._engine.panel import (
     panel_matmul_backward,
     panel_matmul_forward,
 )
-from rftheory._engine.panel_loss import (
-    kernel_threads,
-    panel_loss_applicable,
-    panel_model_applicable,
-    panel_threads,
-)
+from rftheory._engine import make_loss, sum_of_squares
+from rftheory._engine.panel_loss import panel_coefficients
 from rftheory.models.random_features import RandomFeatures
 from rftheory.attack.reconstruct import random_sphere
 
 needs_numba = pytest.mark.skipif(not panel_kernels_available(), reason="needs Numba")
+
+
+def panel_loss_applicable(model, X) -> bool:
+    """Whether projection_loss takes the engine's panel path for this model and X̂."""
+    return isinstance(X, np.ndarray) and panel_coefficients(model) is not None
+
+
+def engine_loss(model, X, *, threads, with_grad=True, derivative="true", tangent=False):
+    """projection_loss's result through the engine's door with a given thread count (any problem size)."""
+    theta = np.asarray(model.theta, dtype=np.float64)
+    evaluate = make_loss(model, theta, sum_of_squares(theta), derivative=derivative, tangent=tangent,
+                         threads=threads)
+    loss, grad, alpha = evaluate(X if X.ndim == 3 else X[None], with_grad)
+    return (loss, grad, alpha) if X.ndim == 3 else (loss[0], None if grad is None else grad[0], alpha[0])
 
 
 @pytest.fixture
@@ -104,14 +114,14 @@ def test_eight_lane_layout_on_a_target_named_for_numba(tmp_path):
         import numpy as np
         from rftheory._engine import kernels, panel
         from rftheory.attack.loss import projection_loss
-        from rftheory._engine.panel_loss import panel_loss_applicable
+        from rftheory._engine.panel_loss import panel_coefficients
         from rftheory.models.random_features import RandomFeatures
         from rftheory.attack.reconstruct import random_sphere
         assert panel.VECTOR == 8 and panel.PANEL_WIDTH == 16, panel.VECTOR
         model = RandomFeatures(1001, 33, "relu+tanh", seed=3, dtype=np.float32)
         model.theta = np.random.default_rng(3).standard_normal(1001)
         X = random_sphere(7, 33, np.random.default_rng(1), np, np.float32)
-        assert panel_loss_applicable(model, X)
+        assert panel_coefficients(model) == (1.0, 1.0)
         fast = projection_loss(X, model.theta, model)
         kernels.NUMBA_DEFAULT["panel"] = False
         ref = projection_loss(X, model.theta, model)
@@ -199,16 +209,14 @@ def test_panel_loss_gradient_agrees_with_float64_finite_differences():
 def test_panel_loss_without_gradient_and_thread_counts_agree():
     model = _model(9000, 50)
     X = random_sphere(10, 50, np.random.default_rng(4), np, np.float32)
-    with panel_threads(1):
-        one = projection_loss(X, model.theta, model)
-        no_grad = projection_loss(X, model.theta, model, with_grad=False)
-    with panel_threads(2):
-        assert kernel_threads() == 2
-        two = projection_loss(X, model.theta, model)
-    assert no_grad.grad is None and no_grad.loss == one.loss
+    one = engine_loss(model, X, threads=1)
+    no_grad = engine_loss(model, X, threads=1, with_grad=False)
+    two = engine_loss(model, X, threads=2)
+    ref = projection_loss(X, model.theta, model)
+    assert no_grad[1] is None and no_grad[0] == one[0]
     # fixed pieces summed in a fixed order: bitwise the same for any thread count
-    assert two.loss == one.loss
-    assert np.array_equal(two.grad, one.grad) and np.array_equal(two.alpha, one.alpha)
+    assert two[0] == one[0] == ref.loss
+    assert np.array_equal(two[1], one[1]) and np.array_equal(two[2], one[2]) and np.array_equal(one[1], ref.grad)
 
 
 @needs_numba
@@ -224,9 +232,12 @@ def test_reused_buffers_never_leak_into_returned_results():
     projection_loss(X1[:8], model.theta, model)  # n̂ − 1 rows (re-seeding): a second plan
     projection_loss(np.stack([X2, X1]), model.theta, model)  # batched: a third
     again = projection_loss(X1, model.theta, model)
+    import threading
+
     from rftheory._engine import panel_loss
 
-    assert np.array_equal(panel_loss._plan(model, 1, 9, 40).Xt, pack_tiles(X1))  # compiled packing = the layout's
+    shared = panel_loss._packed(model).shared  # one-shot evaluations: this thread's workspaces, kept per model
+    assert np.array_equal(shared[(threading.get_ident(), (1, 9, 40))].Xt, pack_tiles(X1))  # compiled packing
     assert np.array_equal(first.grad, kept[1]) and np.array_equal(first.alpha, kept[2])
     assert again.loss == kept[0] and np.array_equal(again.grad, kept[1]) and np.array_equal(again.alpha, kept[2])
 
@@ -255,7 +266,7 @@ def test_threaded_attack_is_reproducible():
     model = _model(12000, 60, dtype=np.float64)
     runs = []
     for _ in range(2):
-        with panel_threads(2):
+        with threadpool_limits(limits=2, user_api="blas"):  # the kernels follow the BLAS limit
             runs.append(reconstruct(model.theta, model, 8, restarts=1, max_iter=30, reseed=False, tol=0.0, seed=4))
     assert runs[0].loss == runs[1].loss and np.array_equal(runs[0].X_hat, runs[1].X_hat)
 
@@ -318,37 +329,90 @@ def test_pieces_cover_the_panels_and_shrink_towards_the_end(blocks):
         assert sizes[0] == PIECE_BLOCKS and sizes[-2] == TAIL_PIECE_BLOCKS
 
 
-def test_kernel_threads_follow_the_blas_limit():
+@needs_numba
+def test_kernel_threads_follow_the_blas_limit_and_the_problem_size():
+    """The evaluator's threads: the BLAS limit when it is made (or as given), one for a small problem
+    (4·R·n̂·d·p < SMALL_PROBLEM_FLOPS), and never more than the pieces of work."""
+    from rftheory._engine import SMALL_PROBLEM_FLOPS
+
+    model = _model(20000, 100)
+    theta = np.asarray(model.theta, np.float64)
     with threadpool_limits(limits=1, user_api="blas"):
-        assert kernel_threads() == 1
-        with panel_threads(3):
-            assert kernel_threads() == 3
-        assert kernel_threads() == 1
+        serial = make_loss(model, theta, sum_of_squares(theta))
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = make_loss(model, theta, sum_of_squares(theta))
+    chosen = make_loss(model, theta, sum_of_squares(theta), threads=3)
+    assert (serial.threads, two.threads, chosen.threads) == (1, 2, 3)
+    large, small = (1, 20, 100), (1, 2, 10)
+    assert 4.0 * 20 * 100 * 20000 >= SMALL_PROBLEM_FLOPS > 4.0 * 2 * 10 * 20000
+    assert serial._plan(large)[1] == 1 and two._plan(large)[1] == 2 and two._plan(small)[1] == 1
 
 
 def test_panel_path_only_where_it_applies():
     X32 = np.zeros((2, 10), np.float32)
     model = _model(100, 10)
-    assert panel_model_applicable(model) == panel_kernels_available()
-    assert not panel_model_applicable(_model(100, 10, dtype=np.float64))  # float64 stays on BLAS
-    assert panel_model_applicable(_model(100, 10, dtype=np.float64), np.float32) == panel_kernels_available()
-    assert not panel_model_applicable(_model(100, 10, activation="gelu"))  # only a·relu + b·tanh
+    theta = np.asarray(model.theta, np.float64)
+
+    def served(m, dtype=None):
+        return panel_coefficients(m, dtype) is not None
+
+    assert served(model) == panel_kernels_available()
+    assert (make_loss(model, theta, 1.0) is not None) == panel_kernels_available()
+    assert not served(_model(100, 10, dtype=np.float64))  # float64 stays on BLAS
+    assert make_loss(_model(100, 10, dtype=np.float64), theta, 1.0) is None
+    assert served(_model(100, 10, dtype=np.float64), np.float32) == panel_kernels_available()
+    assert not served(_model(100, 10, activation="gelu"))  # only a·relu + b·tanh
     streamed = RandomFeatures(100, 10, seed=1, dtype=np.float32, store_weights=False)
-    assert not panel_model_applicable(streamed)
-    assert not panel_loss_applicable(model, X32.tolist())  # not a NumPy array
+    assert not served(streamed) and make_loss(streamed, theta, 1.0) is None
+    assert make_loss(model, theta, 1.0, derivative="sign") is None
+    assert make_loss(model, theta.tolist(), 1.0) is None
+    assert not panel_loss_applicable(model, X32.tolist())  # not a NumPy array: projection_loss's BLAS path
+
+
+def test_the_engine_asks_the_activation_for_its_form():
+    """σ = a·relu + b·tanh is what the activation states (Activation.relu_tanh), not what its name says:
+    a user's own σ named "relu" takes the BLAS path, and a combination states its coefficients."""
+    from rftheory.models.activations import Activation, get_activation
+
+    assert get_activation("0.5*relu+2*tanh").relu_tanh == (0.5, 2.0)
+    assert get_activation("relu+gelu").relu_tanh is None
+    own = Activation("relu", lambda z: np.maximum(z, 0), lambda z: (z > 0).astype(z.dtype))
+    model = _model(100, 10)
+    model.activation = own
+    assert own.relu_tanh is None and panel_coefficients(model) is None
+    model.activation = get_activation("tanh")
+    assert (panel_coefficients(model) == (0.0, 1.0)) == panel_kernels_available()
 
 
 @needs_numba
-def test_packed_panels_follow_astype_and_are_cached():
-    from rftheory._engine.panel_loss import packed_panels
+def test_packed_panels_are_cached_weakly_per_model(monkeypatch):
+    """V is packed once per model; the engine keeps the copy, not the model (nothing in its __dict__),
+    drops it with the model, and gives a model made by astype its own."""
+    import gc
+    import weakref
 
+    from rftheory._engine import panel_loss
+
+    packs = []
+    real = panel_loss.pack_forward
+    monkeypatch.setattr(panel_loss, "pack_forward", lambda V: packs.append(V) or real(V))
     model = _model(300, 20)
-    P1 = packed_panels(model)
-    P2 = packed_panels(model)
-    assert P2 is P1
+    P1 = panel_loss.packed_panels(model)
+    projection_loss(random_sphere(3, 20, np.random.default_rng(0), np, np.float32), model.theta, model)
+    prepared_theta = np.asarray(model.theta, np.float64)
+    make_loss(model, prepared_theta, sum_of_squares(prepared_theta))
+    assert panel_loss.packed_panels(model) is P1 and len(packs) == 1
+    assert not any("panel" in key for key in model.__dict__)
     other = model.astype(np.float64).astype(np.float32)  # new V object: new panels
-    P3 = packed_panels(other)
-    assert P3 is not P1 and np.array_equal(P3, P1)
+    P3 = panel_loss.packed_panels(other)
+    assert P3 is not P1 and np.array_equal(P3, P1) and len(packs) == 2
+    assert model.astype(np.float32) is model  # same dtype: the same model, the same panels
+    alive = weakref.ref(P1)
+    del P1, P3
+    count = len(panel_loss._PACKED)
+    del model
+    gc.collect()
+    assert len(panel_loss._PACKED) == count - 1 and alive() is None  # the entry and the copy went with the model
 
 
 @needs_numba
@@ -377,25 +441,14 @@ def test_panel_loss_with_a_singular_gram_falls_back_like_the_blas_path(blas_path
     model = _model(3000, 30)
     X = random_sphere(6, 30, np.random.default_rng(8), np, np.float32)
     X[3] = X[1]
-    with panel_threads(2):  # the helper thread too must leave pass 2 to the fallback
-        fast = projection_loss(X, model.theta, model)
-    with panel_threads(1):
-        assert projection_loss(X, model.theta, model).loss == fast.loss
+    fast = projection_loss(X, model.theta, model)
+    # the helper thread too must leave pass 2 to the fallback
+    assert engine_loss(model, X, threads=2)[0] == engine_loss(model, X, threads=1)[0] == fast.loss
     blas_path()
     ref = projection_loss(X, model.theta, model)
     assert np.isfinite(fast.loss) and np.all(np.isfinite(fast.grad))
     np.testing.assert_allclose(fast.loss, ref.loss, rtol=1e-5)
     np.testing.assert_allclose(fast.grad, ref.grad, atol=1e-4 * np.abs(ref.grad).max())
-
-
-@needs_numba
-def test_astype_does_not_carry_the_packed_copy():
-    from rftheory._engine.panel_loss import packed_panels
-
-    model = _model(300, 20)
-    packed_panels(model)
-    assert "_panels" in model.__dict__
-    assert "_panels" not in model.astype(np.float64).__dict__
 
 
 @needs_numba
@@ -434,8 +487,7 @@ def _evaluation_arguments(monkeypatch, model, X):
         return np.zeros(panel_loss.CONTROLS, np.int64)  # the bell nobody listens to
 
     monkeypatch.setattr(panel_loss, "_share_with_helpers", post)
-    with panel_threads(2):
-        res = projection_loss(X, model.theta, model)
+    res = engine_loss(model, X, threads=2)
     monkeypatch.undo()
     return res, seen[0]
 
@@ -447,10 +499,9 @@ def test_a_late_helper_finds_nothing_to_do_and_the_lead_stops_on_abort(monkeypat
     model = _model(5000, 30)
     X = random_sphere(7, 30, np.random.default_rng(9), np, np.float32)
     res, args = _evaluation_arguments(monkeypatch, model, X)
-    with panel_threads(1):
-        ref = projection_loss(X, model.theta, model)
-    assert res.loss == ref.loss and np.array_equal(res.grad, ref.grad)  # the lead did every piece alone
-    G, ctl = args[-4], args[-1]
+    ref = projection_loss(X, model.theta, model)
+    assert res[0] == ref.loss and np.array_equal(res[1], ref.grad)  # the lead did every piece alone
+    G, ctl = args[0].G, args[-1]  # args = (workspace, with_grad, ctl)
     before = G.copy()
     assert panel_loss._evaluation_share(*args, False) == 1  # arrives after the work: claims nothing
     assert np.array_equal(G, before)
@@ -486,8 +537,8 @@ def test_a_failing_helper_raises_the_abort_flag_and_its_error(monkeypatch):
     if panel_kernels_available():
         model = _model(5000, 30)
         X = random_sphere(7, 30, np.random.default_rng(9), np, np.float32)
-        with panel_threads(2), pytest.raises(ValueError, match="helper failed"):
-            projection_loss(X, model.theta, model)
+        with pytest.raises(ValueError, match="helper failed"):
+            engine_loss(model, X, threads=2)
 
 
 @needs_numba
@@ -580,14 +631,14 @@ def test_consecutive_two_thread_evaluations_ring_the_bell_and_agree():
 
     model = _model(20000, 100)
     X = random_sphere(20, 100, np.random.default_rng(4), np, np.float32)
-    with panel_threads(1):
-        ref = projection_loss(X, model.theta, model)
-    with panel_threads(2):
-        projection_loss(X, model.theta, model)
-        before = int(panel_loss._HELPERS.bell[0])
-        for _ in range(20):
-            res = projection_loss(X, model.theta, model)
-            assert res.loss == ref.loss and np.array_equal(res.grad, ref.grad) and np.array_equal(res.alpha, ref.alpha)
+    ref = engine_loss(model, X, threads=1)
+    theta = np.asarray(model.theta, np.float64)
+    evaluate = make_loss(model, theta, sum_of_squares(theta), threads=2)
+    evaluate(X[None], True)
+    before = int(panel_loss._HELPERS.bell[0])
+    for _ in range(20):
+        loss, grad, alpha = evaluate(X[None], True)
+        assert loss[0] == ref[0] and np.array_equal(grad[0], ref[1]) and np.array_equal(alpha[0], ref[2])
     assert panel_loss._HELPERS.bell[0] == before + 20
 
 
@@ -621,3 +672,95 @@ def test_residual_step_matches_numpy(with_grad):
         assert np.isnan(W[:, t:]).all()  # nothing written past the vectors asked for
     else:
         assert np.isnan(W).all()
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("panel_on", [True, False])
+@pytest.mark.parametrize("p", [400, 12000])
+def test_nothing_stays_pinned_after_the_attack(panel_on, p, monkeypatch):
+    """The loss pins BLAS per evaluation only (small problems and the panel kernels): after reconstruct
+    the BLAS limits are what they were, on both paths and either side of SMALL_PROBLEM_FLOPS."""
+    from rftheory.attack.reconstruct import reconstruct
+
+    monkeypatch.setitem(kernels.NUMBA_DEFAULT, "panel", panel_on)
+    model = _model(p, 60, dtype=np.float64)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        reconstruct(model.theta, model, 8, restarts=2, max_iter=5, reseed=True, tol=0.0, seed=4)
+        assert _blas_threads() == before == [2] * len(before)
+    before = _blas_threads()
+    reconstruct(model.theta, model, 8, restarts=1, max_iter=3, tol=0.0, seed=1)
+    assert _blas_threads() == before
+
+
+def test_blas_path_runs_small_problems_on_one_blas_thread(monkeypatch):
+    """σ sees BLAS at one thread inside a small BLAS-path evaluation, at the limit as set in a large one."""
+    from rftheory._engine.threads import blas_limit
+    from rftheory.models.activations import Activation
+
+    seen = []
+
+    def relu(z):
+        seen.append(blas_limit())
+        return np.maximum(z, 0)
+
+    probe = Activation("probe", relu, lambda z: (z > 0).astype(z.dtype))
+    with threadpool_limits(limits=2, user_api="blas"):
+        for p, expected in ((300, 1), (30000, 2)):  # 4·n̂·d·p below and above SMALL_PROBLEM_FLOPS
+            model = _model(p, 40, dtype=np.float32)
+            model.activation = probe
+            seen.clear()
+            projection_loss(random_sphere(5, 40, np.random.default_rng(0), np, np.float32), model.theta, model)
+            assert seen and set(seen) == {expected}
+        assert _blas_threads() == [2] * len(_blas_threads())
+
+
+def test_serial_blas_is_counted_across_threads():
+    """The pin is process-wide, so overlapping users share it: the last one out restores the limits."""
+    from rftheory._engine.threads import serial_blas
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        with serial_blas:
+            assert set(_blas_threads()) == {1}
+            with serial_blas:  # re-entrant
+                assert set(_blas_threads()) == {1}
+            assert set(_blas_threads()) == {1}
+        assert set(_blas_threads()) == {2}
+
+
+def test_the_engine_has_one_door_and_no_import_cycle():
+    """Only rftheory/attack/loss.py imports rftheory._engine; the σ kernel and the panel kernels share
+    their constants through _engine.tanh and _engine.target, not through each other."""
+    import ast
+    from pathlib import Path
+
+    import rftheory
+
+    root = Path(rftheory.__file__).parent
+    importers = set()
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root)
+        if rel.parts[0] == "_engine":
+            continue
+        package = (rftheory.__name__,) + rel.parts[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else ()
+                name = ".".join(base + ((node.module,) if node.module else ()))
+                names = [name] + [f"{name}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if any(n == "rftheory._engine" or n.startswith("rftheory._engine.") for n in names):
+                importers.add(str(rel))
+    assert importers == {"attack/loss.py"}
+    code = ("import sys, rftheory._engine.kernels as k; assert 'rftheory._engine.panel' not in sys.modules; "
+            "import rftheory._engine.panel; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]
