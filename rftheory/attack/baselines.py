@@ -1,7 +1,7 @@
 """A re-implementation of the original authors' attack, kept for comparison.
 
-As described in the performance issue (the original code is not vendored
-here): the loss is the same projection loss, but
+The original code is not vendored here.  The loss is the same projection
+loss, but
 
 * V is regenerated from its seed for every sample, twice per iteration
   (once to form φ(x̂_i) and σ'(V x̂_i), once for the gradient row
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..linalg import gram_solve
-from .loss import retract_to_sphere, riemannian_gradient
+from ..optim.sphere import retract_to_sphere, riemannian_gradient
 from ..models.random_features import random_weights
 
 __all__ = ["original_loss_and_grad", "original_momentum_step"]

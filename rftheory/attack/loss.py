@@ -21,10 +21,12 @@ first pass accumulates v and A, the second forms r and the gradient.  The
 big products run in the model's dtype; v, A, α, r and L are float64.
 
 Two code paths compute exactly these formulas: for a float32 NumPy model
-with V stored and σ = a·relu + b·tanh (the attack's default), the fused,
-threaded packed-panel kernels of :mod:`rftheory._engine.panel_loss`; otherwise (and
-with ``RFTHEORY_NUMBA=0``) the BLAS path below.  tests/test_panel.py checks
-they agree.
+with V stored and σ = a·relu + b·tanh (the attack's default), the compiled
+engine's fused, threaded packed-panel kernels (:func:`rftheory._engine.make_loss`,
+this module being the engine's only caller); otherwise (and with
+``RFTHEORY_NUMBA=0``) the BLAS path below, on one BLAS thread when an
+evaluation is below SMALL_PROBLEM_FLOPS = 4·R·n̂·d·p (threads do not pay
+there).  tests/engine/test_panel.py checks the paths agree.
 
 Models other than random features (rftheory.models.adapters) plug in through the
 *feature-map protocol*: attributes ``p, d, dtype, xp`` and methods
@@ -40,16 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import array_namespace
-from .._engine.kernels import (
-    fused_value_and_derivative,
-    retract_rows,
-    rows_kernel_applies,
-    step_rows,
-    sum_of_squares,
-    tangent_rows,
-)
+from .._engine import blas_for, fused_value_and_derivative, make_loss, sum_of_squares
 from ..linalg import gram_solve
-from .._engine.panel_loss import PanelEvaluation, panel_loss_applicable, panel_model_applicable, panel_projection_loss
+from ..optim.sphere import retract_to_sphere, riemannian_gradient, step_on_sphere  # re-exported
 
 __all__ = ["LossResult", "projection_loss", "PreparedProjectionLoss", "feature_map_loss", "riemannian_gradient",
            "retract_to_sphere", "step_on_sphere"]
@@ -144,12 +139,21 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
     theta64 = xp.asarray(theta, dtype=np.float64)
     _check_theta(theta64, model.p)
     theta_sq = _theta_sq(theta64)
+    if isinstance(X_hat, np.ndarray):  # float32 NumPy, stored V, a·relu + b·tanh: the engine's panel kernels
+        engine = make_loss(model, theta64, theta_sq, derivative=derivative, tangent=tangent, one_shot=True)
+        if engine is not None:
+            return _result(*engine(X_hat, with_grad), batched)
+    with blas_for(4.0 * R * n_hat * d * model.p):
+        loss, grad, alpha = _blas_loss(X_hat, theta64, theta_sq, model, with_grad, derivative, tangent)
+    return _result(loss, grad, alpha, batched)
+
+
+def _blas_loss(X_hat, theta64, theta_sq, model, with_grad, derivative, tangent):
+    """The BLAS path on a stack X̂ (R, n̂, d) in the model's dtype: (loss (R,), grad or None, α (R, n̂))."""
+    xp = array_namespace(X_hat, theta64)
+    R, n_hat, d = X_hat.shape
     act = model.activation
     low = model.dtype != np.float64
-    if panel_loss_applicable(model, X_hat):  # float32 NumPy, stored V, a·relu + b·tanh: fused panel kernels
-        loss, grad, alpha = panel_projection_loss(X_hat, theta64, theta_sq, model, with_grad=with_grad,
-                                                  relu_surrogate=derivative == "relu", tangent=tangent)
-        return _result(loss, grad, alpha, batched)
     X_flat = X_hat.reshape(R * n_hat, d)
 
     # pass 1: Z_b = X̂V_bᵀ (one product for all R·n̂ rows), (F_b, D_b) = (σ, σ')(Z_b);
@@ -202,7 +206,7 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
         grad = acc.reshape(R, n_hat, d) * scale[:, :, None]
         if tangent:
             grad = riemannian_gradient(X_hat, grad)
-    return _result(r_sq / theta_sq, grad, alpha, batched)
+    return r_sq / theta_sq, grad, alpha
 
 
 class PreparedProjectionLoss:
@@ -210,31 +214,30 @@ class PreparedProjectionLoss:
 
     What does not depend on X̂ is done once, when the object is made: the
     checks of ``derivative`` and θ, θ in float64 and ‖θ‖² (a zero θ raises
-    here), and whether the fused panel kernels serve the model
-    (:func:`rftheory._engine.panel_loss.panel_model_applicable`; their thread count
-    is read then too).  A call with a float32 NumPy X̂ of shape (n̂, d) or
-    (R, n̂, d) then goes straight to the panel kernels, on buffers this
-    object keeps; any other call (another dtype or array type, a model the
-    panel kernels do not serve) is :func:`projection_loss` itself.  Results
-    are bitwise those of :func:`projection_loss`.
+    here), and the engine's evaluator (:func:`rftheory._engine.make_loss`:
+    None where the engine does not serve the model; its thread count is
+    read then too).  A call with a float32 NumPy X̂ of shape (n̂, d) or
+    (R, n̂, d) then goes straight to the engine, on buffers the evaluator
+    keeps, with BLAS pinned to one thread for the call only; any other call
+    (another dtype or array type, a model the engine does not serve) is
+    :func:`projection_loss` itself.  Results are bitwise those of
+    :func:`projection_loss`.
 
     For loops that evaluate one θ many times (the attack): between two
-    evaluations V has been streamed through the caches, and every Python
-    step then costs 10–60 µs; skipping the per-call checks and look-ups of
-    :func:`projection_loss` saved ≈ 55 µs per iteration of the attack at
-    n̂=20, d=100, p=20000 (measured; an iteration takes ≈ 2–3 ms).  θ must
-    not be changed in place while the object is in use; one object per thread.
+    evaluations V has been streamed through the caches, so every Python step
+    of a call is slow; this object skips the per-call checks and look-ups of
+    :func:`projection_loss`.  θ must not be changed in place while the object
+    is in use; one object per thread.
     """
 
     def __init__(self, theta, model, *, derivative: str = "true", tangent: bool = False):
         _check_derivative(derivative)
         self.theta, self.model, self.derivative, self.tangent = theta, model, derivative, bool(tangent)
         self._panel = None
-        if hasattr(model, "weight_blocks") and isinstance(theta, np.ndarray) and panel_model_applicable(model):
+        if hasattr(model, "weight_blocks") and isinstance(theta, np.ndarray):
             theta64 = np.ascontiguousarray(theta, dtype=np.float64)
             _check_theta(theta64, model.p)
-            self._panel = PanelEvaluation(theta64, _theta_sq(theta64), model, relu_surrogate=derivative == "relu",
-                                          tangent=self.tangent)
+            self._panel = make_loss(model, theta64, _theta_sq(theta64), derivative=derivative, tangent=self.tangent)
             self._dtype = np.dtype(model.dtype)
 
     def __call__(self, X_hat, with_grad: bool = True) -> LossResult:
@@ -272,31 +275,3 @@ def feature_map_loss(X_hat, theta, model, *, with_grad: bool = True) -> LossResu
         grad = model.features_vjp(X_hat, G_phi.astype(model.dtype, copy=False))
     return LossResult(loss=loss, grad=grad, alpha=alpha[:, 0] if vector else alpha)
 
-
-def riemannian_gradient(X, G):
-    """Tangent part of G on the product of spheres: g_i − (⟨g_i, x_i⟩/‖x_i‖²) x_i."""
-    if rows_kernel_applies(X, G):  # NumPy: one compiled pass (sums in float64)
-        return tangent_rows(X, G)
-    xp = array_namespace(X, G)
-    coef = xp.sum(G * X, axis=-1, keepdims=True) / xp.sum(X * X, axis=-1, keepdims=True)
-    return G - coef * X
-
-
-def retract_to_sphere(X, radius=None):
-    """Rescale every row to norm ``radius`` (default √d)."""
-    if radius is None:
-        radius = float(np.sqrt(X.shape[-1]))
-    if rows_kernel_applies(X):  # NumPy: one compiled pass (norms in float64)
-        return retract_rows(X, radius)
-    xp = array_namespace(X)
-    norms = xp.linalg.norm(X, axis=-1, keepdims=True)
-    return X * (radius / xp.maximum(norms, 1e-300))
-
-
-def step_on_sphere(X, t: float, direction, radius=None):
-    """R(X + t·D): the step t along ``direction`` retracted to the sphere of ``radius`` (default √d), per row."""
-    if radius is None:
-        radius = float(np.sqrt(X.shape[-1]))
-    if rows_kernel_applies(X, direction):  # NumPy: one compiled pass, no temporaries
-        return step_rows(X, t, direction, radius)
-    return retract_to_sphere(X + t * direction, radius)

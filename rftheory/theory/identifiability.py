@@ -62,22 +62,25 @@ minimum stays away from 0 as p/d grows.
 
 Riemannian optimiser
 --------------------
-Batched L-BFGS on products of √d-spheres (:func:`riemannian_lbfgs`): m
-independent problems, each a (k×d) block of points, are optimised at once
-with per-problem memory (10 pairs), per-problem step sizes and per-problem
-Armijo back-tracking.  Directions are projected on the tangent space
+The package's one batched Riemannian L-BFGS
+(:func:`rftheory.optim.lbfgs.riemannian_lbfgs`, called through
+:func:`riemannian_lbfgs` with this module's settings): m independent
+problems, each a (k×d) block of points, are optimised at once with
+per-problem memory (10 pairs), step sizes and Armijo back-tracking (at most
+25 trial steps).  Directions are projected on the tangent space
 (g − ⟨g, x⟩x/‖x‖²) and every step is retracted (x ← √d·x/‖x‖).  Spherical-cap
-constraints (caps cut out for Theorem 1, a cap kept for Theorem 2) are
-handled by an active-set rule: a point on a cap boundary whose steepest
-descent leaves the feasible set is *bound* — its gradient and direction lose
-the component along the boundary normal ν and after the step it is put back
-on the same boundary — and every trial point is projected on the feasible
-set.  With g_p the gradient so projected, a step is accepted when
-f(x_t) ≤ f(x) + 10⁻⁴·min(⟨g_p, x_t − x⟩, 0) and f(x_t) ≤ f(x).  A problem
-stops at f ≤ tol, ‖g_p‖ ≤ 10⁻¹⁰, a stall (relative decrease below 10⁻⁷ over
-10 iterations), a failed line search from the steepest-descent direction, or
-``max_iter``.  The result is a local minimum from each start; the minimum
-over starts is an upper bound on the global infimum.
+constraints (caps cut out for Theorem 1, a cap kept for Theorem 2) plug into
+the optimiser's constraint hook, an active-set rule: a point on a cap
+boundary whose steepest descent leaves the feasible set is *bound* — its
+gradient and direction lose the component along the boundary normal ν and
+after the step it is put back on the same boundary — and every trial point
+is projected on the feasible set.  With g_p the gradient so projected, a
+step is accepted when f(x_t) ≤ f(x) + 10⁻⁴·min(⟨g_p, x_t − x⟩, 0) and
+f(x_t) ≤ f(x).  A problem stops at f ≤ tol, ‖g_p‖ ≤ 10⁻¹⁰, a stall
+(relative decrease below 10⁻⁷ over 10 accepted steps), a failed line search
+from the steepest-descent direction, or ``max_iter``
+(``stop_reason`` of the result says which).  The result is a local minimum
+from each start; the minimum over starts is an upper bound on the global infimum.
 
 Lemmas
 ------
@@ -113,8 +116,10 @@ import numpy as np
 from ..models.activations import Activation, get_activation
 from ..backend import array_namespace, to_numpy
 from .hermite import hermite_coefficients, kernel_limit, parity_report
-from ..attack.reconstruct import random_sphere
 from .span import numerical_rank, principal_angles, row_basis, row_residuals
+from ..optim.lbfgs import LBFGSResult
+from ..optim.lbfgs import riemannian_lbfgs as _lbfgs
+from ..optim.sphere import random_sphere, retract_to_sphere
 from ..validation import check_count, check_matrix
 
 __all__ = [
@@ -393,29 +398,7 @@ def _kernel_objective(X, w, K):
 # =============================================================================
 
 
-class OptimResult(NamedTuple):
-    """X (m, k, d) final points, f (m,) final values, iterations (m,), evaluations (int)."""
-
-    X: object
-    f: object
-    iterations: object
-    evaluations: int
-
-
-def _tangent(X, G):
-    xp = array_namespace(X, G)
-    coef = xp.sum(G * X, axis=-1, keepdims=True) / xp.sum(X * X, axis=-1, keepdims=True)
-    return G - coef * X
-
-
-def _retract(X, radius):
-    xp = array_namespace(X)
-    return X * (radius / xp.maximum(xp.linalg.norm(X, axis=-1, keepdims=True), 1e-300))
-
-
-def _pdot(a, b):
-    xp = array_namespace(a, b)
-    return xp.sum(a * b, axis=(1, 2))
+OptimResult = LBFGSResult  # the record of rftheory.optim.lbfgs: X, f, iterations, evaluations, stop_reason, history
 
 
 def riemannian_lbfgs(
@@ -431,7 +414,11 @@ def riemannian_lbfgs(
     stall_rtol: float = 1e-7,
     max_backtracks: int = 25,
 ) -> OptimResult:
-    """Minimise m independent objectives on products of √d-spheres at once.
+    """Minimise m independent objectives on products of √d-spheres at once, with this module's settings.
+
+    The package's one optimiser (:func:`rftheory.optim.lbfgs.riemannian_lbfgs`)
+    with a Euclidean-gradient objective; the starts are retracted to the
+    √d-sphere and projected on the feasible set first.
 
     Parameters
     ----------
@@ -440,149 +427,28 @@ def riemannian_lbfgs(
         Euclidean gradients G (m', k, d), problem by problem (the same
         function for every problem; it is called on subsets of problems).
     X0 : array (m, k, d)
-        Starting points (retracted to the √d-sphere and projected).
+        Starting points.
     constraint : optional
-        A spherical-cap constraint (``_ExcludeCaps`` or ``_KeepCap``): the
-        feasible set's ``project``, and for boundary points the outward unit
-        normal ν.  A boundary point whose steepest descent leaves the
-        feasible set is *bound*: its gradient and search direction lose the
-        ν component, and after the step it is put back on the same cap
-        boundary (an active-set method on the boundary manifold); L-BFGS
-        memory of a problem is dropped when its set of bound points changes.
+        A spherical-cap constraint (``_ExcludeCaps`` or ``_KeepCap``), the
+        optimiser's constraint hook (active-set rule on the cap boundaries);
         None: no constraint.
     tol : float
         A problem stops once f ≤ tol (default −inf: no target value).
     max_iter, grad_tol, memory, stall_window, stall_rtol, max_backtracks
-        See the module docstring.
+        See the module docstring.  The defaults: 10 pairs suffice for the
+        k·d-dimensional problems here; the stall test is finer (10⁻⁷) than the
+        attack's because these searches estimate minima, not just reach a tolerance.
     """
     xp = array_namespace(X0)
     X = xp.asarray(X0, dtype=np.float64)
     if X.ndim != 3:
         raise ValueError(f"X0 must have shape (m, k, d), got {tuple(X.shape)}")
-    m, k, d = X.shape
-    radius = math.sqrt(d)
-    max_move = 0.5 * radius
-    X = _retract(X, radius)
+    X = retract_to_sphere(X)
     if constraint is not None:
         X = constraint.project(X)
-    f, G = fun(X)
-    evals = 1
-    g = _tangent(X, G)
-    S = xp.zeros((memory, m, k, d))
-    Y = xp.zeros((memory, m, k, d))
-    rho = xp.zeros((memory, m))
-    gamma = xp.zeros(m)
-    ptr = np.zeros(m, dtype=np.int64)
-    active = np.ones(m, dtype=bool)
-    steepest = np.zeros(m, dtype=bool)
-    iters = np.zeros(m, dtype=np.int64)
-    hist = [to_numpy(f).copy()]
-    ar_x = xp.arange(m)
-    bind_prev = xp.zeros((m, k), dtype=bool)
-    for _ in range(int(max_iter)):
-        if constraint is not None:
-            nu, on, anchors = constraint.boundary(X)
-            bind = on & (xp.sum(g * nu, axis=-1) < 0)  # −g points out of the feasible set
-            gp = g - (bind * xp.sum(g * nu, axis=-1))[..., None] * nu
-            changed = to_numpy(xp.any(bind != bind_prev, axis=1)).astype(bool)
-            if changed.any():
-                rho[:, xp.asarray(np.flatnonzero(changed))] = 0.0
-            bind_prev = bind
-        else:
-            gp = g
-        f_h = to_numpy(f)
-        gnorm_h = np.sqrt(np.maximum(to_numpy(_pdot(gp, gp)), 0.0))
-        active &= (f_h > tol) & (gnorm_h > grad_tol) & np.isfinite(f_h)
-        if len(hist) > stall_window:
-            old = hist[-stall_window - 1]
-            active &= ~(old - f_h <= stall_rtol * np.abs(old))
-        if not active.any():
-            break
-        # two-loop recursion, newest pair first, per problem
-        q = gp.copy()
-        alphas = []
-        order = [xp.asarray((ptr - 1 - j) % memory) for j in range(memory)]
-        for j in range(memory):
-            pos = order[j]
-            a = rho[pos, ar_x] * _pdot(S[pos, ar_x], q)
-            alphas.append(a)
-            q = q - a[:, None, None] * Y[pos, ar_x]
-        gnorm = xp.asarray(gnorm_h)
-        scale = xp.where(gamma > 0, gamma, 1.0 / xp.maximum(gnorm, 1e-300))
-        q = q * scale[:, None, None]
-        for j in reversed(range(memory)):
-            pos = order[j]
-            b = rho[pos, ar_x] * _pdot(Y[pos, ar_x], q)
-            q = q + (alphas[j] - b)[:, None, None] * S[pos, ar_x]
-        direction = -_tangent(X, q)
-        if constraint is not None:
-            direction = direction - (bind * xp.sum(direction * nu, axis=-1))[..., None] * nu
-        steep_mask = xp.asarray(steepest) | ~(_pdot(direction, gp) < 0)
-        sd = -gp / xp.maximum(gnorm, 1e-300)[:, None, None]
-        direction = xp.where(steep_mask[:, None, None], sd, direction)
-        steep_h = to_numpy(steep_mask).astype(bool)
-        biggest = xp.max(xp.linalg.norm(direction, axis=-1), axis=1)
-        t = xp.minimum(1.0, max_move / xp.maximum(biggest, 1e-300))
-
-        pending = np.flatnonzero(active)
-        accepted = np.zeros(m, dtype=bool)
-        X_new, f_new, G_new = X.copy(), f.copy(), G.copy()
-        for _ in range(int(max_backtracks)):
-            if pending.size == 0:
-                break
-            pi = xp.asarray(pending)
-            Xt = _retract(X[pi] + t[pi][:, None, None] * direction[pi], radius)
-            if constraint is not None:
-                Xt = constraint.project(constraint.snap(Xt, anchors[pi], bind[pi]))
-            ft, Gt = fun(Xt)
-            evals += 1
-            dec = _pdot(gp[pi], Xt - X[pi])
-            ok = (ft <= f[pi] + 1e-4 * xp.minimum(dec, 0.0)) & (ft <= f[pi]) & xp.isfinite(ft)
-            ok_h = to_numpy(ok).astype(bool)
-            if ok_h.any():
-                acc = pending[ok_h]
-                ai = xp.asarray(acc)
-                oi = xp.asarray(np.flatnonzero(ok_h))
-                X_new[ai] = Xt[oi]
-                f_new[ai] = ft[oi]
-                G_new[ai] = Gt[oi]
-                accepted[acc] = True
-            pending = pending[~ok_h]
-            if pending.size:
-                t[xp.asarray(pending)] *= 0.5
-        failed = active & ~accepted
-        # a failed L-BFGS direction: drop memory, retry with steepest descent next time
-        retry = failed & ~steep_h
-        active &= ~(failed & steep_h)
-        if retry.any():
-            rho[:, xp.asarray(np.flatnonzero(retry))] = 0.0
-        steepest = retry.copy()
-        if accepted.any():
-            acc = np.flatnonzero(accepted)
-            ai = xp.asarray(acc)
-            g_new = _tangent(X_new[ai], G_new[ai])
-            gp_new = g_new
-            if constraint is not None:  # same bound set, normals at the new points
-                nu_new = constraint.normal_to(X_new[ai], anchors[ai])
-                gp_new = g_new - (bind[ai] * xp.sum(g_new * nu_new, axis=-1))[..., None] * nu_new
-            s = X_new[ai] - X[ai]
-            y = gp_new - gp[ai]
-            sy = _pdot(s, y)
-            ss, yy = _pdot(s, s), _pdot(y, y)
-            good = sy > 1e-12 * xp.sqrt(ss * yy)
-            pos = xp.asarray(ptr[acc])
-            S[pos, ai] = s
-            Y[pos, ai] = y
-            rho[pos, ai] = xp.where(good, 1.0 / xp.where(good, sy, 1.0), 0.0)
-            gamma[ai] = xp.where(good, sy / xp.where(good, yy, 1.0), gamma[ai])
-            ptr[acc] = (ptr[acc] + 1) % memory
-            X[ai], f[ai], G[ai] = X_new[ai], f_new[ai], G_new[ai]
-            g[ai] = g_new
-            iters[acc] += 1
-        hist.append(to_numpy(f).copy())
-        if len(hist) > stall_window + 1:
-            hist.pop(0)
-    return OptimResult(X, f, xp.asarray(iters), evals)
+    res = _lbfgs(fun, X, max_iter=max_iter, tol=tol, grad_tol=grad_tol, memory=memory, stall_window=stall_window,
+                 stall_rtol=stall_rtol, max_backtracks=max_backtracks, gradient="euclidean", constraint=constraint)
+    return res._replace(f=xp.asarray(res.f), iterations=xp.asarray(res.iterations))
 
 
 # =============================================================================
@@ -967,7 +833,7 @@ def path_profile(
         u = u / xp.linalg.norm(u)
         tt = xp.asarray(t)[:, None]
         P = xp.cos(math.pi * tt) * a + xp.sin(math.pi * tt) * math.sqrt(d) * u
-    P = _retract(P, math.sqrt(d))
+    P = retract_to_sphere(P)
     R = single_sample_residual(P, X, model)
     dist = sign_aware_distance(P, X).distance
     act = get_activation(model.activation)

@@ -6,7 +6,8 @@ import pytest
 from rftheory.attack.baselines import original_loss_and_grad, original_momentum_step
 from rftheory.attack.loss import projection_loss
 from rftheory.models.random_features import RandomFeatures
-from rftheory.attack.reconstruct import random_sphere, reconstruct
+from rftheory.attack.reconstruct import reconstruct
+from rftheory.optim.sphere import random_sphere
 
 from conftest import sphere_rows
 

@@ -1,4 +1,4 @@
-"""Acceptance of the attack (issue 2): recovery above the threshold, and
+"""Acceptance of the attack: recovery above the threshold, and
 L ≈ 0 without recovery below it."""
 import numpy as np
 import pytest
@@ -122,3 +122,45 @@ def test_callback_sees_iterates_and_can_stop_the_attack():
 
     result = reconstruct(model.theta, model, 5, restarts=3, callback=stop_after_five)
     assert len(seen) == 5 and result.iterations == 5 and len(result.restarts) == 1
+    assert result.stop_reason == "callback" and not result.converged
+
+
+def test_batched_callback_stops_the_joint_phase():
+    ds = synthetic_sphere(5, 6, seed=2)
+    model = RandomFeatures(800, 6, "tanh", seed=3).fit(ds.X, ds.y)
+    seen = []
+    result = reconstruct(model.theta, model, 5, restarts=3, batch_restarts=True,
+                         callback=lambda X, loss: seen.append(loss) or len(seen) >= 4)
+    assert len(seen) == 4 and result.stop_reason == "callback"
+
+
+def test_options_record_and_keyword_overrides_are_the_same_run():
+    """reconstruct(θ, model, n, options) with an AttackOptions record, the old keywords, or a record
+    with keyword overrides on top: one validated record, one run."""
+    from rftheory.attack.options import AttackOptions
+    from rftheory.attack.reconstruct import OPTIMIZERS
+    from rftheory.optim.lbfgs import STOP_REASONS
+
+    from rftheory.attack import options
+
+    assert OPTIMIZERS is options.OPTIMIZERS
+    ds = synthetic_sphere(5, 6, seed=2)
+    model = RandomFeatures(800, 6, "tanh", seed=3).fit(ds.X, ds.y)
+    opts = AttackOptions(restarts=1, max_iter=60, dtype="float64", reseed=False)
+    a = reconstruct(model.theta, model, 5, opts)
+    b = reconstruct(model.theta, model, 5, restarts=1, max_iter=60, dtype=np.float64, reseed=False)
+    c = reconstruct(model.theta, model, 5, AttackOptions(max_iter=60, reseed=False), restarts=1, dtype="float64")
+    assert a.options == b.options == c.options == opts
+    np.testing.assert_array_equal(a.X_hat, b.X_hat)
+    np.testing.assert_array_equal(a.X_hat, c.X_hat)
+    assert a.stop_reason in STOP_REASONS and a.loss_history == b.loss_history
+    assert reconstruct(model.theta, model, 5, dtype=None, max_iter=5).options.dtype == "model"
+    with pytest.raises(TypeError):
+        reconstruct(model.theta, model, 5, not_an_option=1)
+
+
+def test_stop_reason_names_why_the_best_restart_stopped():
+    _, _, done, _ = _attack(0, ratio=20, restarts=1)
+    assert done.converged and done.stop_reason == "tol"
+    _, _, short, _ = _attack(0, ratio=20, restarts=1, max_iter=3)
+    assert not short.converged and short.stop_reason == "max_iter" and short.iterations == 3
