@@ -1,12 +1,13 @@
 """argparse value types shared by the sub-commands (clear messages on bad numbers),
-and the --p/--ratio pair that sizes the random-features model."""
+the --p/--ratio pair that sizes the random-features model, and the attack's options
+(one :class:`~rftheory.attack.options.AttackOptions` record, defaults taken from it)."""
 from __future__ import annotations
 
 import argparse
 import math
 
 __all__ = ["positive_int", "nonneg_int", "positive_float", "nonneg_float", "positive_below", "add_feature_count_options",
-           "feature_count", "add_activation_option"]
+           "feature_count", "add_activation_option", "add_attack_options", "attack_options"]
 
 
 def _number(text: str, kind, minimum: float, strict: bool, what: str):
@@ -72,3 +73,71 @@ def feature_count(args, d: int, n: int) -> int:
     from ..models.random_features import features_for_ratio  # noqa: PLC0415
 
     return args.p if args.p is not None else features_for_ratio(args.ratio, d, n)
+
+
+def add_attack_options(parser) -> None:
+    """The attack's settings, one option per field of AttackOptions except ``seed`` (each command
+    has its own --seed/--seeds), with AttackOptions' defaults.  A boolean field that is on by
+    default gets ``--no-<name>``, one that is off gets ``--<name>``."""
+    from ..attack.options import DERIVATIVES, OPTIMIZERS, AttackOptions  # noqa: PLC0415
+
+    default = AttackOptions()
+    parser.add_argument("--restarts", type=positive_int, metavar="R", default=default.restarts,
+                        help="random restarts of the attack (lowest final loss wins)")
+    parser.add_argument("--max-iter", type=positive_int, metavar="N", default=default.max_iter,
+                        help="iteration cap per restart (all re-seeding rounds together)")
+    parser.add_argument("--tol", type=nonneg_float, metavar="L", default=default.tol,
+                        help="a restart stops once the projection loss is at most this")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=default.optimizer,
+                        help="lbfgs: Riemannian L-BFGS with line search (no learning rate); momentum: "
+                             "heavy-ball projected gradient with fixed --lr and --momentum")
+    parser.add_argument("--lr", type=positive_float, metavar="η", default=default.lr,
+                        help="learning rate η of --optimizer momentum")
+    parser.add_argument("--momentum", type=_momentum, metavar="β", default=default.momentum,
+                        help="β of --optimizer momentum, in [0, 1)")
+    _flag(parser, "reseed", default.reseed,
+          on="greedy re-seeding of the least useful candidate when a restart stalls",
+          off="disable greedy re-seeding of stalled candidates")
+    parser.add_argument("--reseed-candidates", type=positive_int, metavar="M", default=default.reseed_candidates,
+                        help="random sphere points scored when a candidate is re-seeded")
+    parser.add_argument("--derivative", choices=DERIVATIVES, default=default.derivative,
+                        help="σ' used in the gradient: the activation's own (true) or the ReLU surrogate 1[z>0]")
+    _flag(parser, "stop_at_tol", default.stop_at_tol,
+          on="skip the remaining restarts once one reaches --tol",
+          off="run every restart even after one has reached --tol")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default=default.dtype,
+                        help="working precision of the attack's products X̂Vᵀ and (·)V (random-features models are "
+                             "trained in float64 and the final loss re-evaluated in float64; the Gram, α, r and the "
+                             "loss are always accumulated in float64). float32 with stored V and a relu/tanh "
+                             "activation runs on the compiled panel kernels (RFTHEORY_NUMBA=0 switches them off)")
+    _flag(parser, "batch_restarts", default.batch_restarts,
+          on="run the restarts together, sharing each pass over V (L-BFGS, random features)",
+          off="run the restarts one after the other")
+
+
+def _momentum(text: str) -> float:
+    value = nonneg_float(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"expected a momentum β in [0, 1), got {text!r}")
+    return value
+
+
+def _flag(parser, name: str, default: bool, on: str, off: str) -> None:
+    option = name.replace("_", "-")
+    shown = f" (default: {name}=%(default)s)"  # names the setting, not the flag, whose default is shown
+    if default:
+        parser.add_argument(f"--no-{option}", dest=name, action="store_false", default=True, help=off + shown)
+    else:
+        parser.add_argument(f"--{option}", dest=name, action="store_true", default=False, help=on + shown)
+
+
+def attack_options(args, **changes):
+    """The AttackOptions record of the options added by :func:`add_attack_options` (and
+    ``args.seed`` when the command has one), with ``changes`` applied."""
+    import dataclasses  # noqa: PLC0415
+
+    from ..attack.options import AttackOptions  # noqa: PLC0415
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(AttackOptions) if hasattr(args, f.name)}
+    values.update(changes)
+    return AttackOptions(**values)

@@ -23,8 +23,7 @@ from ..experiments.law import (
 )
 from ..data.synthetic import synthetic_sphere
 from ..attack.metrics import DEFAULT_THRESHOLD, chance_levels
-from ..attack.reconstruct import OPTIMIZERS
-from ._types import positive_below, positive_float, positive_int
+from ._types import add_attack_options, attack_options, positive_below, positive_float, positive_int
 
 HELP = "phase diagram: reconstruction success vs p/(dn), critical ratio with bootstrap interval"
 
@@ -67,8 +66,8 @@ def add_parser(sub):
             "failures. Rows go to --out as soon as each cell finishes (Ctrl-C keeps them; the same "
             "command resumes, running only the missing cells). Prints success rates, the median "
             "error and the critical ratio r_c where success becomes likely, with a bootstrap "
-            "interval over seeds. The default grid (relu+tanh, (n,d) = 4x8 5x9 6x10, 12 ratios, "
-            "4 seeds) takes a few minutes on 2 cores."
+            "interval over seeds. The default grid is relu+tanh, (n,d) = 4x8 5x9 6x10, 12 ratios "
+            "and 4 seeds: 144 cells."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -85,21 +84,13 @@ def add_parser(sub):
                    help="values of p/(dn); p = round(R·d·n), R < 1/d gives p < n (no interpolation)")
     g.add_argument("--seeds", nargs="+", type=seed_value, default=list(DEFAULT_SEEDS), metavar="S",
                    help="seeds: seed S draws the data (S), V (S+1000) and the attack's initialisations (S)")
-    a = p.add_argument_group("attack (per cell)")
-    a.add_argument("--restarts", type=positive_int, default=3, help="random restarts of the attack; lowest loss wins")
-    a.add_argument("--max-iter", type=positive_int, default=1000, help="iteration cap per restart")
-    a.add_argument("--tol", type=positive_float, default=1e-10, help="a restart stops once the loss is below this")
-    a.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs",
-                   help="lbfgs: Riemannian L-BFGS; momentum: heavy-ball projected gradient with --lr")
-    a.add_argument("--lr", type=positive_float, default=0.01, help="learning rate of --optimizer momentum")
-    a.add_argument("--no-reseed", action="store_true", help="disable greedy re-seeding of stalled candidates")
-    a.add_argument("--derivative", choices=("true", "relu"), default="true",
-                   help="σ' in the gradient: the activation's own, or the ReLU surrogate 1[z>0]")
+    a = p.add_argument_group("attack (per cell: rftheory.attack.options.AttackOptions, seeded by the cell's seed; "
+                             "the defaults of rftheory reconstruct)")
+    add_attack_options(a)
     a.add_argument("--threshold", type=positive_float, default=DEFAULT_THRESHOLD,
                    help="a sample is recovered when its sign-aware relative error is at most this; "
                         "a cell succeeds when all its samples are")
     a.add_argument("--noise", type=float, default=0.1, help="label noise of the synthetic data")
-    a.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="dtype of V and features")
     e = p.add_argument_group("execution and output")
     e.add_argument("--out", default="rftheory_law.csv", metavar="FILE.csv",
                    help="tidy results table (one row per cell, full configuration and package version); "
@@ -160,11 +151,10 @@ def run(args) -> int:
     if (n_list is None) != (d_list is None):
         raise ValueError("give both --n and --d (their product is swept), or --sizes NxD ...")
     sizes = None if n_list is not None else [s if isinstance(s, tuple) else size_pair(s) for s in args.sizes]
+    options = attack_options(args)
     grid_kw = dict(
         activations=args.activation, sizes=sizes, ratios=args.ratios, seeds=args.seeds, n=n_list, d=d_list,
-        restarts=args.restarts, max_iter=args.max_iter, tol=args.tol, optimizer=args.optimizer, lr=args.lr,
-        reseed=not args.no_reseed, derivative=args.derivative, threshold=args.threshold, noise=args.noise,
-        dtype=args.dtype,
+        attack=options, threshold=args.threshold, noise=args.noise,
     )
     cells = make_grid(**grid_kw)  # validates before anything is written
     if args.plot is not None and not args.plot.lower().endswith((".png", ".svg", ".pdf")):
@@ -181,8 +171,8 @@ def run(args) -> int:
           f"(n, d) ∈ {{{', '.join(f'({n},{d})' for n, d in used_sizes)}}}, "
           f"p/(dn) ∈ {{{', '.join(f'{r:g}' for r in dict.fromkeys(c.ratio for c in cells))}}}, "
           f"seeds {{{', '.join(str(s) for s in dict.fromkeys(c.seed for c in cells))}}}: {len(cells)} cells")
-    print(f"  attack      restarts={args.restarts}, max_iter={args.max_iter}, tol={args.tol:g}, "
-          f"optimizer={args.optimizer}, reseed={not args.no_reseed}, σ'={args.derivative}, dtype={args.dtype}")
+    per_cell = options.describe().replace(f", seed={options.seed},", ", seed=the cell's seed,")
+    print(f"  attack      {per_cell}")
     print(f"  success     every sample's sign-aware error ≤ {args.threshold:g} (not the loss)")
     print(f"  output      {args.out}  ({executor})", flush=True)
 

@@ -19,9 +19,12 @@ from ..backend import to_numpy
 from ..data import digits, synthetic_sphere
 from ..attack.metrics import DEFAULT_THRESHOLD, chance_levels, reconstruction_errors
 from ..models.random_features import RandomFeatures
-from ..attack.reconstruct import OPTIMIZERS, reconstruct
-from ..attack.subspace import estimate_subspace_from_training, subspace_reconstruct, synthetic_subspace
-from ._types import add_activation_option, add_feature_count_options, feature_count, positive_float, positive_int
+from ..attack.reconstruct import reconstruct
+from ..attack.subspace import subspace_reconstruct
+from ..attack.subspace_estimate import estimate_subspace_from_training
+from ..data.subspace import synthetic_subspace
+from ._types import (add_activation_option, add_attack_options, add_feature_count_options, attack_options,
+                     feature_count, positive_float, positive_int)
 
 HELP = "train a random-features model and reconstruct its training set from θ"
 
@@ -50,21 +53,7 @@ def add_parser(sub):
     p.add_argument("--seed", type=int, default=0, help="seed of the data, of V (seed+1000) and of the attack")
     p.add_argument("--n-guess", type=positive_int, default=None,
                    help="n̂, the attacker's guess of n (default: the true n); metrics need n̂ = n")
-    p.add_argument("--restarts", type=positive_int, default=3, help="random restarts of the attack (lowest loss wins)")
-    p.add_argument("--max-iter", type=positive_int, default=3000, help="iteration cap per restart")
-    p.add_argument("--tol", type=positive_float, default=1e-10, help="stop once the loss is below this")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs",
-                   help="lbfgs: Riemannian L-BFGS with line search (no learning rate); momentum: "
-                        "heavy-ball projected gradient with fixed --lr")
-    p.add_argument("--lr", type=positive_float, default=0.01, help="learning rate of --optimizer momentum")
-    p.add_argument("--no-reseed", action="store_true", help="disable greedy re-seeding of stalled candidates")
-    p.add_argument("--derivative", choices=("true", "relu"), default="true",
-                   help="σ' used in the gradient: the activation's own (true) or the ReLU surrogate 1[z>0]")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                   help="working precision of the attack's big products (the Gram, α, r and the loss are always "
-                        "float64; the model is trained in float64 and the final loss re-evaluated in float64). "
-                        "float32 with stored V and a relu/tanh activation runs on the packed-panel Numba kernels "
-                        "(rftheory._engine.panel_loss; RFTHEORY_NUMBA=0 switches them off), threaded as BLAS would be")
+    add_attack_options(p.add_argument_group("attack (rftheory.attack.options.AttackOptions; --seed seeds it)"))
     p.add_argument("--stream-weights", action="store_true",
                    help="do not store V; regenerate it block by block from the seed (for p·d beyond memory)")
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="array backend (cupy needs a GPU)")
@@ -102,29 +91,25 @@ def run(args) -> int:
     n, d = ds.X.shape
     p = feature_count(args, d, n)
     n_guess = args.n_guess or n
+    options = attack_options(args)
     model = RandomFeatures(
         p, d, args.activation, seed=args.seed + 1000, dtype=np.float64,
         store_weights=not args.stream_weights, backend=args.backend,
     )
     print("rftheory reconstruct")
     print(f"  data        {ds.description}")
-    print(f"  model       RF p={p}, d={d}, σ={model.activation.name}, V seed={model.seed}, attack dtype={args.dtype}, "
+    print(f"  model       RF p={p}, d={d}, σ={model.activation.name}, V seed={model.seed}, attack dtype={options.dtype}, "
           f"V {'streamed' if args.stream_weights else 'stored'}, backend={args.backend}")
     print(f"  p/(dn)      {p / (d * n):.3g}   (threshold of the law ≈ 1; p/n = {p / n:.3g})")
     model.fit(ds.X, ds.y)
     print(f"  train       min-norm interpolator, relative train residual {model.train_residual:.2e}")
     attack = _subspace_attack(args, ds, model, n)
-    print(f"  attack      n̂={n_guess}, optimizer={args.optimizer}, restarts={args.restarts}, "
-          f"max_iter={args.max_iter}, tol={args.tol:g}, reseed={not args.no_reseed}, σ'={args.derivative}")
+    print(f"  attack      n̂={n_guess}, {options.describe()}")
 
     def progress(r, loss):
-        print(f"    restart {r + 1}/{args.restarts}: loss {loss:.3e}", flush=True)
+        print(f"    restart {r + 1}/{options.restarts}: loss {loss:.3e}", flush=True)
 
-    result = attack(
-        model.theta, model, n_guess, restarts=args.restarts, max_iter=args.max_iter, tol=args.tol,
-        optimizer=args.optimizer, lr=args.lr, reseed=not args.no_reseed, seed=args.seed,
-        derivative=args.derivative, progress=progress, dtype=np.dtype(args.dtype),
-    )
+    result = attack(model.theta, model, n_guess, options=options, progress=progress)
     print(f"  loss        {result.loss:.3e} after {result.iterations} iterations "
           f"({result.evaluations} evaluations, {result.reseeds} re-seeds, {result.wall_time:.1f} s)")
     if n_guess != n:
@@ -224,7 +209,7 @@ def _add_network_arguments(p):
     net.add_argument("--train-lr", type=positive_float, default=None,
                      help="initial GD step (unset: n/λ_max of the head's Gram [H,1][H,1]ᵀ); halved whenever "
                           "a step does not lower the loss")
-    net.add_argument("--reseed", action="store_true",
+    net.add_argument("--reseed", dest="net_reseed", action="store_true",
                      help="networks only: turn greedy re-seeding on (off by default for networks: when all "
                           "layers train, the loss at the true X is a small floor > 0, and re-seeding at a stall "
                           "above --tol replaces correct candidates)")
@@ -250,7 +235,9 @@ def _run_network(args, ds, start) -> int:
         targets = f"one-hot, C={Y.shape[1]} classes"
     else:
         Y, targets = ds.y[:, None], "y, C=1 output"
-    dtype = np.dtype(args.dtype)
+    # re-seeding is off for networks unless --reseed (see its help); --no-reseed keeps it off
+    options = attack_options(args, reseed=bool(args.net_reseed) and args.reseed)
+    dtype = np.dtype(options.dtype)
     seed = args.seed + 1000
     if args.model == "mlp":
         model = TwoLayerMLP(d, args.width or p_target, Y.shape[1], args.activation, seed=seed, dtype=dtype,
@@ -262,11 +249,10 @@ def _run_network(args, ds, start) -> int:
         model = SmallResNet(shape, channels, args.blocks, Y.shape[1], args.activation, pool=args.pool, seed=seed,
                             dtype=dtype, backend=args.backend)
     n_guess = args.n_guess or n
-    reseed = bool(args.reseed) and not args.no_reseed
     p_L = model.p
     print("rftheory reconstruct")
     print(f"  data        {ds.description}")
-    print(f"  model       {model.describe()}, dtype={args.dtype}, backend={args.backend}")
+    print(f"  model       {model.describe()}, dtype={options.dtype}, backend={args.backend}")
     print(f"  p_L/(dn)    {p_L / (d * n):.3g}   (threshold of the law ≈ 1; p_L = {p_L} last-layer features, "
           f"p_L/n = {p_L / n:.3g}); total p = {model.n_params} (p/(dn) = {model.n_params / (d * n):.3g})")
     report = model.fit(ds.X, model.xp.asarray(Y), train=args.train, lr=args.train_lr, tol=args.train_tol,
@@ -276,16 +262,12 @@ def _run_network(args, ds, start) -> int:
     floor = projection_loss(model.xp.asarray(ds.X, dtype=model.dtype), theta, model, with_grad=False).loss
     print(f"  Θ           (W_L − W_L^init)ᵀ, {theta.shape[0]}×{theta.shape[1]}; loss at the true X {floor:.2e} "
           f"(reference only: > 0 when the body moved during training)")
-    print(f"  attack      n̂={n_guess}, optimizer={args.optimizer}, restarts={args.restarts}, "
-          f"max_iter={args.max_iter}, tol={args.tol:g}, reseed={reseed}, σ'=true")
+    print(f"  attack      n̂={n_guess}, {options.describe()}")
 
     def progress(r, loss):
-        print(f"    restart {r + 1}/{args.restarts}: loss {loss:.3e}", flush=True)
+        print(f"    restart {r + 1}/{options.restarts}: loss {loss:.3e}", flush=True)
 
-    result = reconstruct(
-        theta, model, n_guess, restarts=args.restarts, max_iter=args.max_iter, tol=args.tol,
-        optimizer=args.optimizer, lr=args.lr, reseed=reseed, seed=args.seed, progress=progress,
-    )
+    result = reconstruct(theta, model, n_guess, options, progress=progress)
     print(f"  loss        {result.loss:.3e} after {result.iterations} iterations "
           f"({result.evaluations} evaluations, {result.reseeds} re-seeds, {result.wall_time:.1f} s)")
     if n_guess != n:

@@ -23,18 +23,20 @@ standardised pixels on the √d-sphere), never on the display scaling, with the
 dynamic range of the *original* image, R_i = max(x_i) − min(x_i):
 
 * PSNR_i = 10·log10(R_i² / MSE_i),  MSE_i = mean((x_i − x̃_i)²)  (dB; +inf
-  for an exact match).
-* SSIM (Wang, Bovik, Sheikh, Simoncelli 2004) with the defaults of
-  ``skimage.metrics.structural_similarity``: a uniform w×w window (w = 7, or
-  the largest odd size ≤ the smaller image side), sample (co)variances
-  (normalised by N−1, N = w²), C1 = (0.01·R)², C2 = (0.03·R)²,
+  for an exact match), by ``skimage.metrics.peak_signal_noise_ratio``.
+* SSIM (Wang, Bovik, Sheikh, Simoncelli 2004) by
+  ``skimage.metrics.structural_similarity`` with its defaults: a uniform w×w
+  window (w = 7, or the largest odd size ≤ the smaller image side, so that
+  8×8 digits and 6×6 crops have at least one full window), sample
+  (co)variances (normalised by N−1, N = w²), C1 = (0.01·R)², C2 = (0.03·R)²,
 
       SSIM(a, b) = (2 μ_a μ_b + C1)(2 σ_ab + C2) / ((μ_a² + μ_b² + C1)(σ_a² + σ_b² + C2)),
 
   averaged over every window position that lies fully inside the image; for
   colour images, SSIM is computed per channel and averaged over channels.
-  The implementation here is independent (sliding windows); the tests check
-  it against scikit-image when that is installed.
+
+scikit-image is imported inside :func:`psnr` and :func:`ssim` only, so that
+``import rftheory`` does not pay for it.
 
 Display
 -------
@@ -69,8 +71,7 @@ __all__ = [
     "DEFAULT_SSIM_WINDOW",
 ]
 
-DEFAULT_SSIM_WINDOW = 7
-_K1, _K2 = 0.01, 0.03
+DEFAULT_SSIM_WINDOW = 7  # Wang et al.'s and scikit-image's default window side
 
 
 def _pair(reference, estimate):
@@ -101,37 +102,20 @@ def psnr(reference, estimate, data_range: float | None = None) -> float:
 
     ``R`` is ``data_range`` (default: max − min of ``reference``), MSE the
     mean squared difference over all entries.  Returns +inf when the images
-    are identical.
+    are identical.  Computed by ``skimage.metrics.peak_signal_noise_ratio``.
     """
+    from skimage.metrics import peak_signal_noise_ratio  # noqa: PLC0415  (lazy: keeps `import rftheory` light)
+
     a, b = _pair(reference, estimate)
     R = _data_range(a, data_range)
-    mse = float(np.mean((a - b) ** 2))
-    if mse == 0.0:
-        return math.inf
-    return 10.0 * math.log10(R * R / mse)
-
-
-def _ssim_2d(a, b, R, w):
-    from numpy.lib.stride_tricks import sliding_window_view  # noqa: PLC0415
-
-    A = sliding_window_view(a, (w, w))  # (H−w+1, W−w+1, w, w): every full window
-    B = sliding_window_view(b, (w, w))
-    N = w * w
-    mu_a = A.mean(axis=(-2, -1))
-    mu_b = B.mean(axis=(-2, -1))
-    da = A - mu_a[..., None, None]
-    db = B - mu_b[..., None, None]
-    var_a = (da * da).sum(axis=(-2, -1)) / (N - 1)
-    var_b = (db * db).sum(axis=(-2, -1)) / (N - 1)
-    cov = (da * db).sum(axis=(-2, -1)) / (N - 1)
-    C1 = (_K1 * R) ** 2
-    C2 = (_K2 * R) ** 2
-    S = ((2 * mu_a * mu_b + C1) * (2 * cov + C2)) / ((mu_a**2 + mu_b**2 + C1) * (var_a + var_b + C2))
-    return float(S.mean())
+    if np.array_equal(a, b):
+        return math.inf  # MSE = 0; skimage would divide by zero and warn
+    return float(peak_signal_noise_ratio(a, b, data_range=R))
 
 
 def ssim(reference, estimate, data_range: float | None = None, win_size: int | None = None) -> float:
-    """Mean structural similarity of two images (see the module docstring).
+    """Mean structural similarity of two images (see the module docstring),
+    computed by ``skimage.metrics.structural_similarity``.
 
     Parameters
     ----------
@@ -144,6 +128,8 @@ def ssim(reference, estimate, data_range: float | None = None, win_size: int | N
         Odd side w ≥ 3 of the uniform window; default 7, or the largest odd
         size that fits when a side is shorter than 7.
     """
+    from skimage.metrics import structural_similarity  # noqa: PLC0415  (lazy: keeps `import rftheory` light)
+
     a, b = _pair(reference, estimate)
     if a.ndim not in (2, 3):
         raise ValueError(f"SSIM needs (H, W) or (H, W, C) images, got shape {a.shape}")
@@ -157,9 +143,8 @@ def ssim(reference, estimate, data_range: float | None = None, win_size: int | N
         raise ValueError(f"win_size must be odd and at least 3, got {win_size}")
     if win_size > side:
         raise ValueError(f"win_size={win_size} exceeds the smaller image side {side}")
-    if a.ndim == 2:
-        return _ssim_2d(a, b, R, win_size)
-    return float(np.mean([_ssim_2d(a[..., c], b[..., c], R, win_size) for c in range(a.shape[2])]))
+    return float(structural_similarity(a, b, data_range=R, win_size=int(win_size),
+                                       channel_axis=-1 if a.ndim == 3 else None))
 
 
 def minmax_scale(image) -> np.ndarray:

@@ -15,11 +15,14 @@ A cell is one complete experiment:
 
 1. data      X, y = ``synthetic_sphere(n, d, seed=seed, noise=noise)`` (rows on
              the √d-sphere, linear labels);
-2. model     ``RandomFeatures(p, d, σ, seed=seed + 1000)`` with
+2. model     ``RandomFeatures(p, d, σ, seed=seed + 1000)`` (float64) with
              p = max(1, round(r·d·n)), fitted by ``.fit(X, y)`` (min-norm
              interpolator; its relative train residual ‖Φθ − y‖/‖y‖ is the
              *label-fit error*);
-3. attack    ``reconstruct(θ, model, n, restarts=..., seed=seed)``;
+3. attack    ``reconstruct(θ, model, n, cell.attack)``, where ``cell.attack`` is the
+             cell's :class:`~rftheory.attack.options.AttackOptions` with its seed set to
+             the cell's seed: the same run as a direct ``reconstruct`` call with that
+             record (and the defaults of ``rftheory reconstruct``);
 4. metrics   ``reconstruction_errors(X, X̂, threshold)``.
 
 Because V's rows never depend on p and X depends only on (n, d, seed), the
@@ -45,6 +48,10 @@ function of the configuration: each cell runs with its BLAS limited to
 ``blas_threads`` (1) threads, so serial, process-pool and Dask runs give the
 same table cell for cell.
 
+Results form a tidy CSV written and read with the standard library's
+:mod:`csv` module, one typed value per column (:data:`COLUMNS`): booleans as
+``True``/``False``, floats in their shortest round-trip form.
+
 The critical ratio r_c is estimated by :func:`critical_ratio` from the
 success indicators s_j ∈ {0, 1} at ratios r_j, either
 
@@ -54,8 +61,9 @@ success indicators s_j ∈ {0, 1} at ratios r_j, either
 * ``"interpolate"`` — the empirical success probability per ratio P̂(r) and the
   point where it crosses 1/2 for the last time, linearly interpolated in ln r,
 
-with a percentile bootstrap interval obtained by resampling the seeds with
-replacement (each seed brings all its cells: a cluster bootstrap).  When the
+with a percentile bootstrap interval (``scipy.stats.bootstrap``) obtained by
+resampling the seeds with replacement (each seed brings all its cells: a
+cluster bootstrap; resamples without a transition are left out).  When the
 grid separates the outcomes perfectly (every cell at r ≤ r_a fails, every
 cell at r ≥ r_b succeeds) the data only say r_c ∈ (r_a, r_b), which no seed
 resampling can reveal, so the interval is widened to contain that gap.
@@ -68,16 +76,18 @@ import math
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence, get_type_hints
 
 import numpy as np
 
+from ..attack.options import AttackOptions
 from ..validation import check_count
 
 __all__ = [
     "CellConfig",
+    "ATTACK_COLUMNS",
     "COLUMNS",
     "KEY_COLUMNS",
     "TIMING_COLUMNS",
@@ -107,14 +117,24 @@ MODEL_SEED_OFFSET = 1000  # V seed = seed + 1000, as in ``rftheory reconstruct``
 K_MAX = 100.0  # largest logistic slope in ln r (transition width ≈ 1/K_MAX)
 
 
+# The attack settings that are table columns: every AttackOptions field but the seed, which is the
+# cell's own (it also seeds the data and V) and is recorded as ``attack_seed``.
+ATTACK_COLUMNS = tuple(f.name for f in fields(AttackOptions) if f.name != "seed")
+_ATTACK_TYPES = get_type_hints(AttackOptions)
+
+
 @dataclass(frozen=True)
 class CellConfig:
-    """Configuration of one cell; every field is a column of the table.
+    """Configuration of one cell; every setting is a column of the table.
 
     ``ratio`` is r = p/(dn); the number of features is p = max(1, round(r·d·n)).
     ``seed`` seeds the data (``synthetic_sphere(seed=seed)``), V
-    (``seed + 1000``) and the attack (``reconstruct(seed=seed)``).  ``lr`` and
-    ``momentum`` are used by ``optimizer="momentum"`` only.
+    (``seed + 1000``) and the attack: ``attack`` is the record passed to
+    :func:`~rftheory.attack.reconstruct.reconstruct`, its seed set to ``seed``
+    when the cell is made (so ``cell.attack`` is exactly what the cell runs).
+    Its defaults are :class:`~rftheory.attack.options.AttackOptions`' own, those
+    of ``rftheory reconstruct``.  ``threshold`` judges recovery, ``noise`` is the
+    label noise of the data.
     """
 
     activation: str
@@ -122,17 +142,31 @@ class CellConfig:
     d: int
     ratio: float
     seed: int
-    restarts: int = 3
-    max_iter: int = 1000
-    tol: float = 1e-10
-    optimizer: str = "lbfgs"
-    lr: float = 0.01
-    momentum: float = 0.9
-    reseed: bool = True
-    derivative: str = "true"
-    threshold: float = 0.05
-    noise: float = 0.1
-    dtype: str = "float64"
+    attack: AttackOptions = field(default_factory=AttackOptions)
+    threshold: float = 0.05  # DEFAULT_THRESHOLD of rftheory.attack.metrics (kept literal: importing it loads SciPy)
+    noise: float = 0.1  # label noise of synthetic_sphere's linear labels
+
+    def __post_init__(self):
+        if not isinstance(self.attack, AttackOptions):
+            raise TypeError(f"attack must be an AttackOptions record, got {type(self.attack).__name__}")
+        # the seed is the cell's; numbers stored as the table's column types
+        a = self.attack
+        object.__setattr__(self, "attack", a.replace(seed=int(self.seed), tol=float(a.tol), lr=float(a.lr),
+                                                     momentum=float(a.momentum)))
+
+    @classmethod
+    def from_columns(cls, row: dict) -> "CellConfig":
+        """The cell of a table row (or any mapping with the :data:`KEY_COLUMNS`)."""
+        return cls(activation=row["activation"], n=row["n"], d=row["d"], ratio=row["ratio"], seed=row["seed"],
+                   attack=AttackOptions(**{k: row[k] for k in ATTACK_COLUMNS if k in row}),
+                   **{k: row[k] for k in ("threshold", "noise") if k in row})
+
+    def columns(self) -> dict:
+        """The configuration as table columns (:data:`KEY_COLUMNS`, in order)."""
+        flat = dict(activation=self.activation, n=self.n, d=self.d, ratio=self.ratio, seed=self.seed,
+                    threshold=self.threshold, noise=self.noise)
+        flat.update({k: getattr(self.attack, k) for k in ATTACK_COLUMNS})
+        return {k: flat[k] for k in KEY_COLUMNS}
 
     @property
     def p(self) -> int:
@@ -141,19 +175,17 @@ class CellConfig:
         return features_for_ratio(self.ratio, self.d, self.n)
 
     def key(self) -> tuple:
-        return tuple(getattr(self, name) for name in KEY_COLUMNS)
+        return tuple(self.columns().values())
 
 
-KEY_COLUMNS = tuple(f.name for f in fields(CellConfig))
-_KEY_TYPES = {f.name: f.type for f in fields(CellConfig)}
+KEY_COLUMNS = ("activation", "n", "d", "ratio", "seed") + ATTACK_COLUMNS + ("threshold", "noise")
 
 # (name, type) of every column, in table order.
 COLUMNS: tuple[tuple[str, type], ...] = (
     ("activation", str), ("n", int), ("d", int), ("ratio", float), ("p", int), ("seed", int),
     ("data_seed", int), ("model_seed", int), ("attack_seed", int),
-    ("restarts", int), ("max_iter", int), ("tol", float), ("optimizer", str), ("lr", float),
-    ("momentum", float), ("reseed", bool), ("derivative", str), ("threshold", float),
-    ("noise", float), ("dtype", str),
+    *((name, _ATTACK_TYPES[name]) for name in ATTACK_COLUMNS),
+    ("threshold", float), ("noise", float),
     ("regime", str), ("status", str), ("success", bool), ("recovered_fraction", float),
     ("wrong_sign_fraction", float), ("sign_aware_mean", float), ("sign_aware_max", float),
     ("signed_mean", float), ("signed_max", float), ("entrywise_abs_mean", float),
@@ -165,6 +197,7 @@ COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 _TYPES = dict(COLUMNS)
 TIMING_COLUMNS = ("wall_time", "attack_time", "cpu_time")
 assert set(KEY_COLUMNS) <= set(COLUMN_NAMES)
+assert set(_TYPES.values()) <= {str, int, float, bool}
 
 
 def regime(n: int, d: int, p: int) -> str:
@@ -210,17 +243,20 @@ def make_grid(
     *,
     n: Sequence[int] | None = None,
     d: Sequence[int] | None = None,
-    **attack,
+    attack: AttackOptions | None = None,
+    **options,
 ) -> list[CellConfig]:
     """The cells of a sweep, in grid order (activation, (n, d), ratio, seed).
 
     Sizes are the explicit (n, d) pairs ``sizes``, or the Cartesian product of
-    ``n`` and ``d`` (give both), or :data:`DEFAULT_SIZES`.  ``attack`` sets the
-    remaining :class:`CellConfig` fields (restarts, max_iter, tol, ...).
-    Duplicates are removed; bad values raise ValueError.
+    ``n`` and ``d`` (give both), or :data:`DEFAULT_SIZES`.  Every cell attacks
+    with ``attack`` (default ``AttackOptions()``; its seed is replaced by each
+    cell's seed), changed by any :data:`ATTACK_COLUMNS` among ``options``
+    (``restarts=…``, ``max_iter=…``); ``options`` also sets ``threshold`` and
+    ``noise``.  Duplicates are removed; bad values raise ValueError (or
+    TypeError for an unknown option or a wrong type).
     """
     from ..models.activations import get_activation  # noqa: PLC0415
-    from ..attack.reconstruct import OPTIMIZERS  # noqa: PLC0415
 
     if isinstance(activations, str):
         activations = [activations]
@@ -251,32 +287,23 @@ def make_grid(
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
             raise ValueError(f"seeds must be non-negative integers, got {s!r}")
         ss.append(int(s))
-    unknown = set(attack) - (set(KEY_COLUMNS) - {"activation", "n", "d", "ratio", "seed"})  # those are the grid
+    unknown = set(options) - set(ATTACK_COLUMNS) - {"threshold", "noise"}
     if unknown:
         raise TypeError(f"unknown cell option(s): {', '.join(sorted(unknown))}")
-    attack = dict(attack)
-    for name in ("restarts", "max_iter"):
-        if name in attack:
-            attack[name] = _positive_int(attack[name], name)
-    for name in ("tol", "lr", "threshold"):
-        if name in attack:
-            attack[name] = _positive_float(attack[name], name)
-    if "momentum" in attack:
-        attack["momentum"] = float(attack["momentum"])
-    if "noise" in attack:
-        attack["noise"] = float(attack["noise"])
-        if not (attack["noise"] >= 0 and math.isfinite(attack["noise"])):
-            raise ValueError(f"noise must be non-negative, got {attack['noise']!r}")
-    if attack.get("optimizer", "lbfgs") not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {attack['optimizer']!r}; choose from {', '.join(OPTIMIZERS)}")
-    if attack.get("derivative", "true") not in ("true", "relu"):
-        raise ValueError(f"derivative must be 'true' or 'relu', got {attack['derivative']!r}")
-    if attack.get("dtype", "float64") not in ("float64", "float32"):
-        raise ValueError(f"dtype must be 'float64' or 'float32', got {attack['dtype']!r}")
-    if "reseed" in attack:
-        attack["reseed"] = bool(attack["reseed"])
+    if attack is None:
+        attack = AttackOptions()
+    elif not isinstance(attack, AttackOptions):
+        raise TypeError(f"attack must be an AttackOptions record, got {type(attack).__name__}")
+    attack = attack.replace(**{k: v for k, v in options.items() if k in ATTACK_COLUMNS})  # checked here
+    extra = {}
+    if "threshold" in options:
+        extra["threshold"] = _positive_float(options["threshold"], "threshold")
+    if "noise" in options:
+        extra["noise"] = float(options["noise"])
+        if not (extra["noise"] >= 0 and math.isfinite(extra["noise"])):
+            raise ValueError(f"noise must be non-negative, got {options['noise']!r}")
     cells = [
-        CellConfig(activation=a, n=nn, d=dd, ratio=r, seed=s, **attack)
+        CellConfig(activation=a, n=nn, d=dd, ratio=r, seed=s, attack=attack, **extra)
         for a in _unique(acts) for nn, dd in _unique(pairs) for r in _unique(rs) for s in _unique(ss)
     ]
     if not cells:
@@ -314,7 +341,8 @@ def run_cell(config: CellConfig | dict, blas_threads: int | None = 1) -> dict:
 
     ``blas_threads`` limits the BLAS thread pool during the cell (None: leave
     it alone); with a fixed limit the row (timing columns aside) is a pure
-    function of ``config``.
+    function of ``config``.  A dict is read as table columns
+    (:meth:`CellConfig.from_columns`).
     """
     from .. import __version__  # noqa: PLC0415
     from ..data.synthetic import synthetic_sphere  # noqa: PLC0415
@@ -324,12 +352,12 @@ def run_cell(config: CellConfig | dict, blas_threads: int | None = 1) -> dict:
     from ..attack.reconstruct import reconstruct  # noqa: PLC0415
 
     if isinstance(config, dict):
-        config = CellConfig(**{k: config[k] for k in KEY_COLUMNS if k in config})
+        config = CellConfig.from_columns(config)
     c = config
     p = c.p
-    row = asdict(c)
+    row = c.columns()
     row.update(
-        p=p, data_seed=c.seed, model_seed=c.seed + MODEL_SEED_OFFSET, attack_seed=c.seed,
+        p=p, data_seed=c.seed, model_seed=c.seed + MODEL_SEED_OFFSET, attack_seed=c.attack.seed,
         regime=regime(c.n, c.d, p), status="ok", success=False,
         recovered_fraction=_nan(), wrong_sign_fraction=_nan(), sign_aware_mean=_nan(),
         sign_aware_max=_nan(), signed_mean=_nan(), signed_max=_nan(), entrywise_abs_mean=_nan(),
@@ -342,7 +370,8 @@ def run_cell(config: CellConfig | dict, blas_threads: int | None = 1) -> dict:
         if p < c.n:
             row["status"] = "no_interpolation"
         else:
-            model = RandomFeatures(p, c.d, c.activation, seed=c.seed + MODEL_SEED_OFFSET, dtype=np.dtype(c.dtype))
+            # trained in float64 as by `rftheory reconstruct`; the attack's working precision is c.attack.dtype
+            model = RandomFeatures(p, c.d, c.activation, seed=c.seed + MODEL_SEED_OFFSET, dtype=np.float64)
             try:
                 model.fit(ds.X, ds.y)
             except SingularGramError:
@@ -351,11 +380,7 @@ def run_cell(config: CellConfig | dict, blas_threads: int | None = 1) -> dict:
                 row["train_residual"] = float(model.train_residual)
                 t0 = time.perf_counter()
                 try:
-                    res = reconstruct(
-                        model.theta, model, c.n, restarts=c.restarts, max_iter=c.max_iter, tol=c.tol,
-                        optimizer=c.optimizer, lr=c.lr, momentum=c.momentum, reseed=c.reseed,
-                        seed=c.seed, derivative=c.derivative,
-                    )
+                    res = reconstruct(model.theta, model, c.n, c.attack)
                 except FloatingPointError:
                     row["status"] = "diverged"
                 else:
@@ -383,25 +408,23 @@ def run_cell(config: CellConfig | dict, blas_threads: int | None = 1) -> dict:
 
 
 def _format(value) -> str:
+    """A cell of the CSV: booleans as True/False, floats as their shortest round-trip repr."""
     if isinstance(value, (bool, np.bool_)):
         return "True" if value else "False"
     if isinstance(value, (float, np.floating)):
-        return repr(float(value))  # shortest round-trip representation
+        return repr(float(value))
     return str(value)
 
 
-def _parse(text: str, typ):
-    if typ is bool:
-        if text in ("True", "true", "1"):
-            return True
-        if text in ("False", "false", "0"):
-            return False
-        raise ValueError(f"not a boolean: {text!r}")
-    if typ is int:
-        return int(text)
-    if typ is float:
-        return float(text)
-    return text
+def _parse_bool(text: str) -> bool:
+    if text in ("True", "true", "1"):
+        return True
+    if text in ("False", "false", "0"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+_PARSERS = {bool: _parse_bool, int: int, float: float, str: str}  # the explicit type of every column
 
 
 def _row_key(row: dict) -> tuple:
@@ -412,16 +435,12 @@ def _sort_key(row: dict):
     return tuple((0, v) if not isinstance(v, str) else (1, v) for v in _row_key(row))
 
 
-def _header_line() -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(COLUMN_NAMES)
-    return buf.getvalue()
+def _writer(fh) -> csv.DictWriter:
+    return csv.DictWriter(fh, fieldnames=COLUMN_NAMES, lineterminator="\n", extrasaction="ignore")
 
 
-def _row_line(row: dict) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow([_format(row[name]) for name in COLUMN_NAMES])
-    return buf.getvalue()
+def _formatted(row: dict) -> dict:
+    return {name: _format(row[name]) for name in COLUMN_NAMES}
 
 
 def read_table(path) -> list[dict]:
@@ -435,8 +454,8 @@ def read_table(path) -> list[dict]:
     if not text.strip():
         return []
     complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
-    reader = csv.reader(io.StringIO(complete))
-    header = next(reader, None)
+    reader = csv.DictReader(io.StringIO(complete, newline=""))
+    header = reader.fieldnames
     if header is None:
         return []
     if tuple(header) != COLUMN_NAMES:
@@ -447,10 +466,10 @@ def read_table(path) -> list[dict]:
             f"unexpected {extra}); choose another output file"
         )
     rows = []
-    for lineno, fields_ in enumerate(reader, start=2):
-        if len(fields_) != len(COLUMN_NAMES):
-            raise ValueError(f"{path}:{lineno}: expected {len(COLUMN_NAMES)} fields, got {len(fields_)}")
-        rows.append({name: _parse(v, _TYPES[name]) for name, v in zip(COLUMN_NAMES, fields_)})
+    for record in reader:
+        if None in record or None in record.values():  # DictReader's marks of too many / too few fields
+            raise ValueError(f"{path}:{reader.line_num}: expected {len(COLUMN_NAMES)} fields")
+        rows.append({name: _PARSERS[_TYPES[name]](record[name]) for name in COLUMN_NAMES})
     return rows
 
 
@@ -464,9 +483,9 @@ def write_table(rows: Iterable[dict], path, parquet: bool | None = None) -> Path
         path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(_header_line())
-        for row in rows:
-            fh.write(_row_line(row))
+        writer = _writer(fh)
+        writer.writeheader()
+        writer.writerows(_formatted(row) for row in rows)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -514,12 +533,13 @@ class _Appender:
                 if not data.endswith(b"\n"):
                     fh.truncate(data.rfind(b"\n") + 1)
         self.fh = open(path, "a", encoding="utf-8", newline="")
+        self.writer = _writer(self.fh)
         if fresh or path.stat().st_size == 0:
-            self.fh.write(_header_line())
+            self.writer.writeheader()
             self.fh.flush()
 
     def append(self, row: dict):
-        self.fh.write(_row_line(row))
+        self.writer.writerow(_formatted(row))
         self.fh.flush()
         os.fsync(self.fh.fileno())
 
@@ -652,15 +672,16 @@ def sweep(
     activations, sizes, ratios, seeds, n, d
         The grid, see :func:`make_grid` (ratio r = p/(dn)); the first four
         may also be given by position.
-    restarts, max_iter, tol, optimizer, lr, momentum, reseed, derivative
-        Passed to :func:`rftheory.attack.reconstruct.reconstruct` in every cell.
+    attack : AttackOptions, optional
+        The attack of every cell (default ``AttackOptions()``, the defaults of
+        ``rftheory reconstruct``), its seed replaced by the cell's.
+    restarts, max_iter, tol, optimizer, lr, momentum, reseed, reseed_candidates, derivative, stop_at_tol, dtype, batch_restarts
+        Changes to ``attack`` (:data:`ATTACK_COLUMNS`).
     threshold : float
         A sample is recovered when its sign-aware error is ≤ threshold; a
         cell succeeds when all are.
     noise : float
         Label noise of :func:`rftheory.data.synthetic.synthetic_sphere`.
-    dtype : "float64" or "float32"
-        dtype of V and the features.
     out : path, optional
         CSV file.  Cells whose configuration is already in it are skipped
         (resume); every new row is appended and flushed as soon as its cell
@@ -817,17 +838,34 @@ class CriticalRatio:
     note: str = ""
 
 
-def _logistic_objective(b0, b1, x, y):
-    """f(β) = −Σ_j log P(y_j | x_j) for P(y=1|x) = σ(β₀ + β₁x), its gradient
-    and Hessian (convex in β)."""
-    z = b0 + b1 * x
-    f = float(np.sum(np.where(y > 0, np.logaddexp(0.0, -z), np.logaddexp(0.0, z))))
-    s = 0.5 * (1.0 + np.tanh(0.5 * z))  # σ(z) without overflow
-    r = s - y
-    w = s * (1.0 - s)
-    g = np.array([r.sum(), (r * x).sum()])
-    H = np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
-    return f, g, H
+def _logistic_objective(beta, x, y):
+    """f(β) = −Σ_j log P(y_j | x_j) for P(y=1|x) = σ(β₀ + β₁x), convex in β."""
+    from scipy.special import log_expit  # noqa: PLC0415
+
+    z = beta[0] + beta[1] * x
+    return -float(np.sum(np.where(y > 0, log_expit(z), log_expit(-z))))
+
+
+def _logistic_residuals(beta, x, y):
+    """P(y=1|x_j) − y_j, computed as σ(z) for failures and −σ(−z) for successes, so that the
+    tiny residuals of a separated grid at a steep slope keep their relative precision."""
+    from scipy.special import expit  # noqa: PLC0415
+
+    z = beta[0] + beta[1] * x
+    return np.where(y > 0, -expit(-z), expit(z))
+
+
+def _logistic_gradient(beta, x, y):
+    r = _logistic_residuals(beta, x, y)
+    return np.array([r.sum(), (r * x).sum()])
+
+
+def _logistic_hessian(beta, x, y):
+    from scipy.special import expit  # noqa: PLC0415
+
+    z = beta[0] + beta[1] * x
+    w = expit(z) * expit(-z)
+    return np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
 
 
 def _interp_crossing(x, y) -> float:
@@ -845,72 +883,79 @@ def _interp_crossing(x, y) -> float:
     return float(x0 + (0.5 - p0) / (p1 - p0) * (x1 - x0))
 
 
-def _logistic_fit(x, y) -> tuple[float, float]:
+def _logistic_fit(x, y, start=None) -> tuple[float, float]:
     """ML estimate (m = ln r_c, k) of P(success | x = ln r) = σ(k(x − m)) with
     0 ≤ k ≤ K_MAX; NaN if both outcomes do not occur or the fit is flat.
 
-    Convex problem in (β₀, β₁) = (−km, k) on the slab 0 ≤ β₁ ≤ K_MAX: first the
-    boundary β₁ = K_MAX (1-D Newton in β₀); if ∂f/∂β₁ ≤ 0 there, the KKT
-    conditions hold and it is the minimum (the case of a perfectly separating
-    grid).  Otherwise the minimum is inside and damped Newton, kept inside the
-    slab, finds it.
+    f is convex in (β₀, β₁) = (−km, k), so its profile g(β₁) = min_β₀ f is convex
+    and the minimum over the slab 0 ≤ β₁ ≤ K_MAX is at β₁ = clip(β₁*, 0, K_MAX),
+    β₁* the unconstrained minimiser.  That minimiser exists iff the outcomes
+    overlap both ways (max x[fail] > min x[success] and max x[success] >
+    min x[fail]); it is found by ``scipy.optimize.minimize(method="trust-exact")``
+    with the exact gradient and Hessian, from ``start`` (β₀, β₁) when given.
+    β₁* ≤ 0 means no increasing transition (NaN).  When β₁* > K_MAX, or the grid
+    separates failures below from successes above (g then decreases for ever),
+    the minimum is on the boundary β₁ = K_MAX, where ∂f/∂β₀ = Σ_j (σ(z_j) − y_j)
+    increases in β₀ from −Σy to Σ(1 − y) and ``scipy.optimize.brentq`` finds its
+    root (scale-free: on a separated grid f is flat to ~e^{−K_MAX·gap} there,
+    too flat for a gradient tolerance).  A grid separating the other way
+    (successes below failures) has g increasing: NaN.
     """
+    from scipy.optimize import brentq, minimize  # noqa: PLC0415
+
     if y.min() == y.max():
         return float("nan"), float("nan")
-    m0 = _interp_crossing(x, y)
-    if not math.isfinite(m0):
-        m0 = float(np.mean(x))
-    gtol = 1e-9 * len(x)
-
-    # boundary β₁ = K_MAX
-    b1 = K_MAX
-    b0 = -b1 * m0
-    f, g, H = _logistic_objective(b0, b1, x, y)
-    for _ in range(200):
-        if abs(g[0]) <= gtol:
-            break
-        step = -g[0] / H[0, 0] if H[0, 0] > 0 else -math.copysign(1.0, g[0])
-        t = 1.0
-        while t > 1e-12:
-            f_new, g_new, H_new = _logistic_objective(b0 + t * step, b1, x, y)
-            if f_new <= f - 1e-4 * t * abs(step * g[0]) or f_new < f:
-                break
-            t *= 0.5
-        if t <= 1e-12:
-            break
-        b0, f, g, H = b0 + t * step, f_new, g_new, H_new
-    if g[1] <= 0:
-        return float(-b0 / b1), float(b1)
-
-    # interior: damped Newton from a moderate slope, never leaving the slab
-    beta = np.array([-1.0 * m0, 1.0])
-    f, g, H = _logistic_objective(beta[0], beta[1], x, y)
-    for _ in range(200):
-        if np.max(np.abs(g)) <= gtol:
-            break
-        try:
-            step = -np.linalg.solve(H + 1e-12 * np.eye(2), g)
-        except np.linalg.LinAlgError:
-            step = -g
-        if step @ g >= 0:
-            step = -g
-        t = 1.0
-        if beta[1] + step[1] > K_MAX:
-            t = (K_MAX - beta[1]) / step[1]
-        elif beta[1] + step[1] < 0:
-            t = -beta[1] / step[1]
-        while t > 1e-14:
-            cand = beta + t * step
-            f_new, g_new, H_new = _logistic_objective(cand[0], cand[1], x, y)
-            if f_new <= f + 1e-4 * t * (step @ g):
-                break
-            t *= 0.5
-        if t <= 1e-14:
-            break
-        beta, f, g, H = cand, f_new, g_new, H_new
-    if not beta[1] > 1e-8:
+    fail, succ = x[y == 0], x[y > 0]
+    if succ.max() <= fail.min():  # separated the wrong way round
         return float("nan"), float("nan")
-    return float(-beta[0] / beta[1]), float(beta[1])
+    if fail.max() > succ.min():  # overlap both ways: a finite unconstrained minimum
+        if start is None:
+            m0 = _interp_crossing(x, y)
+            start = (-m0, 1.0) if math.isfinite(m0) else (-float(np.mean(x)), 1.0)
+        res = minimize(_logistic_objective, np.asarray(start, dtype=np.float64), args=(x, y), method="trust-exact",
+                       jac=_logistic_gradient, hess=_logistic_hessian,
+                       options=dict(gtol=1e-9 * len(x), maxiter=200))  # the gradient sums over cells: scale by their count
+        b0, b1 = res.x
+        if not (math.isfinite(b0) and math.isfinite(b1) and b1 > 1e-8):  # 1e-8: a slope indistinguishable from flat
+            return float("nan"), float("nan")
+        if b1 <= K_MAX:
+            return float(-b0 / b1), float(b1)
+
+    # boundary β₁ = K_MAX; z ≤ −40 (resp. ≥ 40) at every x makes σ(z) ≈ 0 (resp. 1) to 1e-17
+    b1 = K_MAX
+    score = lambda b0: float(np.sum(_logistic_residuals((b0, b1), x, y)))  # noqa: E731
+    b0 = brentq(score, -b1 * x.max() - 40.0, -b1 * x.min() + 40.0, xtol=1e-12, rtol=4 * np.finfo(float).eps)
+    return float(-b0 / b1), float(b1)
+
+
+def _cluster_bootstrap(estimate, x, y, members, n_boot, level, seed):
+    """Estimates ``estimate(x[idx], y[idx])[0]`` over ``n_boot`` resamples of the seeds with
+    replacement (``scipy.stats.bootstrap`` on the seed indices; each drawn seed brings all its
+    cells), without the NaN ones (no transition in that resample)."""
+    import warnings  # noqa: PLC0415
+
+    from scipy.stats import DegenerateDataWarning, bootstrap  # noqa: PLC0415
+
+    def statistic(picked):
+        idx = np.concatenate([members[int(s)] for s in picked])
+        return estimate(x[idx], y[idx])[0]
+
+    rng = np.random.default_rng([seed, 0x1A3])  # the second word gives the bootstrap a stream of its own
+    with warnings.catch_warnings():
+        # an all-equal distribution (e.g. a separated grid) is "degenerate" to SciPy; the caller takes the
+        # percentile interval of the finite estimates itself, which is then a point
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        res = bootstrap((np.arange(len(members)),), statistic, n_resamples=n_boot, vectorized=False,
+                        confidence_level=level, method="percentile", **_rng_keyword(bootstrap, rng))
+    boots = np.asarray(res.bootstrap_distribution, dtype=np.float64).ravel()
+    return boots[np.isfinite(boots)]
+
+
+def _rng_keyword(fn, rng) -> dict:
+    """SciPy ≥ 1.15 takes ``rng``; older releases ``random_state``."""
+    import inspect  # noqa: PLC0415
+
+    return {"rng": rng} if "rng" in inspect.signature(fn).parameters else {"random_state": rng}
 
 
 def critical_ratio(
@@ -949,29 +994,27 @@ def critical_ratio(
         sizes = tuple(sorted({(r["n"], r["d"]) for r in group}))
         uniq = np.unique(sd)
 
-        def estimate(xx, yy):
+        def estimate(xx, yy, start=None):
             if method == "logistic":
-                return _logistic_fit(xx, yy)
+                return _logistic_fit(xx, yy, start)
             return _interp_crossing(xx, yy), float("nan")
 
         m, k = estimate(x, y)
+        start = (-k * m, k) if math.isfinite(k) else None  # resamples start at the full sample's fit
         note = ""
         if y.min() == y.max():
             note = ("every cell succeeded: r_c is below the grid" if y.min() > 0
                     else "no cell succeeded: r_c is above the grid")
         elif not math.isfinite(m):
             note = "the success rate does not cross 1/2 on the grid"
-        rng = np.random.default_rng([seed, 0x1A3])
-        members = {s: np.flatnonzero(sd == s) for s in uniq}
-        boots = []
-        if math.isfinite(m):
-            for _ in range(n_boot):
-                pick = rng.choice(uniq, size=len(uniq), replace=True)
-                idx = np.concatenate([members[s] for s in pick])
-                mb, _ = estimate(x[idx], y[idx])
-                if math.isfinite(mb):
-                    boots.append(mb)
-        if boots and math.isfinite(m):
+        members = [np.flatnonzero(sd == s) for s in uniq]
+        boots = np.empty(0)
+        if math.isfinite(m) and n_boot > 0:
+            if len(uniq) > 1:
+                boots = _cluster_bootstrap(lambda xx, yy: estimate(xx, yy, start), x, y, members, n_boot, level, seed)
+            else:  # one seed: every resample is the sample itself (SciPy needs two observations)
+                boots = np.full(n_boot, m)
+        if boots.size:
             a = (1 - level) / 2
             low, high = (float(np.exp(q)) for q in np.quantile(boots, [a, 1 - a]))
         else:
@@ -989,7 +1032,7 @@ def critical_ratio(
             note = "one seed only: no bootstrap interval"
         results.append(CriticalRatio(
             activation=key[0], sizes=sizes, estimate=float(np.exp(m)) if math.isfinite(m) else float("nan"),
-            low=low, high=high, level=level, method=method, n_boot=n_boot, n_boot_valid=len(boots),
+            low=low, high=high, level=level, method=method, n_boot=n_boot, n_boot_valid=int(boots.size),
             slope=k, cells=len(group), seeds=len(uniq), note=note,
         ))
     return results

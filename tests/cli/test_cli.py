@@ -31,6 +31,32 @@ def test_small_reconstruct_run_prints_the_report(capsys):
     for field in ("p/(dn)", "train residual", "loss", "recovered", "signed", "sign-aware", "entrywise-abs", "wall time"):
         assert field in out
     assert "recovered   3/3" in out
+    from rftheory.attack.options import AttackOptions
+
+    assert f"attack      n̂=3, {AttackOptions(restarts=2, seed=1).describe()}" in out  # the record that ran
+
+
+def _attack_flags(command):
+    parser = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+    group = next(g for g in parser._action_groups if g.title and g.title.startswith("attack"))
+    return {opt: (a.dest, a.default) for a in group._group_actions for opt in a.option_strings}
+
+
+def test_attack_options_are_one_record_with_its_defaults():
+    from rftheory.attack.options import AttackOptions
+    from rftheory.cli._types import attack_options
+
+    parser = build_parser()
+    assert attack_options(parser.parse_args(["reconstruct"])) == AttackOptions()
+    assert attack_options(parser.parse_args(["reconstruct", "--seed", "4"])) == AttackOptions(seed=4)
+    assert attack_options(parser.parse_args(["law"])) == AttackOptions()  # law seeds each cell itself
+    args = parser.parse_args(["law", "--max-iter", "7", "--no-reseed", "--dtype", "float64", "--batch-restarts",
+                              "--momentum", "0.5", "--no-stop-at-tol", "--reseed-candidates", "16"])
+    assert attack_options(args) == AttackOptions(max_iter=7, reseed=False, dtype="float64", batch_restarts=True,
+                                                 momentum=0.5, stop_at_tol=False, reseed_candidates=16)
+    # the same options, defaults included, in both commands (law adds its own --threshold and --noise)
+    law, rec = _attack_flags("law"), _attack_flags("reconstruct")
+    assert {k: v for k, v in law.items() if k not in ("--threshold", "--noise")} == rec
 
 
 @pytest.mark.parametrize(

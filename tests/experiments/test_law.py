@@ -1,11 +1,12 @@
 """Tests of rftheory.experiments.law (phase-diagram sweeps), rftheory.experiments.plots and `rftheory law`.
 
 The sweeps here use a tiny grid (n ≤ 3, d = 4, a few ratios, two seeds, few
-iterations) so the whole file runs in seconds; the physics of the default grid
-is exercised by the default command, not by the tests.
+iterations) so that the file stays cheap; the physics of the default grid is
+exercised by the default command, not by the tests.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from scipy.optimize import minimize
 
 import rftheory
 from rftheory.data.synthetic import synthetic_sphere
+from rftheory.attack.options import AttackOptions
 from rftheory.experiments.law import (
+    ATTACK_COLUMNS,
     COLUMN_NAMES,
     K_MAX,
     KEY_COLUMNS,
@@ -107,11 +110,49 @@ def test_regime_boundaries():
     assert regime(4, 8, 32) == "p>=dn"
 
 
+def test_cell_attack_defaults_are_attack_options_defaults():
+    cell = CellConfig("relu", n=4, d=8, ratio=1.5, seed=7)
+    assert cell.attack == AttackOptions(seed=7)  # reconstruct's defaults, the cell's seed
+    (grid_cell,) = make_grid(["relu"], sizes=[(4, 8)], ratios=[1.5], seeds=[7])
+    assert grid_cell == cell
+    # the settings are table columns, every AttackOptions field but the seed (recorded as attack_seed)
+    assert set(ATTACK_COLUMNS) == {f.name for f in dataclasses.fields(AttackOptions)} - {"seed"}
+    assert set(ATTACK_COLUMNS) <= set(KEY_COLUMNS) <= set(COLUMN_NAMES)
+    assert CellConfig.from_columns(cell.columns()) == cell
+
+
+def test_make_grid_takes_a_record_and_overrides():
+    base = AttackOptions(restarts=2, dtype="float64", seed=99)
+    cells = make_grid(["relu"], sizes=[(2, 4)], ratios=[1.0], seeds=[0, 3], attack=base, max_iter=40)
+    assert [c.attack for c in cells] == [base.replace(max_iter=40, seed=0), base.replace(max_iter=40, seed=3)]
+    with pytest.raises(TypeError, match="unknown cell option"):
+        make_grid(seed=1)  # the seeds are the grid's
+    with pytest.raises(ValueError, match="dtype"):
+        make_grid(dtype="float16")
+
+
 # --------------------------------------------------------------------------- one cell
 
 
+@pytest.mark.parametrize("options", [AttackOptions(), AttackOptions(restarts=2, max_iter=200, dtype="float64",
+                                                                    reseed=False, stop_at_tol=False)])
+def test_cell_is_a_reconstruct_call_with_its_options(options):
+    # a law cell is the run reconstruct(θ, model, n, options) with the same record and seed, bit for bit
+    cell = CellConfig("relu+tanh", n=3, d=4, ratio=1.5, seed=2, attack=options)
+    row = run_cell(cell)
+    ds = synthetic_sphere(3, 4, seed=2, noise=0.1)
+    model = RandomFeatures(cell.p, 4, "relu+tanh", seed=2 + 1000, dtype=np.float64).fit(ds.X, ds.y)
+    res = reconstruct(model.theta, model, 3, cell.attack)
+    assert row["status"] == "ok"
+    assert row["loss"] == res.loss and row["iterations"] == res.iterations and row["reseeds"] == res.reseeds
+    assert row["restart_losses"] == ";".join(repr(float(v)) for v in res.restarts)
+    assert all(row[k] == getattr(options, k) for k in ATTACK_COLUMNS) and row["attack_seed"] == 2
+
+
+
 def test_run_cell_is_the_documented_pipeline():
-    cfg = CellConfig("relu+tanh", n=3, d=4, ratio=2.0, seed=5, restarts=2, max_iter=150, threshold=0.05)
+    cfg = CellConfig("relu+tanh", n=3, d=4, ratio=2.0, seed=5, attack=AttackOptions(restarts=2, max_iter=150),
+                     threshold=0.05)
     row = run_cell(cfg)
     assert tuple(row) == COLUMN_NAMES
     # independent re-run of the pipeline the docstring specifies
@@ -144,7 +185,7 @@ def test_run_cell_below_interpolation_threshold():
 
 def test_zero_loss_without_identifiability():
     # p = n: Φ̂ is square, so any X̂ reaches L ≈ 0, yet nothing is recovered
-    row = run_cell(CellConfig("relu+tanh", n=2, d=4, ratio=0.25, seed=0, restarts=1, max_iter=50))
+    row = run_cell(CellConfig("relu+tanh", n=2, d=4, ratio=0.25, seed=0, attack=AttackOptions(restarts=1, max_iter=50)))
     assert row["p"] == 2 and row["regime"] == "n<=p<dn"
     assert row["loss"] < 1e-20
     assert row["success"] is False and row["recovered_fraction"] < 1
@@ -357,6 +398,14 @@ def test_no_transition_gives_nan_with_a_reason():
     assert "above the grid" in critical_ratio(rows)[0].note
 
 
+def test_reversed_transition_gives_no_estimate():
+    # successes below failures: the bounded slope k ≥ 0 is 0 at the optimum, so no r_c
+    rows = [dict(activation="a", n=2, d=3, ratio=r, seed=s, success=r < 1.5 or (r == 2.0 and s == 0))
+            for r in (0.5, 1.0, 2.0, 4.0) for s in range(3)]
+    (cr,) = critical_ratio(rows, n_boot=20)
+    assert math.isnan(cr.estimate) and math.isnan(cr.low) and "does not cross" in cr.note
+
+
 def test_bootstrap_is_deterministic():
     rng = np.random.default_rng(5)
     rows = _synthetic_rows([0.5, 1, 2, 4], range(8), lambda r: 0.5 if r == 1 else float(r > 1), rng)
@@ -440,7 +489,7 @@ def test_cli_bad_input_is_one_line_error(argv, msg, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_default_grid_shows_the_transition(tmp_path):
-    """The default grid (minutes): success at large p/(dn), none at p/(dn) ≤ 1/2."""
+    """The default grid: success at large p/(dn), none at p/(dn) ≤ 1/2."""
     res = sweep(out=tmp_path / "default.csv")
     by_ratio = {}
     for r in res.rows:
