@@ -13,8 +13,8 @@ Conventions (DESIGN.md)
 * For rows on the √d-sphere the limiting random-features kernel is
   K∞ = Σ_k μ_k² (X Xᵀ/d)^{∘k} (Mehler's formula, exact for every d).
 
-Modules
--------
+The package's modules:
+
 * :mod:`.polynomials` — h_k (:func:`orthonormal_hermite`) and shared constants;
 * :mod:`.expansion` — the result record :class:`HermiteExpansion`;
 * :mod:`.coefficients` — :func:`hermite_coefficients` and which path makes each μ_k:
