@@ -1,9 +1,8 @@
 """The attack on the GPU (CuPy): seconds per L-BFGS iteration and the fraction of
-the device's measured float32 matmul throughput (issue 7, item "when a GPU is
-lent").
+the device's measured float32 matmul throughput.
 
 For each problem (synthetic, relu+tanh, float32; default n=20, d=100 and
-p = 20000, the issue's problem, and p = 10⁶, large enough to keep an H100 busy)
+p = 20000, the CPU benchmarks' problem, and p = 10⁶, large enough to keep a large GPU busy)
 the model is fitted on the device and ``--pairs`` times a matmul peak sample
 (size×size float32 through cuBLAS, CuPy's default: no TF32 unless
 CUPY_TF32=1) is taken right before ``--iterations`` (100) iterations of

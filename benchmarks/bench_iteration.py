@@ -1,7 +1,7 @@
 """Seconds per loss/gradient evaluation and per L-BFGS iteration, achieved
 GFLOP/s, and the fraction of this machine's measured matmul throughput.
 
-Problem (issue 7): synthetic n=20, d=100, p=20000, relu+tanh.  One
+Problem: synthetic n=20, d=100, p=20000, relu+tanh.  One
 evaluation does the two n×d×p products (4ndp flops) plus the Gram and the
 two matrix–vector products with θ (2n²p + 4np); the figure counts 4ndp + 2n²p.
 
@@ -16,14 +16,14 @@ machine's speed drifts by tens of per cent from one second to the next,
 each of ``--rounds`` rounds measures the sgemm peak (2048×2048, all cores)
 and then the evaluations (table of figures).
 
-The verdict (issue 7: "per iteration") is on whole iterations of the
-attack: 100 L-BFGS iterations of ``reconstruct`` (float32, its
-evaluations and the optimiser's own work included; time per iteration
-from callback time stamps, after a warm-up run).  ``--pairs`` times, an
-sgemm peak sample (0.3 s) is taken right before such a run, and the
-fraction (iteration GFLOP/s) / (that sample's peak) is recorded: peak and
-iteration see the machine in the same second.  The verdict uses the
-median fraction over the pairs (its quartiles are printed too).
+The verdict is on whole iterations of the attack: 100 L-BFGS iterations of
+``reconstruct`` (float32, its evaluations and the optimiser's own work
+included; time per iteration from callback time stamps, after a warm-up
+run). ``--pairs`` times, an sgemm peak sample (0.3 s) is taken right
+before such a run, and the fraction (iteration GFLOP/s) / (that sample's
+peak) is recorded: peak and iteration see the machine in the same second.
+The verdict uses the median fraction over the pairs (its quartiles are
+printed too).
 
     python benchmarks/bench_iteration.py [--n 20 --d 100 --p 20000 --rounds 3 --pairs 15]
 """

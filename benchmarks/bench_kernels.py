@@ -5,8 +5,8 @@
    BLAS on the same data, one thread each (the panel kernels' threads are
    added by rftheory._engine.panel_loss, BLAS's by OpenBLAS).
 
-Decides the defaults of ``rftheory._engine.kernels.NUMBA_DEFAULT``: a kernel is on by
-default only where it is faster here.
+Decides the defaults of ``rftheory.backend.NUMBA_DEFAULT``: a kernel is on by default
+only where it is faster here.
 
     python benchmarks/bench_kernels.py
 """

@@ -1,6 +1,6 @@
 """Wall time to recovery: this package's attack vs the original algorithm.
 
-Problems (issue 7), relu+tanh, V seed 1000, data seed 0:
+Problems, relu+tanh, V seed 1000, data seed 0:
   synthetic  n=20, d=100, p=20000 (rows on the √d-sphere)
   digits     n=20, d=64,  p=20·dn = 25600 (scikit-learn's bundled digits)
 
@@ -17,7 +17,7 @@ time to recovery = (iterations it needs) × (seconds per original
 iteration).  The seconds per iteration are timed on a few real original
 iterations; the iteration count is measured by running the mathematically
 identical momentum iteration on the fast evaluator (identical iterates:
-tests/test_baselines.py), checking recovery every 50 iterations, up to a
+tests/attack/test_baselines.py), checking recovery every 50 iterations, up to a
 cap.  If the cap is hit the ratio printed is a lower bound (">=").
 
     python benchmarks/bench_recovery.py [--problems synthetic digits] [--cap 4000]

@@ -2,7 +2,7 @@
 
     python -m proofs_numeric.run_all            # small size (small grids, few seeds)
     python -m proofs_numeric.run_all --full     # full size (larger grids, more seeds)
-    python -m proofs_numeric.run_all --markdown # markdown tables (for the README)
+    python -m proofs_numeric.run_all --markdown # markdown tables (the table in docs/theory.md)
     python -m proofs_numeric.run_all --only theorem1_spurious_gap sign_lemma_relu
 
 Exit status 0 when every verdict passes, 1 otherwise.

@@ -55,7 +55,16 @@ _EXPORTS = {
     "digits": "rftheory.data",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+# __version__ and every key of _EXPORTS, written out so that static tools see them (tests/test_package.py
+# checks that the two agree)
+__all__ = [
+    "__version__", "Activation", "AttackOptions", "Dataset", "LossResult", "RandomFeatures",
+    "ReconstructionResult", "SmallResNet", "TwoLayerMLP", "chance_levels", "critical_ratio",
+    "digits", "features_for_ratio", "get_activation", "hermite_coefficients",
+    "identifiability_checks", "kernel_limit", "known_activations", "parity_report",
+    "projection_loss", "random_weights", "reconstruct", "reconstruction_errors",
+    "subspace_reconstruct", "sweep", "synthetic_sphere",
+]
 
 
 def __getattr__(name: str):

@@ -10,6 +10,7 @@ False and everything on NumPy.
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 from types import ModuleType
 
@@ -116,7 +117,7 @@ def numba_available() -> bool:
     Asked on first use, not at import, so that importing rftheory does not load Numba.
     """
     try:
-        import numba  # noqa: F401, PLC0415
+        importlib.import_module("numba")
     except Exception:  # pragma: no cover - numba missing or broken
         return False
     return True

@@ -18,6 +18,10 @@ def test_every_export_resolves_to_its_module(name):
     assert getattr(sys.modules[module], name) is value
 
 
+def test_all_lists_every_export():
+    assert sorted(rftheory.__all__) == sorted(["__version__", *rftheory._EXPORTS])
+
+
 def test_unknown_attribute_raises_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         rftheory.nope  # noqa: B018

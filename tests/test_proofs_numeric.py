@@ -1,5 +1,5 @@
 """The proofs_numeric checks run, report their claims and verdicts, and pass at the tiny size
-used here; the small-size runner (the README table) is exercised under the slow marker."""
+used here; the small-size runner (the table in docs/theory.md) runs under the slow marker."""
 import subprocess
 import sys
 from pathlib import Path
@@ -87,7 +87,7 @@ def test_table_formatting():
 
 @pytest.mark.slow
 def test_small_runner_passes_in_budget():
-    """The README table: all checks at the small size (budget: < 2 minutes on 2 cores)."""
+    """The table in docs/theory.md: every check passes at the small size."""
     reports = run_all.run_all("small")
     assert all(r.passed for r in reports), [(r.module, [c.quantity for c in r.checks if not c.passed]) for r in reports]
     assert sum(r.seconds for r in reports) < 120

@@ -1,7 +1,7 @@
 r"""Subspace-aware reconstruction and the attack on Δθ = θ_T − θ₀.
 
 This module implements the "beyond the random features model" programme of
-DESIGN.md for low-dimensional data (arXiv 2605.06519 describes the method;
+docs/design.md for low-dimensional data (arXiv 2605.06519 describes the method;
 the formulas below are this package's, stated in full).  The pieces live by
 role:
 
@@ -27,7 +27,7 @@ Gradient descent on ½‖Φθ − y‖² from θ₀ keeps θ_t − θ₀ = Φᵀ
 (:func:`rftheory.models.training.rf_gradient_descent`), but θ_T itself is
 not there (θ₀ is a generic p-vector).  So the attack runs the same
 projection loss on Δθ = θ_T − θ₀, which the attacker can form when it knows
-θ₀ (DESIGN.md: "the attacked vector is Δθ when an initialisation exists"):
+θ₀ (docs/design.md: "the attacked vector is Δθ when an initialisation exists"):
 :func:`delta_theta_loss`.
 
 All public functions accept NumPy or CuPy arrays and return the same kind.

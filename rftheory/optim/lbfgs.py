@@ -37,8 +37,9 @@ returned True after an accepted step (every run stops); "peer" another run
 reached tol and ``stop_all_at_tol`` is set; "max_iter" after ``max_iter``
 iterations (an iteration is one direction and its line search).
 
-Constraint hook (optional; :mod:`rftheory.theory.identifiability`'s spherical
-caps implement it).  All methods take stacks (k, n, d) and act row by row:
+Constraint hook (optional; the spherical caps of
+:mod:`rftheory.theory.identifiability.search` implement it).  All methods
+take stacks (k, n, d) and act row by row:
 
 * ``project(X)``: a feasible point (rows already feasible are left as they are);
 * ``boundary(X) -> (ν, on, anchors)``: for every row the unit tangent normal ν

@@ -1,7 +1,7 @@
 """Geometry of the product of spheres on which the attack and the identifiability searches optimise.
 
 A point is an array X whose rows (last axis) x_i lie on the sphere of radius ρ
-(ρ = √d by default, d = X.shape[-1], DESIGN.md's convention ‖x_i‖ = √d); any
+(ρ = √d by default, d = X.shape[-1], docs/design.md's convention ‖x_i‖ = √d); any
 leading shape is allowed, e.g. (n, d) for one iterate or (R, n, d) for R runs.
 
 * tangent projection  P_X(G)_i = g_i − (⟨g_i, x_i⟩/‖x_i‖²) x_i    (:func:`riemannian_gradient`)

@@ -9,7 +9,7 @@ limit,
 
     max_{i,j} |K̂_ij − K∞_ij| ≤ ε,    K̂_ij = (1/p) Σ_{k=1}^p σ(v_kᵀx_i) σ(v_kᵀx_j),
 
-with K∞_ij = E[σ(g_i)σ(g_j)] (DESIGN.md: K∞ = E_V[ΦΦᵀ]/p).
+with K∞_ij = E[σ(g_i)σ(g_j)] (docs/design.md: K∞ = E_V[ΦΦᵀ]/p).
 
 Setting.  Rows on the √d-sphere and v_k ~ N(0, I/d) i.i.d., so for each k
 the pair (g_ki, g_kj) = (v_kᵀx_i, v_kᵀx_j) is standard bivariate normal with

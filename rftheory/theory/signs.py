@@ -1,6 +1,6 @@
 r"""Sign-ambiguity diagnostics: the Hermite-parity prediction and its measurement.
 
-Conventions (DESIGN.md): rows x_i on the √d-sphere, V ∈ R^{p×d} with
+Conventions (docs/design.md): rows x_i on the √d-sphere, V ∈ R^{p×d} with
 N(0, 1/d) entries, φ(x) = σ(Vx) ∈ R^p, θ the attacked vector, and
 col([1, V]) the (d+1)-dimensional column span of the p×(d+1) matrix [1, V]
 (1 the all-ones vector of R^p).

@@ -1,7 +1,7 @@
 r"""Row-span tools for feature matrices: bases, numerical rank, residuals, principal angles.
 
 Everything here works on the *row* span of a matrix: for a feature matrix
-Φ ∈ R^{n×p} (one sample per row, DESIGN.md) the span of interest is
+Φ ∈ R^{n×p} (one sample per row, docs/design.md) the span of interest is
 span{φ(x_1), …, φ(x_n)} ⊂ R^p, the row space of Φ.  All functions take NumPy
 or CuPy arrays (:func:`rftheory.backend.array_namespace`) and return arrays of
 the same kind; the linear algebra (SVD, QR) is the array module's own, so the

@@ -12,7 +12,8 @@ from rftheory.data.synthetic import synthetic_sphere
 from rftheory.models.random_features import RandomFeatures
 from rftheory.optim.lbfgs import STOP_REASONS, riemannian_lbfgs
 from rftheory.optim.sphere import random_sphere, retract_to_sphere
-from rftheory.theory.identifiability import _ExcludeCaps, cap_cosine, distinctness_check, minimize_residual
+from rftheory.theory.identifiability import cap_cosine, distinctness_check, minimize_residual
+from rftheory.theory.identifiability.search import _ExcludeCaps
 
 # Reference values computed by the optimisers this module replaced (reconstruct's _lbfgs,
 # _lbfgs_batched and identifiability's riemannian_lbfgs, as of commit d99c7ee), by running the

@@ -1,4 +1,4 @@
-"""Tests for rftheory.theory.signs and ``rftheory signs`` (issue 5: sign-ambiguity diagnostics).
+"""Tests for rftheory.theory.signs and ``rftheory signs`` (sign-ambiguity diagnostics).
 
 References are independent of the implementation: the closed form
 relu(z) − relu(−z) = z, least-squares residuals (numpy.linalg.lstsq) instead

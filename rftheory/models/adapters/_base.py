@@ -15,8 +15,8 @@ n·C × p_L·C Jacobian.
 Training (:func:`gradient_descent`): full-batch gradient descent on the
 squared loss ℓ = ‖F − Y‖_F² / (2n) from the seeded initialisation, either of
 all parameters or of the head (W_L, b_L) only.  Step size: by default
-η₀ = n / λ_max([H, 1][H, 1]ᵀ) at the initialisation (1/L for the head part of
-ℓ, whose Hessian is [H,1]ᵀ[H,1]/n); a step that does not decrease ℓ is
+``η₀ = n / λ_max([H, 1][H, 1]ᵀ)`` at the initialisation (1/L for the head part of
+ℓ, whose Hessian is ``[H, 1]ᵀ[H, 1]/n``); a step that does not decrease ℓ is
 rejected and η halved (monotone GD, so the run cannot diverge).  Stopping
 rule: the relative train loss ‖F − Y‖_F² / ‖Y‖_F² ≤ ``tol``, or ``max_steps``
 steps (then ``converged`` is False).
@@ -240,7 +240,7 @@ def gradient_descent(model, X, Y, *, train: str = "all", lr=None, tol: float = 1
         its initialisation, which makes the network a random-features model
         with features h).
     lr : float or None
-        Initial step size; None for η₀ = n / λ_max([H,1][H,1]ᵀ) (see module).
+        Initial step size; None for ``η₀ = n / λ_max([H, 1][H, 1]ᵀ)`` (see module).
     tol : float
         Stop once ‖F − Y‖_F²/‖Y‖_F² ≤ tol.
     max_steps : int

@@ -10,9 +10,9 @@ i.e. ``nn.Sequential``-free ``hidden = nn.Linear(d, m)``, σ, ``head =
 nn.Linear(m, C)`` (see :func:`rftheory.models.adapters.torch_io.torch_module`).
 
 Initialisation (seeded, host-side so every backend gets the same numbers):
-W₁ ~ N(0, 1/d) (the RF convention of DESIGN.md), W₂ ~ N(0, 1/m), biases 0.
+W₁ ~ N(0, 1/d) (the RF convention of docs/design.md), W₂ ~ N(0, 1/m), biases 0.
 
-Attack (DESIGN.md, "Beyond the random features model"): features are the
+Attack (docs/design.md, "Beyond the random features model"): features are the
 gradient of the output with respect to the last layer at the trained body,
 h(x) = σ(W₁x + b₁) with the *trained* W₁, b₁, and the attacked matrix is
 Θ = (W₂ − W₂^init)ᵀ ∈ R^{m×C}.

@@ -1,7 +1,7 @@
 r"""Hermite expansions of activations: exact where possible, certified numbers elsewhere.
 
-Conventions (DESIGN.md)
------------------------
+Conventions (docs/design.md)
+----------------------------
 * ``He_k`` are the probabilists' Hermite polynomials (He_0 = 1, He_1 = x,
   He_{k+1} = x He_k − k He_{k−1}) and ``h_k = He_k / √(k!)`` the orthonormal
   ones: E[h_j(g) h_k(g)] = δ_jk for g ~ N(0, 1).

@@ -1,0 +1,68 @@
+"""identifiability.report: the verdict table passes and fails where expected, from Python, on
+CuPy and through ``rftheory check``."""
+import numpy as np
+import pytest
+
+from rftheory.backend import cupy_available
+from rftheory.data.synthetic import synthetic_sphere
+from rftheory.models.random_features import RandomFeatures
+from rftheory.theory.identifiability import (
+    distinctness_check,
+    identifiability_checks,
+    kernel_concentration,
+    single_sample_residual,
+    spurious_gap,
+)
+
+from conftest import sphere_rows
+
+
+def test_identifiability_checks_pass_and_fail_where_expected():
+    X = synthetic_sphere(3, 5, seed=0).X
+    ok = identifiability_checks(X, RandomFeatures(240, 5, "relu+tanh", seed=1000), starts=8, max_iter=150)
+    assert ok.passed, [(c.quantity, c.measured, c.threshold) for c in ok.checks if not c.passed]
+    low = identifiability_checks(X, RandomFeatures(8, 5, "relu+tanh", seed=1000), starts=8, max_iter=150,
+                                 theorem2=False)
+    gap = [c for c in low.checks if c.quantity.startswith("spurious gap")][0]
+    assert not gap.passed  # p/(dn) ≈ 0.5: spurious points sit almost in the span
+    with pytest.raises(ValueError, match="sphere"):
+        identifiability_checks(2 * X, RandomFeatures(240, 5, seed=0))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")
+def test_cupy_matches_numpy():  # pragma: no cover - GPU only
+    import cupy as cp
+
+    X = synthetic_sphere(3, 5, seed=0).X
+    model = RandomFeatures(240, 5, "relu+tanh", seed=1)
+    gpu = RandomFeatures(240, 5, "relu+tanh", seed=1, backend="cupy")
+    Xh = sphere_rows(np.random.default_rng(0), 6, 5)
+    R = single_sample_residual(Xh, X, model)
+    Rc = single_sample_residual(cp.asarray(Xh), cp.asarray(X), gpu)
+    assert isinstance(Rc, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(Rc), R, rtol=1e-5)
+    g = spurious_gap(X, model, starts=8, seed=0)
+    gc = spurious_gap(cp.asarray(X), gpu, starts=8, seed=0)
+    assert gc.gap == pytest.approx(g.gap, rel=1e-3)
+    kc, kcc = kernel_concentration(X, model), kernel_concentration(cp.asarray(X), gpu)
+    assert kcc.op_error == pytest.approx(kc.op_error, rel=1e-5)
+    r = distinctness_check(X[:2], model, starts=4)
+    rc = distinctness_check(cp.asarray(X[:2]), gpu, starts=4)
+    assert rc.mismatch == pytest.approx(r.mismatch, rel=1e-3)
+
+
+def test_cli_check_prints_verdicts(capsys):
+    from rftheory.cli import main
+
+    assert main(["check", "--n", "3", "--d", "5", "--ratio", "16", "--starts", "8", "--max-iter", "150"]) == 0
+    out = capsys.readouterr().out
+    assert "spurious gap" in out and "Thm 2" in out and "FAIL" not in out and "9/9 PASS" in out
+    # far below p ≈ dn the Theorem 1 row fails and the exit status says so
+    assert main(["check", "--n", "3", "--d", "5", "--p", "8", "--starts", "8", "--max-iter", "150",
+                 "--no-theorem2"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+    assert main(["check", "--n", "1"]) == 2
+    assert "n ≥ 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["check", "--delta", "2"])
