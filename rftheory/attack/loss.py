@@ -1,7 +1,7 @@
 """The projection (variable-projection) loss of the reconstruction attack.
 
 For a candidate X̂ ∈ R^{n̂×d} with features Φ̂ = σ(X̂ Vᵀ) and the attacked
-parameter vector θ ∈ R^p (DESIGN.md):
+parameter vector θ ∈ R^p (docs/design.md):
 
     v = Φ̂ θ,   A = Φ̂ Φ̂ᵀ,   α = A⁻¹ v,   r = θ − Φ̂ᵀ α,
     L(X̂) = ‖r‖² / ‖θ‖² = 1 − vᵀα / ‖θ‖²          (0 ≤ L ≤ 1),
@@ -25,8 +25,8 @@ with V stored and σ = a·relu + b·tanh (the attack's default), the compiled
 engine's fused, threaded packed-panel kernels (:func:`rftheory._engine.make_loss`,
 this module being the engine's only caller); otherwise (and with
 ``RFTHEORY_NUMBA=0``) the BLAS path below, on one BLAS thread when an
-evaluation is below SMALL_PROBLEM_FLOPS = 4·R·n̂·d·p (threads do not pay
-there).  tests/engine/test_panel.py checks the paths agree.
+evaluation's 4·R·n̂·d·p flops are below the engine's SMALL_PROBLEM_FLOPS
+(threads do not pay there).  tests/engine/test_panel.py checks the paths agree.
 
 Models other than random features (rftheory.models.adapters) plug in through the
 *feature-map protocol*: attributes ``p, d, dtype, xp`` and methods
@@ -66,7 +66,14 @@ def _check_derivative(derivative: str) -> None:
 
 def _theta_sq(theta64) -> float:
     """‖θ‖² (Frobenius for a matrix Θ); a zero θ leaves the projection loss undefined."""
-    theta_sq = sum_of_squares(theta64)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, by name
+        theta_sq = sum_of_squares(theta64)
+    if not np.isfinite(theta_sq):
+        xp = array_namespace(theta64)
+        if not bool(xp.all(xp.isfinite(theta64))):
+            raise ValueError("theta contains non-finite values (NaN or ±inf)")
+        raise ValueError(f"‖theta‖² overflows float64 (largest |θ_j| = {float(xp.max(xp.abs(theta64))):.3g}); "
+                         "rescale theta (the loss does not depend on its scale)")
     if theta_sq == 0.0:
         raise ValueError("θ is the zero vector: the projection loss is undefined")
     return theta_sq
@@ -86,10 +93,32 @@ def _check_theta(theta64, p: int) -> None:
 
 
 def _check_candidates(X_hat, d: int) -> None:
-    """X̂ must be (n̂, d) or (R, n̂, d) with n̂ ≥ 1 (the compiled kernels index by these shapes)."""
+    """X̂ must be (n̂, d) or (R, n̂, d) with n̂ ≥ 1 (the compiled kernels index by these shapes), and finite."""
     if X_hat.ndim not in (2, 3) or X_hat.shape[-1] != d or X_hat.shape[-2] < 1 or X_hat.shape[0] < 1:
         raise ValueError(f"X_hat must have shape (n̂, d) or (R, n̂, d) with d = {d} (the model's input "
                          f"dimension) and n̂ ≥ 1, got {tuple(X_hat.shape)}")
+    _check_finite(X_hat, "X_hat")
+
+
+def _check_finite(a, name: str) -> None:
+    """NaN/inf in X̂ would surface later as a failed Cholesky or a NaN loss: refused here, by name."""
+    xp = array_namespace(a)
+    if not bool(xp.all(xp.isfinite(a))):
+        raise ValueError(f"{name} contains non-finite values (NaN or ±inf, possibly after conversion to {a.dtype})")
+
+
+def _real_array(xp, a, name: str, dtype):
+    """``a`` as a real array of ``dtype``.  A complex input is refused (casting would silently drop the
+    imaginary part), and so are object, string and other non-numeric dtypes."""
+    if not hasattr(a, "dtype"):
+        a = xp.asarray(a)
+    kind = a.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name} must be real, got complex dtype {a.dtype} (the imaginary part would be dropped)")
+    if kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
+    with np.errstate(over="ignore"):  # a value beyond the dtype's range becomes inf, reported by the finiteness check
+        return xp.asarray(a, dtype=dtype)
 
 
 def _relu_surrogate(z):
@@ -130,13 +159,13 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
             res.grad = riemannian_gradient(X_hat, res.grad)
         return res
     xp = array_namespace(X_hat, theta)
-    X_hat = xp.asarray(X_hat, dtype=model.dtype)
+    X_hat = _real_array(xp, X_hat, "X_hat", model.dtype)
     _check_candidates(X_hat, model.d)
     batched = X_hat.ndim == 3
     if not batched:
         X_hat = X_hat[None]
     R, n_hat, d = X_hat.shape
-    theta64 = xp.asarray(theta, dtype=np.float64)
+    theta64 = _real_array(xp, theta, "theta", np.float64)
     _check_theta(theta64, model.p)
     theta_sq = _theta_sq(theta64)
     if isinstance(X_hat, np.ndarray):  # float32 NumPy, stored V, a·relu + b·tanh: the engine's panel kernels
@@ -235,7 +264,7 @@ class PreparedProjectionLoss:
         self.theta, self.model, self.derivative, self.tangent = theta, model, derivative, bool(tangent)
         self._panel = None
         if hasattr(model, "weight_blocks") and isinstance(theta, np.ndarray):
-            theta64 = np.ascontiguousarray(theta, dtype=np.float64)
+            theta64 = np.ascontiguousarray(_real_array(np, theta, "theta", np.float64))
             _check_theta(theta64, model.p)
             self._panel = make_loss(model, theta64, _theta_sq(theta64), derivative=derivative, tangent=self.tangent)
             self._dtype = np.dtype(model.dtype)
@@ -259,8 +288,9 @@ def feature_map_loss(X_hat, theta, model, *, with_grad: bool = True) -> LossResu
     solve serves all C outputs (the Gram of the stacked Jacobian is A ⊗ I_C).
     """
     xp = array_namespace(X_hat, theta)
-    X_hat = xp.asarray(X_hat, dtype=model.dtype)
-    Theta = xp.asarray(theta, dtype=np.float64)
+    X_hat = _real_array(xp, X_hat, "X_hat", model.dtype)
+    _check_finite(X_hat, "X_hat")
+    Theta = _real_array(xp, theta, "theta", np.float64)
     vector = Theta.ndim == 1
     if vector:
         Theta = Theta[:, None]

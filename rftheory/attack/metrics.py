@@ -1,4 +1,4 @@
-"""Reconstruction error metrics (DESIGN.md, "Error metrics").
+"""Reconstruction error metrics (docs/design.md, "Error metrics").
 
 Rows of the reconstruction X̂ are matched to the true rows X by the Hungarian
 algorithm (scipy.optimize.linear_sum_assignment) on the sign-aware cost
@@ -25,7 +25,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..backend import to_numpy
-from ..validation import check_matrix
+from ..validation import check_count, check_matrix
 
 __all__ = ["ReconstructionErrors", "match_rows", "reconstruction_errors", "chance_levels", "DEFAULT_THRESHOLD"]
 
@@ -122,8 +122,11 @@ def chance_levels(X, trials: int = 20, seed: int = 0, threshold: float = DEFAULT
     ‖x_i‖ (one radius per row), matched to X exactly as a reconstruction is.
 
     Returns a dict with the means of ``signed``, ``sign_aware``,
-    ``entrywise_abs`` and ``recovered_fraction`` over ``trials`` guesses.
+    ``entrywise_abs`` and ``recovered_fraction`` over ``trials`` guesses
+    (an integer ≥ 1: a mean over no guesses is undefined).
     """
+    trials = check_count(trials, "trials")
+    seed = check_count(seed, "seed", minimum=0)
     X = check_matrix(to_numpy(X), "X").astype(np.float64)
     rng = np.random.default_rng([seed, 0xC4A7CE])  # a stream no data generator uses
     norms = np.linalg.norm(X, axis=1, keepdims=True)

@@ -80,7 +80,9 @@ class AttackOptions:
                 raise TypeError(f"{name} must be a number, got {val!r}")
             if not (math.isfinite(val) and (val > 0 if name == "lr" else val >= 0)):
                 raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '≥ 0'}, got {val!r}")
-        if not (isinstance(self.momentum, (int, float, np.floating)) and 0 <= self.momentum < 1):
+        if isinstance(self.momentum, bool) or not isinstance(self.momentum, (int, float, np.floating, np.integer)):
+            raise TypeError(f"momentum must be a number, got {self.momentum!r}")
+        if not 0 <= self.momentum < 1:  # False for NaN too
             raise ValueError(f"momentum must lie in [0, 1), got {self.momentum!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")

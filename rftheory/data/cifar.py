@@ -10,9 +10,20 @@ is accepted too):
 
 Each batch is a pickled dict with b'data' (uint8, N×3072: the 1024 red, then
 1024 green, then 1024 blue values of a 32×32 image, each channel row-major),
-b'labels' (N ints in 0..9), b'batch_label' and b'filenames'.  The files are
-read with :func:`pickle.load` (``encoding="bytes"``): only load files you
-trust, as with any pickle.
+b'labels' (N ints in 0..9), b'batch_label' and b'filenames'.
+
+The files are pickles, and a pickle can name any Python callable to be run
+while it loads.  They are therefore read with a restricted unpickler
+(:class:`_CifarUnpickler`, ``encoding="bytes"``) whose ``find_class`` admits
+only what the published format needs: NumPy's array and scalar
+reconstruction (``numpy.core.multiarray._reconstruct``/``scalar``, also under
+``numpy._core``, and ``_frombuffer`` of pickle protocol 5), ``numpy.ndarray``,
+``numpy.dtype``, ``_codecs.encode`` with the latin-1 codec only (how protocol
+2 writes bytes) and the ``set``/``frozenset`` constructors.  Any other global
+(``os.system``, ``builtins.eval``, ``subprocess.Popen``, …) is refused before
+it is called: the file is reported as not a CIFAR-10 batch (ValueError) and
+nothing of it runs.  Labels must be integers: a float label (even 3.0) is an
+invalid file, never truncated.
 
 Class selection (:func:`cifar10`)
 ---------------------------------
@@ -44,6 +55,7 @@ Rows are re-ordered channel-last, so ``X[i].reshape(32, 32, 3)`` is the image
 """
 from __future__ import annotations
 
+import codecs
 import os
 import pickle
 from dataclasses import dataclass
@@ -110,12 +122,62 @@ def _resolve_directory(directory, needed) -> str:
     return directory
 
 
+def _latin1_encode(obj, encoding="utf-8", errors="strict"):
+    """``_codecs.encode`` as protocol-2 pickles of bytes use it (``encode(str, "latin1")``), and nothing else."""
+    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise pickle.UnpicklingError(f"_codecs.encode is admitted only as encode(str, 'latin1'), got {encoding!r}")
+    return codecs.encode(obj, "latin1")
+
+
+def _numpy_globals() -> dict:
+    """The NumPy callables a pickled ndarray names, keyed by every module path NumPy has used."""
+    try:
+        from numpy._core import multiarray, numeric  # NumPy ≥ 2  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - NumPy 1.x
+        from numpy.core import multiarray, numeric  # noqa: PLC0415
+    table = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for mod in ("numpy.core", "numpy._core"):
+        table[(f"{mod}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        table[(f"{mod}.multiarray", "scalar")] = multiarray.scalar
+        if hasattr(numeric, "_frombuffer"):
+            table[(f"{mod}.numeric", "_frombuffer")] = numeric._frombuffer
+    return table
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """A pickle reader that resolves only the globals of the CIFAR-10 python format (module docstring)."""
+
+    _allowed = None
+
+    def find_class(self, module, name):
+        if _CifarUnpickler._allowed is None:
+            allowed = _numpy_globals()
+            allowed[("_codecs", "encode")] = _latin1_encode
+            for mod in ("builtins", "__builtin__"):
+                allowed[(mod, "set")] = set
+                allowed[(mod, "frozenset")] = frozenset
+            _CifarUnpickler._allowed = allowed
+        try:
+            return _CifarUnpickler._allowed[(module, name)]
+        except (KeyError, TypeError):
+            raise pickle.UnpicklingError(
+                f"refused to load the global {module}.{name}: a CIFAR-10 batch holds only dicts, lists, "
+                "bytes, ints and NumPy arrays (the file may be crafted to run code)"
+            ) from None
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("persistent ids are not part of the CIFAR-10 format")
+
+
 def _unpickle(path) -> dict:
     try:
         with open(path, "rb") as fh:
-            obj = pickle.load(fh, encoding="bytes")  # noqa: S301 - the documented CIFAR-10 format
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, ValueError,
-            UnicodeDecodeError, TypeError) as exc:
+            obj = _CifarUnpickler(fh, encoding="bytes").load()
+    except OSError:
+        raise
+    except MemoryError:
+        raise ValueError(f"{path} is not a CIFAR-10 python batch file (unpickling needs more memory than available)") from None
+    except Exception as exc:  # noqa: BLE001 - whatever a malformed pickle raises, the file is invalid
         raise ValueError(f"{path} is not a CIFAR-10 python batch file (unpickling failed: {exc})") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{path} is not a CIFAR-10 python batch file (holds {type(obj).__name__}, not a dict)")
@@ -132,10 +194,19 @@ def _read_batch(path):
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != D:
         desc = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise ValueError(f"{path}: b'data' must be a uint8 array of shape (N, {D}), got {desc}")
+    raw_labels = batch["labels"]
+    if isinstance(raw_labels, np.ndarray):
+        ok = raw_labels.dtype.kind in "iu" or raw_labels.size == 0
+    else:  # the published format: a list of Python ints (bool and float are not labels, 3.0 included)
+        ok = isinstance(raw_labels, (list, tuple)) and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in raw_labels
+        )
+    if not ok:
+        raise ValueError(f"{path}: b'labels' must be a list of integers (a non-integer label is not truncated)")
     try:
-        labels = np.asarray(batch["labels"], dtype=np.int64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: b'labels' must be a list of integers") from None
+        labels = np.asarray(raw_labels, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{path}: b'labels' must be a list of integers in 0..9") from None
     if labels.shape != (data.shape[0],):
         raise ValueError(f"{path}: {labels.size} labels for {data.shape[0]} images")
     if labels.size and (labels.min() < 0 or labels.max() > 9):

@@ -1,6 +1,6 @@
 """The random features (RF) model φ(x) = σ(Vx) and its minimum-norm interpolator.
 
-Conventions (DESIGN.md):
+Conventions (docs/design.md):
 
 * data X ∈ R^{n×d}, one sample per row (theory: ‖x_i‖ = √d);
 * weights V ∈ R^{p×d}, entries i.i.d. N(0, 1/d);
@@ -218,7 +218,8 @@ class RandomFeatures:
         ------
         ValueError
             If p < n (no interpolation is possible), if y has the wrong
-            length or NaN, or if ΦΦᵀ is numerically singular (see
+            length or NaN, if Φ or ΦΦᵀ overflows (X far off the sphere's
+            scale), or if ΦΦᵀ is numerically singular (see
             :func:`rftheory.linalg.gram_solve`).
         """
         X = self._as_input(X)
@@ -227,9 +228,18 @@ class RandomFeatures:
         if self.p < n:
             raise ValueError(f"p={self.p} < n={n}: the RF model cannot interpolate n samples with fewer than n features")
         xp = self.xp
-        Phi = self.features(X).astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, by name
+            Phi = self.features(X).astype(np.float64)
+            gram = Phi @ Phi.T
         y64 = xp.asarray(y, dtype=np.float64)
-        lam = gram_solve(Phi @ Phi.T, y64, what="feature Gram ΦΦᵀ", strict=True)
+        if not bool(xp.all(xp.isfinite(gram))):  # σ(XVᵀ) or ΦΦᵀ overflowed: no eigen-solver can recover
+            scale = float(xp.max(xp.abs(X)))
+            where = "features σ(XVᵀ)" if not bool(xp.all(xp.isfinite(Phi))) else "feature Gram ΦΦᵀ"
+            raise ValueError(
+                f"fit: the {where} overflows float64 for X with entries up to {scale:.3g} in magnitude; "
+                f"put the rows of X on the √d-sphere (norm √d = {self.d ** 0.5:.3g}) or rescale them"
+            )
+        lam = gram_solve(gram, y64, what="feature Gram ΦΦᵀ", strict=True)
         theta = Phi.T @ lam
         resid = float(xp.linalg.norm(Phi @ theta - y64) / max(float(xp.linalg.norm(y64)), 1e-300))
         if not resid < rtol:

@@ -214,3 +214,106 @@ def test_images_roundtrip_through_grid(cifar_dir, tmp_path):
     np.testing.assert_allclose(cmp.reconstructions.reshape(2, -1), ds.X, atol=1e-12)
     assert np.all(np.isinf(cmp.psnr)) and np.allclose(cmp.ssim, 1.0)
     assert save_image_grid(tmp_path / "c.png", cmp, dpi=40)
+
+
+# --- hostile files: the restricted unpickler --------------------------------------------
+
+
+def _copy_dir(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+class _RunsSystem:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+class _OpensFile:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import builtins
+
+        return builtins.open, (str(self.marker), "w")
+
+
+class _Subprocess:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import subprocess
+
+        return subprocess.call, (["touch", str(self.marker)],)
+
+
+class _Eval:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import builtins
+
+        return builtins.eval, (f"open({str(self.marker)!r}, 'w')",)
+
+
+@pytest.mark.parametrize("payload", [_RunsSystem, _OpensFile, _Subprocess, _Eval])
+@pytest.mark.parametrize("where", ["data_batch_1", "batches.meta"])
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_crafted_pickle_never_runs(cifar_dir, tmp_path, payload, where, protocol):
+    root, batches = cifar_dir
+    d = _copy_dir(root, tmp_path / "cifar-10-batches-py")
+    marker = tmp_path / "pwned"
+    obj = dict(batches["data_batch_1"]) if where != "batches.meta" else {b"label_names": list(CIFAR10_CLASSES)}
+    obj[b"batch_label"] = payload(marker)  # the payload inside an otherwise valid batch
+    with open(d / where, "wb") as fh:
+        pickle.dump(obj, fh, protocol=protocol)
+    with pytest.raises(ValueError, match=r"not a CIFAR-10 python batch file.*refused to load the global"):
+        cifar10(d, 4)
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="refused"):
+        load_cifar10_split(d, "train")
+    assert not marker.exists()
+
+
+def test_published_format_variants_load(cifar_dir, tmp_path):
+    """Protocols 2, 4, 5 and the NumPy-1 module path (numpy.core.multiarray) of the original archive."""
+    root, batches = cifar_dir
+    for protocol in (2, 4, 5, "np1"):
+        d = _copy_dir(root, tmp_path / f"p{protocol}" / "cifar-10-batches-py")
+        for name in TRAIN_FILES:
+            raw = pickle.dumps(batches[name], protocol=2 if protocol == "np1" else protocol)
+            if protocol == "np1":
+                raw = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+                assert b"numpy.core.multiarray\n_reconstruct" in raw
+            (d / name).write_bytes(raw)
+        np.testing.assert_array_equal(load_cifar10_split(d).data, _raw_train(batches)[0])
+
+
+def test_cifar_float_labels_rejected(cifar_dir, tmp_path):
+    root, batches = cifar_dir
+    for bad in ([2.5] * PER_BATCH, [3.0] * PER_BATCH, [True] * PER_BATCH, np.full(PER_BATCH, 3.0)):
+        d = _copy_dir(root, tmp_path / f"f{len(list(tmp_path.iterdir()))}" / "cifar-10-batches-py")
+        obj = {**batches["data_batch_2"], b"labels": bad}
+        _write(d / "data_batch_2", obj)
+        with pytest.raises(ValueError, match=r"data_batch_2.*b'labels' must be a list of integers"):
+            load_cifar10_split(d)
+
+
+@pytest.mark.parametrize("cut", [0, 1, 100, -50])
+def test_truncated_or_garbage_batch(cifar_dir, tmp_path, cut):
+    root, _ = cifar_dir
+    d = _copy_dir(root, tmp_path / "cifar-10-batches-py")
+    raw = (d / "data_batch_4").read_bytes()
+    (d / "data_batch_4").write_bytes(raw[:cut] if cut else b"\x00garbage")
+    with pytest.raises(ValueError, match="data_batch_4 is not a CIFAR-10 python batch file"):
+        load_cifar10_split(d)

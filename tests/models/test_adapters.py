@@ -292,6 +292,104 @@ def test_npz_resnet_needs_image_shape_and_consistent_head(tmp_path):
     assert load_npz(tmp_path / "r.npz", image_shape=(1, 4, 4)).p == 2 * 16
 
 
+def _mlp_sd():
+    model = TwoLayerMLP(4, 6, 2, "tanh", seed=0)
+    return state_dict(model)
+
+
+def test_npz_1d_hidden_weight_names_key_and_shape(tmp_path):
+    sd = _mlp_sd()
+    sd["hidden.weight"] = sd["hidden.weight"].ravel()
+    export_state_dict_npz(tmp_path / "flat.npz", sd, sd, meta={"activation": "tanh"})
+    with pytest.raises(ValueError, match=r"'hidden.weight' must be a 2-D array of shape \(m, d\).*got shape \(24,\)"):
+        load_npz(tmp_path / "flat.npz")
+    sd = _mlp_sd()
+    sd["head.weight"] = sd["head.weight"][None]
+    export_state_dict_npz(tmp_path / "h3.npz", sd, sd, meta={"activation": "tanh"})
+    with pytest.raises(ValueError, match=r"'head.weight' must be a 2-D array"):
+        load_npz(tmp_path / "h3.npz")
+    rsd = state_dict(SmallResNet((1, 4, 4), 2, 1, 1, "relu", seed=0))
+    rsd["stem.weight"] = rsd["stem.weight"][0]
+    export_state_dict_npz(tmp_path / "r.npz", rsd, rsd, meta={"activation": "relu", "image_shape": "1,4,4"})
+    with pytest.raises(ValueError, match=r"'stem.weight' must be a 4-D array"):
+        load_npz(tmp_path / "r.npz")
+
+
+def _bomb(path, shape, dtype="<f8", compress=True):
+    """A .npz whose member declares ``shape`` in its header and holds only a few data bytes."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy_format
+
+    buf = io.BytesIO()
+    npy_format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+    buf.write(b"\0" * 4096)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as zf:
+        zf.writestr("hidden.weight.npy", buf.getvalue())
+
+
+def test_npz_decompressed_size_capped_before_loading(tmp_path):
+    _bomb(tmp_path / "bomb.npz", (1 << 20, 1 << 12))  # declares 32 GiB, a few kB on disk
+    assert (tmp_path / "bomb.npz").stat().st_size < 10_000
+    with pytest.raises(ValueError, match=r"bomb.npz.*32768.0 MiB.*max_bytes"):
+        load_npz(tmp_path / "bomb.npz", activation="tanh", missing_init="zeros")
+    sd = _mlp_sd()
+    export_state_dict_npz(tmp_path / "ok.npz", sd, sd, meta={"activation": "tanh"})
+    need = 2 * (24 + 6 + 12 + 2) * 8 + 4 * 4  # trained and init float64 parameters, meta.activation "tanh"
+    with pytest.raises(ValueError, match=r"ok.npz: its arrays need \d+ bytes.*above max_bytes"):
+        load_npz(tmp_path / "ok.npz", max_bytes=need - 1)
+    assert load_npz(tmp_path / "ok.npz", max_bytes=need).p == 6
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_bytes"):
+            load_npz(tmp_path / "ok.npz", max_bytes=bad)
+
+
+def test_npz_small_header_but_missing_data_is_corrupt(tmp_path):
+    _bomb(tmp_path / "short.npz", (100, 100), compress=False)  # 80 kB declared, 4 kB present
+    with pytest.raises(ValueError, match="short.npz is not a readable .npz"):
+        load_npz(tmp_path / "short.npz", activation="tanh", missing_init="zeros")
+
+
+@pytest.mark.parametrize("cut", [10, 200, -30, -300])
+def test_npz_truncated_or_corrupt_names_file(tmp_path, cut):
+    sd = _mlp_sd()
+    export_state_dict_npz(tmp_path / "full.npz", sd, sd, meta={"activation": "tanh"})
+    raw = (tmp_path / "full.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[:cut])
+    with pytest.raises(ValueError, match="cut.npz"):
+        load_npz(tmp_path / "cut.npz")
+    (tmp_path / "noise.npz").write_bytes(raw[:100] + bytes(range(256)) * 4 + raw[100 + 1024:])
+    with pytest.raises(ValueError, match="noise.npz"):
+        load_npz(tmp_path / "noise.npz")
+    (tmp_path / "text.npz").write_text("not a zip")
+    with pytest.raises(ValueError, match="text.npz"):
+        load_npz(tmp_path / "text.npz")
+
+
+def test_npz_non_finite_and_non_numeric_refused(tmp_path):
+    for key, value in [("hidden.weight", np.nan), ("head.bias", np.inf)]:
+        sd = _mlp_sd()
+        sd[key] = sd[key].copy()
+        sd[key].flat[0] = value
+        export_state_dict_npz(tmp_path / "nf.npz", sd, _mlp_sd(), meta={"activation": "tanh"})
+        with pytest.raises(ValueError, match=rf"'{key}' contains 1 non-finite"):
+            load_npz(tmp_path / "nf.npz")
+    sd = _mlp_sd()
+    init = dict(sd, **{"head.weight": np.full_like(sd["head.weight"], np.nan)})
+    export_state_dict_npz(tmp_path / "nfi.npz", sd, init, meta={"activation": "tanh"})
+    with pytest.raises(ValueError, match="init.head.weight"):
+        load_npz(tmp_path / "nfi.npz")
+    sd = _mlp_sd()
+    sd["head.weight"] = sd["head.weight"].astype(np.complex128)
+    export_state_dict_npz(tmp_path / "c.npz", sd, sd, meta={"activation": "tanh"})
+    with pytest.raises(ValueError, match="complex"):
+        load_npz(tmp_path / "c.npz")
+    np.savez(tmp_path / "obj.npz", **{"hidden.weight": np.array([{"a": 1}], dtype=object)})
+    with pytest.raises(ValueError, match="objects"):
+        load_npz(tmp_path / "obj.npz", activation="tanh")
+
+
 # ---- torch.nn references (skipped without torch) ---------------------------------------------
 
 def _torch_cases():
@@ -409,7 +507,7 @@ def test_resnet_attack_recovers_digits_small():
 
 @pytest.mark.slow
 def test_mlp_attack_recovers_digits_acceptance():
-    """Issue 8 acceptance: n=20 digits of 4 classes, last-layer width 8·dn, all layers trained
+    """Acceptance: n=20 digits of 4 classes, last-layer width 8·dn, all layers trained
     by GD: at least 80% of the samples recovered with sign-aware error < 0.1."""
     n, d = 20, 64
     errs, res, model = _attack_digits(lambda C: TwoLayerMLP(d, 8 * d * n, C, "relu", seed=1000), n, (0, 1, 2, 3))

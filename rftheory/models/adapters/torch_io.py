@@ -44,12 +44,27 @@ pooling follows from p_L (``head.weight`` columns).
 
 :func:`torch_module` builds the equivalent ``torch.nn.Module`` (needs torch)
 and :func:`export_npz` writes an adapter, or any state_dict, in this format.
+
+Reading an untrusted file
+-------------------------
+:func:`load_npz` never unpickles (``allow_pickle=False``) and reads the
+header (shape, dtype) of every member through :mod:`numpy.lib.format` before
+loading anything: a member that is not a ``.npy`` array, an object dtype, or
+a total decompressed size above ``max_bytes`` (default
+:data:`DEFAULT_MAX_BYTES` = 2 GiB; a small compressed archive can declare
+arrays of many GiB) is refused up front.  A truncated or corrupt archive is a
+ValueError naming the file; so are parameters that are not real numbers,
+contain NaN/inf, or have the wrong number of dimensions.
 """
 from __future__ import annotations
 
+import math
 import os
+import zipfile
+import zlib
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from ..activations import get_activation
 from ...backend import to_numpy
@@ -58,6 +73,7 @@ from .resnet import SmallResNet
 
 __all__ = ["export_npz", "export_state_dict_npz", "load_npz", "state_dict", "torch_module"]
 
+DEFAULT_MAX_BYTES = 2 * 1024**3  # cap on the decompressed size of all arrays of one .npz
 INIT_PREFIX = "init."
 META_PREFIX = "meta."
 _SEQUENTIAL_MLP = {"0.weight": "hidden.weight", "0.bias": "hidden.bias",
@@ -145,10 +161,17 @@ def _shape_check(params: dict, expected: dict, what: str, required=None):
         raise ValueError(f"{what}: unexpected parameter(s) {extra} (use key_map to rename)")
 
 
+def _check_ndim(params: dict, key: str, ndim: int, layout: str) -> None:
+    if params[key].ndim != ndim:
+        raise ValueError(f"{key!r} must be a {ndim}-D array of shape {layout}, got shape {tuple(params[key].shape)}")
+
+
 def _build(architecture, params, activation, image_shape, dtype, backend):
     if architecture == "mlp":
         if "hidden.weight" not in params or "head.weight" not in params:
             raise ValueError(f"MLP state_dict needs hidden.weight and head.weight, found {sorted(params)}")
+        _check_ndim(params, "hidden.weight", 2, "(m, d) (hidden width × input dimension)")
+        _check_ndim(params, "head.weight", 2, "(C, m) (outputs × hidden width)")
         m, d = params["hidden.weight"].shape
         C = params["head.weight"].shape[0]
         model = TwoLayerMLP(int(d), int(m), int(C), activation, bias="hidden.bias" in params,
@@ -156,6 +179,8 @@ def _build(architecture, params, activation, image_shape, dtype, backend):
     else:
         if "stem.weight" not in params or "head.weight" not in params:
             raise ValueError(f"ResNet state_dict needs stem.weight and head.weight, found {sorted(params)}")
+        _check_ndim(params, "stem.weight", 4, "(c, c₀, 3, 3)")
+        _check_ndim(params, "head.weight", 2, "(C, p_L)")
         c, c0 = params["stem.weight"].shape[:2]
         blocks = len({k.split(".")[1] for k in params if k.startswith("blocks.")})
         if image_shape is None:
@@ -176,8 +201,70 @@ def _build(architecture, params, activation, image_shape, dtype, backend):
     return model
 
 
+def _member_header(fh):
+    """(shape, dtype) from the header of one ``.npy`` stream, read without loading its data."""
+    version = npy_format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = npy_format.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, _, dtype = npy_format.read_array_header_2_0(fh)
+    else:
+        shape, _, dtype = npy_format._read_array_header(fh, version)  # (3, 0): no public reader
+    return shape, dtype
+
+
+class _Refused(ValueError):
+    """A well-formed archive that this reader will not load (too large, objects, not arrays)."""
+
+
+def _size(n: int) -> str:
+    return f"{n} bytes" if n < 2**20 else f"{n / 2**20:.1f} MiB"
+
+
+def _read_npz(path, max_bytes: int) -> dict:
+    """Every array of the archive, after checking each member's header and the total decompressed size."""
+    name = os.fspath(path)
+    total = 0
+    try:
+        with zipfile.ZipFile(name) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise _Refused(f"member {info.filename!r} is not a .npy array")
+                with zf.open(info) as fh:
+                    shape, dt = _member_header(fh)
+                if dt.hasobject:
+                    raise _Refused(f"member {info.filename!r} holds Python objects (dtype {dt}); only numbers are read")
+                total += math.prod(shape) * dt.itemsize
+                if total > max_bytes:
+                    raise _Refused(
+                        f"its arrays need {_size(total)} once decompressed (member {info.filename!r} has "
+                        f"shape {tuple(shape)}, dtype {dt}), above max_bytes = {_size(max_bytes)}; "
+                        "pass a larger max_bytes if the file is trusted"
+                    )
+        with np.load(name, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except _Refused as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError, OSError, NotImplementedError) as exc:
+        msg = str(exc) or type(exc).__name__
+        raise ValueError(f"{name} is not a readable .npz archive of arrays: {msg}") from None
+
+
+def _check_values(raw: dict, path) -> None:
+    """Parameters must be real numbers and finite (NaN/inf would only surface inside the attack)."""
+    for k, v in raw.items():
+        if k.startswith(META_PREFIX):
+            continue
+        if v.dtype.kind not in "biuf":
+            raise ValueError(f"{path}: {k!r} has dtype {v.dtype}, expected real numbers")
+        if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+            raise ValueError(f"{path}: {k!r} contains {int(np.sum(~np.isfinite(v)))} non-finite value(s) (NaN or inf)")
+
+
 def load_npz(path, *, architecture=None, activation=None, image_shape=None, key_map=None,
-             missing_init: str = "error", dtype=np.float64, backend="numpy"):
+             missing_init: str = "error", dtype=np.float64, backend="numpy", max_bytes: int = DEFAULT_MAX_BYTES):
     """Load a :class:`TwoLayerMLP` or :class:`SmallResNet` from an ``.npz`` (format above).
 
     Parameters
@@ -196,13 +283,22 @@ def load_npz(path, *, architecture=None, activation=None, image_shape=None, key_
         attacked Θ is W_Lᵀ itself, valid only for a zero-initialised head).
     dtype, backend
         Of the returned model.
+    max_bytes : int
+        Refuse a file whose arrays need more than this many bytes once
+        decompressed (read from the members' headers before loading).
+
+    Raises FileNotFoundError for a missing file and ValueError for an
+    archive that is corrupt, truncated, too large, or whose arrays are not
+    finite real parameters of the expected shapes.
     """
     if missing_init not in ("error", "zeros"):
         raise ValueError(f"missing_init must be 'error' or 'zeros', got {missing_init!r}")
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
+        raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
-    with np.load(path, allow_pickle=False) as f:
-        raw = {k: f[k] for k in f.files}
+    raw = _read_npz(path, int(max_bytes))
+    _check_values(raw, path)
     meta = {k[len(META_PREFIX):]: str(v) for k, v in raw.items() if k.startswith(META_PREFIX)}
     trained = _rename({k: v for k, v in raw.items() if not k.startswith((INIT_PREFIX, META_PREFIX))}, key_map)
     init = _rename({k[len(INIT_PREFIX):]: v for k, v in raw.items() if k.startswith(INIT_PREFIX)}, key_map)

@@ -98,7 +98,7 @@ def _get(spec: Spec, K: int, opts: Options, use_cache: bool = True) -> HermiteEx
             return hit.truncate(K)
     dkey = None if spec.key is None else (spec.key, opts.key())
     if use_cache and dkey is not None:
-        hit = disk_load(dkey)
+        hit = disk_load(dkey, spec.fn)
         if hit is not None and hit.order >= K:
             if mkey is not None:
                 remember(mkey, hit)
