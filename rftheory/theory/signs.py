@@ -479,12 +479,17 @@ class BarrierProfile:
         return float(self.t[int(np.argmax(self.loss))])
 
 
+BARRIER_STREAM = 0xB4  # tag of the barrier's default-direction stream (any fixed nonzero value)
+
+
 def barrier_profile(X, theta, model, sample: int, points: int = 33, direction=None, seed: int = 0) -> BarrierProfile:
     """L(X with x_i ← x_i(t)) on ``points`` equispaced t ∈ [0, 1].
 
     ``direction`` u (d,) fixes the great circle (its part ⊥ x_i is used); by
     default u is a standard normal draw from
-    ``numpy.random.default_rng([seed, sample])``.
+    ``numpy.random.default_rng([seed, sample, BARRIER_STREAM])`` (the stream tag keeps it apart from
+    ``default_rng(seed)``, which ``default_rng([seed, 0])`` would equal: trailing zeros do not change a
+    SeedSequence, so data drawn with the same seed could give u ∥ x_0).
     """
     X = check_matrix(X, "X", cols=model.d, cols_name="d")
     n, d = X.shape
@@ -496,7 +501,7 @@ def barrier_profile(X, theta, model, sample: int, points: int = 33, direction=No
     X = xp.asarray(X, dtype=np.float64)
     x = X[sample]
     if direction is None:
-        direction = np.random.default_rng([int(seed), int(sample)]).standard_normal(d)
+        direction = np.random.default_rng([int(seed), int(sample), BARRIER_STREAM]).standard_normal(d)
     direction = xp.asarray(check_vector(to_numpy(direction), "direction", length=d, length_name="d"), dtype=np.float64)
     t = np.linspace(0.0, 1.0, int(points))
     path = great_circle(x, direction, t)

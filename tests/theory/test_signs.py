@@ -364,3 +364,19 @@ def test_cupy_matches_numpy():
         bp = S.barrier_profile(Xg, gpu.theta, gpu, 0, points=5)
         np.testing.assert_allclose(bp.loss, S.barrier_profile(ds.X, cpu.theta, cpu, 0, points=5).loss,
                                    rtol=1e-8, atol=1e-20)
+
+
+def test_barrier_default_direction_is_not_the_data_stream():
+    """Data drawn from default_rng(0) and the barrier's default direction for (seed 0, sample 0) must differ:
+    default_rng([0, 0]) equals default_rng(0), so an untagged stream made u parallel to x_0."""
+    from rftheory.models.random_features import RandomFeatures
+    from rftheory.theory.signs import barrier_profile
+
+    n, d = 3, 8
+    G = np.random.default_rng(0).standard_normal((n, d))
+    X = G * (np.sqrt(d) / np.linalg.norm(G, axis=1, keepdims=True))
+    X[0] = np.random.default_rng(0).standard_normal(d)
+    X[0] *= np.sqrt(d) / np.linalg.norm(X[0])
+    model = RandomFeatures(400, d, "relu+tanh", seed=5).fit(X, X[:, 0])
+    prof = barrier_profile(X, model.theta, model, sample=0, points=5, seed=0)
+    assert np.all(np.isfinite(prof.loss))
