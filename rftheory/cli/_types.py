@@ -4,20 +4,120 @@ the --p/--ratio pair that sizes the random-features model, and the attack's opti
 from __future__ import annotations
 
 import argparse
+import decimal
 import math
 
-__all__ = ["positive_int", "nonneg_int", "positive_float", "nonneg_float", "positive_below", "add_feature_count_options",
-           "feature_count", "add_activation_option", "add_attack_options", "attack_options"]
+__all__ = ["positive_int", "nonneg_int", "positive_float", "nonneg_float", "positive_below", "bounded_int",
+           "bounded_float", "seed_int", "add_feature_count_options", "feature_count", "add_activation_option",
+           "activation_spec", "add_attack_options", "attack_options", "MAX_INT", "MAX_SEED", "MAX_RESTARTS",
+           "MAX_ITER", "MAX_RESEED_CANDIDATES"]
+
+# Integers are at most 2^62: they must fit NumPy's int64 and SQLite's 64-bit INTEGER with room for
+# the seed + 1000 of V (and a size that large is refused by the memory checks anyway).
+MAX_INT = 2**62
+MAX_SEED = 2**62
+# Each restart is a complete attack (its cost is that of the whole run): beyond 10⁴ restarts the run
+# takes days for any size that is worth attacking, and the best of them no longer improves.
+MAX_RESTARTS = 10_000
+# Iterations per restart: L-BFGS converges in hundreds to thousands; 10⁷ is a week of the smallest cell.
+MAX_ITER = 10_000_000
+# Random sphere points scored per re-seeding (an M×d array and M feature rows): 10⁶ is far beyond use.
+MAX_RESEED_CANDIDATES = 1_000_000
 
 
-def _number(text: str, kind, minimum: float, strict: bool, what: str):
+def _integer(text: str):
+    """An integer from its decimal text, also written as an integral number such as 1e6 or 2.0."""
     try:
-        value = kind(text)
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = decimal.Decimal(text.strip())
+    except (decimal.InvalidOperation, ValueError):
+        raise ValueError(text) from None
+    if not value.is_finite() or value.adjusted() > 30 or value != value.to_integral_value():
+        raise ValueError(text)  # 10^30 and more are refused as sizes anyway; no giant int is built
+    return int(value)
+
+
+def _number(text: str, kind, minimum: float, strict: bool, what: str, maximum: float | None = None):
+    try:
+        value = _integer(text) if kind is int else kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
     if not math.isfinite(value) or value < minimum or (strict and value == minimum):
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    if maximum is None and kind is int:
+        maximum = MAX_INT
+    if maximum is not None and value > maximum:
+        raise argparse.ArgumentTypeError(f"expected {what} of at most {maximum:g}, got {text!r}")
     return value
+
+
+def bounded_int(minimum: int, maximum: int, why: str):
+    """An argparse type for integers in [minimum, maximum]; ``why`` states the reason for the bound."""
+    what = "a positive integer" if minimum == 1 else "a non-negative integer" if minimum == 0 else \
+        f"an integer ≥ {minimum}"
+
+    def parse(text: str) -> int:
+        value = _number(text, int, minimum, False, what)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"expected {what} of at most {maximum:g} ({why}), got {text!r}")
+        return value
+
+    return parse
+
+
+def bounded_float(minimum: float, maximum: float, why: str, strict: bool = True):
+    """An argparse type for finite numbers in (minimum, maximum] ([minimum, …] unless ``strict``)."""
+    what = "a positive number" if (minimum == 0 and strict) else f"a number ≥ {minimum:g}"
+
+    def parse(text: str) -> float:
+        value = _number(text, float, minimum, strict, what)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"expected {what} of at most {maximum:g} ({why}), got {text!r}")
+        return value
+
+    return parse
+
+
+def seed_int(text: str) -> int:
+    """A seed: an integer in [0, 2^62]."""
+    return _number(text, int, 0, False, "a non-negative integer", MAX_SEED)
+
+
+def check_coefficients(spec: str, option: str) -> None:
+    """Refuse a sum 'c*name+…' with a coefficient that is not finite or beyond the bound of
+    :data:`rftheory.models.activations.MAX_COEFFICIENT` (for names the registry may not know, such
+    as hermite's 'step', whose own parser reads the rest)."""
+    from ..models.activations import MAX_COEFFICIENT  # noqa: PLC0415
+
+    for term in spec.split("+"):
+        head, star, _ = term.partition("*")
+        if not star:
+            continue
+        try:
+            c = float(head)
+        except ValueError:
+            continue  # not a number: the parser's own message
+        if not math.isfinite(c) or abs(c) > MAX_COEFFICIENT:
+            raise ValueError(f"{option} {spec!r}: coefficient {head.strip()} must be finite with magnitude at most "
+                             f"{MAX_COEFFICIENT:g} (the feature Gram scales as its square)")
+
+
+def activation_spec(text: str) -> str:
+    """An activation spec (a registered name or a sum such as '0.5*relu+tanh'), checked by
+    :func:`rftheory.models.activations.get_activation` when parsed (unknown names, non-finite or
+    out-of-range coefficients are refused here, naming the option)."""
+    from ..models.activations import get_activation  # noqa: PLC0415
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected an activation, got an empty string")
+    try:
+        get_activation(text)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def positive_int(text: str) -> int:
@@ -56,7 +156,7 @@ def add_activation_option(parser) -> None:
     """--activation: one σ by name, or a weighted sum of them."""
     from ..models.activations import known_activations  # noqa: PLC0415
 
-    parser.add_argument("--activation", default="relu+tanh",
+    parser.add_argument("--activation", default="relu+tanh", type=activation_spec,
                         help=f"σ: one of {', '.join(known_activations())}, or a sum such as '0.5*relu+tanh'")
 
 
@@ -72,7 +172,13 @@ def feature_count(args, d: int, n: int) -> int:
     """p from the options of :func:`add_feature_count_options`."""
     from ..models.random_features import features_for_ratio  # noqa: PLC0415
 
-    return args.p if args.p is not None else features_for_ratio(args.ratio, d, n)
+    if args.p is not None:
+        return args.p
+    p = args.ratio * d * n
+    if not p <= MAX_INT:
+        raise ValueError(f"--ratio {args.ratio:g} gives p = ratio·d·n = {p:.3g} features, beyond any memory; "
+                         "use a smaller --ratio")
+    return features_for_ratio(args.ratio, d, n)
 
 
 def add_attack_options(parser) -> None:
@@ -82,9 +188,11 @@ def add_attack_options(parser) -> None:
     from ..attack.options import DERIVATIVES, OPTIMIZERS, AttackOptions  # noqa: PLC0415
 
     default = AttackOptions()
-    parser.add_argument("--restarts", type=positive_int, metavar="R", default=default.restarts,
-                        help="random restarts of the attack (lowest final loss wins)")
-    parser.add_argument("--max-iter", type=positive_int, metavar="N", default=default.max_iter,
+    parser.add_argument("--restarts", type=bounded_int(1, MAX_RESTARTS, "each restart is a complete attack"),
+                        metavar="R", default=default.restarts,
+                        help=f"random restarts of the attack (lowest final loss wins; at most {MAX_RESTARTS})")
+    parser.add_argument("--max-iter", type=bounded_int(1, MAX_ITER, "iterations per restart"), metavar="N",
+                        default=default.max_iter,
                         help="iteration cap per restart (all re-seeding rounds together)")
     parser.add_argument("--tol", type=nonneg_float, metavar="L", default=default.tol,
                         help="a restart stops once the projection loss is at most this")
@@ -98,7 +206,8 @@ def add_attack_options(parser) -> None:
     _flag(parser, "reseed", default.reseed,
           on="greedy re-seeding of the least useful candidate when a restart stalls",
           off="disable greedy re-seeding of stalled candidates")
-    parser.add_argument("--reseed-candidates", type=positive_int, metavar="M", default=default.reseed_candidates,
+    parser.add_argument("--reseed-candidates", metavar="M", default=default.reseed_candidates,
+                        type=bounded_int(1, MAX_RESEED_CANDIDATES, "an M×d array of sphere points is scored"),
                         help="random sphere points scored when a candidate is re-seeded")
     parser.add_argument("--derivative", choices=DERIVATIVES, default=default.derivative,
                         help="σ' used in the gradient: the activation's own (true) or the ReLU surrogate 1[z>0]")

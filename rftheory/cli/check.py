@@ -17,7 +17,16 @@ from ..backend import resolve_backend
 from ..data.synthetic import synthetic_sphere
 from ..theory.identifiability import DEFAULT_DELTA, DEFAULT_EPS, DEFAULT_ORDER, identifiability_checks
 from ..models.random_features import RandomFeatures
-from ._types import add_activation_option, add_feature_count_options, feature_count, positive_below, positive_int
+from ._resources import F64, check_rf_resources, require_memory, require_work
+from ._types import (add_activation_option, add_feature_count_options, bounded_int, feature_count, positive_below,
+                     positive_int, seed_int)
+
+# Starting points of the Theorem 1 search: each runs a minimisation, all together one (starts × p) array;
+# 10⁵ starts already sample the far region more densely than any δ-net the check needs.
+MAX_STARTS = 100_000
+# Hermite order of K∞: each order adds a coefficient and a term of the kernel series; the default
+# (60) already bounds the tail by 1e-4, and 1000 orders leave nothing to gain.
+MAX_ORDER = 1000
 
 HELP = "check the identifiability conditions (Theorems 1, 2 and lemmas) for one configuration"
 
@@ -41,17 +50,20 @@ def add_parser(sub):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--n", type=positive_int, default=3, help="number of samples")
-    p.add_argument("--d", type=positive_int, default=5, help="input dimension")
+    p.add_argument("--d", type=positive_int, default=5, help="input dimension, at least 2")
     add_feature_count_options(p, ratio_default=16.0)
     add_activation_option(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the data; V uses seed+1000; the searches use seed")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the data; V uses seed+1000; the searches use seed")
     p.add_argument("--delta", type=unit_distance, default=DEFAULT_DELTA,
                    help="Theorem 1: the far region is dist(x̂, ±x_i)/√d ≥ δ")
     p.add_argument("--eps", type=unit_distance, default=DEFAULT_EPS,
                    help="Theorem 2: both candidates within ε·√d of x_1")
-    p.add_argument("--starts", type=positive_int, default=32, help="starting points of the Theorem 1 minimisation")
-    p.add_argument("--max-iter", type=positive_int, default=300, help="iteration cap of each minimisation")
-    p.add_argument("--order", type=positive_int, default=DEFAULT_ORDER, help="Hermite order of K∞")
+    p.add_argument("--starts", type=bounded_int(1, MAX_STARTS, "each start runs a minimisation"), default=32,
+                   help=f"starting points of the Theorem 1 minimisation (at most {MAX_STARTS})")
+    p.add_argument("--max-iter", type=bounded_int(1, 10_000_000, "iterations per minimisation"), default=300,
+                   help="iteration cap of each minimisation")
+    p.add_argument("--order", type=bounded_int(1, MAX_ORDER, "terms of the kernel's Hermite series"),
+                   default=DEFAULT_ORDER, help=f"Hermite order of K∞ (at most {MAX_ORDER})")
     p.add_argument("--no-theorem2", action="store_true", help="skip the Theorem 2 check")
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="array backend (cupy needs a GPU)")
     p.set_defaults(func=run)
@@ -60,14 +72,20 @@ def add_parser(sub):
 
 def run(args) -> int:
     start = time.perf_counter()
-    if args.seed < 0:
-        raise ValueError(f"--seed must be non-negative, got {args.seed}")
     n, d = args.n, args.d
+    if d < 2:
+        raise ValueError(f"--d {d}: the checks need d ≥ 2 (on the one-dimensional sphere {{−1, +1}} the searches "
+                         "have no direction tangent to the sphere, and samples repeat)")
     if not args.no_theorem2 and n < 2:
         raise ValueError("the Theorem 2 check needs n ≥ 2 (or pass --no-theorem2)")
     p = feature_count(args, d, n)
     if p < n:
         raise ValueError(f"p={p} < n={n}: the feature matrix cannot have full rank")
+    check_rf_resources(n, d, p, what=f"RF p={p}, d={d}, n={n}", attack_itemsize=8)
+    # the searches: a (starts × p) block of features with its derivative and products
+    require_memory(3.0 * F64 * args.starts * p, f"--starts {args.starts} with p={p}", "use fewer --starts or a smaller p")
+    require_work(float(args.starts) * args.max_iter * p * (d + n), f"--starts {args.starts} × --max-iter "
+                 f"{args.max_iter} with p={p}", "use fewer --starts, a smaller --max-iter or a smaller p")
     xp = resolve_backend(args.backend)
     ds = synthetic_sphere(n, d, seed=args.seed)
     model = RandomFeatures(p, d, args.activation, seed=args.seed + 1000, backend=args.backend)

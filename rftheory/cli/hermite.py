@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_parser", "run"]
+from ._types import bounded_float, bounded_int, check_coefficients, nonneg_float
+
+__all__ = ["add_parser", "run", "MAX_ORDER", "MAX_DPS"]
+
+# Highest order k: each order adds one quadrature (and a SymPy integral with --exact); the kernels of this
+# package use a few hundred orders at most, and 1000 orders of relu take about two seconds.
+MAX_ORDER = 1000
+# mpmath precision: the cost of its quadrature grows steeply with the digits (100 digits take seconds
+# per table, 300 more than minutes), and no verdict needs more than double precision's 16.
+MAX_DPS = 100
+MAX_TIMEOUT = 3600.0  # seconds for one SymPy integral
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -27,10 +37,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "activation",
         help="registered name (relu, tanh, ...), 'step', or a combination such as 'relu+tanh' or '0.5*relu+2*tanh'",
     )
-    p.add_argument("--order", type=int, default=10, metavar="K", help="highest order k (default 10)")
+    p.add_argument("--order", type=bounded_int(0, MAX_ORDER, "one quadrature per order"), default=10, metavar="K",
+                   help=f"highest order k (default 10, at most {MAX_ORDER})")
     p.add_argument("--exact", action="store_true", help="also compute SymPy closed forms (slower)")
     p.add_argument(
-        "--tol", type=float, default=1e-10, help="|μ_k| above tol + error bound counts as non-zero (default 1e-10)"
+        "--tol", type=nonneg_float, default=1e-10, help="|μ_k| above tol + error bound counts as non-zero (default 1e-10)"
     )
     p.add_argument(
         "--numeric",
@@ -38,9 +49,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default="quad",
         help="numeric path for activations without closed form (default quad)",
     )
-    p.add_argument("--dps", type=int, default=30, help="mpmath digits with --numeric mpmath (default 30)")
+    p.add_argument("--dps", type=bounded_int(1, MAX_DPS, "mpmath's quadrature slows steeply with the digits"),
+                   default=30, help=f"mpmath digits with --numeric mpmath (default 30, at most {MAX_DPS})")
     p.add_argument(
-        "--timeout", type=float, default=5.0, help="seconds allowed to sympy.integrate with --exact (default 5)"
+        "--timeout", type=bounded_float(0.0, MAX_TIMEOUT, "seconds"), default=5.0, help="seconds allowed to sympy.integrate with --exact (default 5)"
     )
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the coefficient cache")
     p.set_defaults(func=run)
@@ -57,10 +69,13 @@ def _fmt_exact(e, width: int = 40) -> str:
 def run(args) -> int:
     from ..theory.hermite import hermite_coefficients, parity_report  # noqa: PLC0415
 
-    if args.order < 0:
-        raise ValueError(f"--order must be >= 0, got {args.order}")
-    if not args.tol >= 0:
-        raise ValueError(f"--tol must be >= 0, got {args.tol}")
+    if not args.activation.strip():
+        raise ValueError("ACTIVATION: expected an activation name, got an empty string")
+    check_coefficients(args.activation, "ACTIVATION")
+    if args.dps != 30 and args.numeric != "mpmath":
+        raise ValueError(f"--dps {args.dps} applies to --numeric mpmath only")
+    if args.timeout != 5.0 and not args.exact:
+        raise ValueError(f"--timeout {args.timeout:g} applies to --exact only")
     exp = hermite_coefficients(
         args.activation,
         args.order,

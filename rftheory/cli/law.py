@@ -1,7 +1,8 @@
 """``rftheory law``: the phase diagram of the law of data reconstruction.
 
 Sweeps p/(dn) over a grid of (activation, n, d, seed), attacks every trained
-RF model, writes a tidy CSV (resumable), prints success rates and the
+RF model, stores one row per cell in an SQLite store (resumable, safe for
+concurrent sweeps), exports it as a tidy CSV, prints success rates and the
 estimated critical ratio with a bootstrap interval, and optionally plots.
 """
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
+from pathlib import Path
 
 from ..experiments.law import (
     DEFAULT_ACTIVATIONS,
@@ -17,13 +20,26 @@ from ..experiments.law import (
     DEFAULT_SEEDS,
     DEFAULT_SIZES,
     critical_ratio,
+    is_table,
     make_grid,
+    remove_sweep_files,
     summarize,
     sweep,
+    sweep_paths,
 )
 from ..data.synthetic import synthetic_sphere
 from ..attack.metrics import DEFAULT_THRESHOLD, chance_levels
-from ._types import add_attack_options, attack_options, positive_below, positive_float, positive_int
+from ._resources import check_output_file, check_rf_resources, same_file
+from ._types import (MAX_INT, activation_spec, add_attack_options, attack_options, bounded_float, bounded_int,
+                     positive_below, positive_float, positive_int, seed_int)
+
+# Bootstrap resamples: each refits the critical ratio; the Monte Carlo error of a percentile interval
+# falls like 1/√B and is negligible against the seed-to-seed spread long before 10⁵ resamples.
+MAX_N_BOOT = 100_000
+# Label noise: the labels are O(1) linear functions of x; a noise far above that only rescales y, and
+# near 1e154 the squares of the train residual overflow.
+MAX_NOISE = 1e6
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 HELP = "phase diagram: reconstruction success vs p/(dn), critical ratio with bootstrap interval"
 
@@ -35,17 +51,12 @@ def size_pair(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected NxD such as 4x8, got {text!r}") from None
     if n < 1 or d < 1:
         raise argparse.ArgumentTypeError(f"expected positive NxD, got {text!r}")
+    if n > MAX_INT or d > MAX_INT:
+        raise argparse.ArgumentTypeError(f"expected NxD with N and D at most {MAX_INT:g}, got {text!r}")
     return n, d
 
 
-def seed_value(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
+seed_value = seed_int  # a seed: an integer in [0, 2^62]
 
 
 level_value = positive_below(1.0, "a level in (0, 1)")
@@ -63,8 +74,9 @@ def add_parser(sub):
             "match the reconstruction to the data. A cell succeeds when every sample is recovered "
             "(sign-aware relative error ≤ --threshold), never judged by the loss: for n ≤ p ≲ dn "
             "wrong reconstructions reach loss 0. Cells with p < n cannot be trained and count as "
-            "failures. Rows go to --out as soon as each cell finishes (Ctrl-C keeps them; the same "
-            "command resumes, running only the missing cells). Prints success rates, the median "
+            "failures. Each cell is committed to the store (an SQLite database, see --out) as soon as it "
+            "finishes (Ctrl-C or a kill keeps every finished cell; the same command resumes, running only "
+            "the missing cells; concurrent sweeps into one store keep all their rows). Prints success rates, the median "
             "error and the critical ratio r_c where success becomes likely, with a bootstrap "
             "interval over seeds. The default grid is relu+tanh, (n,d) = 4x8 5x9 6x10, 12 ratios "
             "and 4 seeds: 144 cells."
@@ -72,7 +84,7 @@ def add_parser(sub):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("grid")
-    g.add_argument("--activation", nargs="+", default=list(DEFAULT_ACTIVATIONS), metavar="σ",
+    g.add_argument("--activation", nargs="+", default=list(DEFAULT_ACTIVATIONS), metavar="σ", type=activation_spec,
                    help="activation(s) σ, e.g. relu+tanh tanh relu, or sums such as '0.5*relu+tanh'")
     g.add_argument("--sizes", nargs="+", type=size_pair, default=[f"{n}x{d}" for n, d in DEFAULT_SIZES],
                    metavar="NxD", help="(n, d) pairs: n training samples of dimension d")
@@ -90,18 +102,27 @@ def add_parser(sub):
     a.add_argument("--threshold", type=positive_float, default=DEFAULT_THRESHOLD,
                    help="a sample is recovered when its sign-aware relative error is at most this; "
                         "a cell succeeds when all its samples are")
-    a.add_argument("--noise", type=float, default=0.1, help="label noise of the synthetic data")
+    a.add_argument("--noise", type=bounded_float(0.0, MAX_NOISE, "labels are O(1)", strict=False), default=0.1,
+                   help=f"label noise of the synthetic data (at most {MAX_NOISE:g})")
     e = p.add_argument_group("execution and output")
     e.add_argument("--out", default="rftheory_law.csv", metavar="FILE.csv",
-                   help="tidy results table (one row per cell, full configuration and package version); "
-                        "cells already in it are skipped, so rerunning resumes; also FILE.parquet if "
-                        "pyarrow is installed")
-    e.add_argument("--fresh", action="store_true", help="delete --out first instead of resuming from it")
+                   help="results: FILE.sqlite/.sqlite3/.db is the store itself (an SQLite database, one row per "
+                        "cell keyed by its configuration, each cell committed as soon as it finishes; several "
+                        "sweeps may write one store at once); any other name is a CSV export whose store is "
+                        "FILE.csv.sqlite beside it (or --store). Cells already in the store are skipped, so "
+                        "rerunning resumes, also after a kill. The CSV export holds every row of the store (all "
+                        "grids swept into it), sorted by configuration, rewritten when the sweep ends or is "
+                        "interrupted; also FILE.parquet if pyarrow is installed")
+    e.add_argument("--store", default=None, metavar="FILE.sqlite",
+                   help="the store of a CSV --out (default: --out with .sqlite appended)")
+    e.add_argument("--fresh", action="store_true",
+                   help="delete the store, the CSV export and its Parquet copy first instead of resuming; only "
+                        "files written by rftheory law are deleted (any other file there is an error)")
     e.add_argument("--plot", default=None, metavar="FILE.png",
-                   help="write the phase-diagram figure (.png, .svg or .pdf)")
+                   help="write the phase-diagram figure (.png, .svg or .pdf; not the --out file)")
     e.add_argument("--workers", type=positive_int, default=None,
-                   help="local worker processes (default: all CPUs, here "
-                        f"{os.cpu_count() or 1}); 1 runs serially in this process")
+                   help="local worker processes, at most the CPU count (default: all CPUs, here "
+                        f"{os.cpu_count() or 1}); 1 runs serially in this process; workers die with this process")
     e.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the cells on a Dask distributed cluster, e.g. tcp://host:8786 "
                         "(needs dask.distributed, and rftheory installed on the workers); overrides --workers")
@@ -110,7 +131,8 @@ def add_parser(sub):
     c.add_argument("--method", choices=("logistic", "interpolate"), default="logistic",
                    help="logistic: ML fit of P(success) = 1/(1+exp(-k(ln r - ln r_c))); interpolate: "
                         "where the success rate crosses 1/2 (linear in ln r)")
-    c.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap resamples of the seeds")
+    c.add_argument("--n-boot", type=bounded_int(1, MAX_N_BOOT, "each resample refits the critical ratio"),
+                   default=1000, help=f"bootstrap resamples of the seeds (at most {MAX_N_BOOT})")
     c.add_argument("--level", type=level_value, default=0.95, help="confidence level of the interval")
     c.add_argument("--boot-seed", type=seed_value, default=0, help="seed of the bootstrap resampling")
     p.set_defaults(func=run)
@@ -145,6 +167,63 @@ def _print_matrix(summary, ratios, key, fmt, title, extra=None):
         print(line)
 
 
+def _check_resources(args, cells, options) -> None:
+    """Cap --workers at the CPU count (a notice on stderr) and refuse a grid whose largest cell, once
+    per worker running at the same time, exceeds the available memory or a pass bound."""
+    cpus = os.cpu_count() or 1
+    if args.workers is not None and args.workers > cpus and args.scheduler is None:
+        print(f"rftheory law: notice: --workers {args.workers} capped at {cpus}, the number of CPUs",
+              file=sys.stderr)
+        args.workers = cpus
+    for c in cells:
+        if not c.ratio * c.d * c.n <= MAX_INT:
+            raise ValueError(f"--ratios {c.ratio:g} with (n, d) = ({c.n}, {c.d}) gives p = {c.ratio * c.d * c.n:.3g} "
+                             "features, beyond any memory; use smaller --ratios or --sizes")
+    largest = max(cells, key=lambda c: (c.p * c.d + c.n * c.p + c.n * c.n, c.n))
+    copies = 1 if args.scheduler is not None else min(args.workers or cpus, len(cells))
+    check_rf_resources(largest.n, largest.d, largest.p, copies=copies,
+                       what=f"the largest cell (n={largest.n}, d={largest.d}, p={largest.p})"
+                            + (f" on {copies} workers at once" if copies > 1 else ""),
+                       attack_itemsize=4 if options.dtype == "float32" else 8, restarts=options.restarts,
+                       batch_restarts=options.batch_restarts, size_options="--sizes/--n/--d, --ratios or --workers")
+
+
+def _check_outputs(args):
+    """The store and CSV export of --out/--store, checked before any cell runs: writable, of the right
+    kind, files of this package (unless --fresh, which checks that itself), and --plot another file."""
+    from ..experiments.store import is_store, looks_like_sqlite  # noqa: PLC0415
+
+    check_output_file(args.out, "--out", create_folder=True)
+    if args.store is not None:
+        check_output_file(args.store, "--store", create_folder=True)
+    store_path, export = sweep_paths(args.out, args.store)
+    if export is not None:
+        check_output_file(store_path, "--store", create_folder=True)
+    if not args.fresh:
+        if export is not None and export.is_file() and export.stat().st_size and not is_table(export):
+            raise ValueError(f"--out {args.out}: the file exists and is not a sweep table written by rftheory law; "
+                             "choose another file (it was left untouched)")
+        if store_path.is_file() and store_path.stat().st_size and not (looks_like_sqlite(store_path)
+                                                                       and is_store(store_path)):
+            option = "--out" if export is None else "--store"
+            raise ValueError(f"{option} {store_path}: the file exists and is not a sweep store written by rftheory "
+                             "law; choose another file (it was left untouched)")
+    if args.plot is not None:
+        if not str(args.plot).lower().endswith(PLOT_SUFFIXES):
+            raise ValueError(f"--plot must end in .png, .svg or .pdf, got {args.plot!r}")
+        ours = [store_path] + ([export, export.with_suffix(".parquet")] if export is not None else [])
+        for path in ours:
+            if same_file(args.plot, path):
+                raise ValueError(f"--plot {args.plot} is the same file as the table {path}; give the figure "
+                                 "another name")
+        check_output_file(args.plot, "--plot", create_folder=True)
+        try:
+            import matplotlib  # noqa: F401, PLC0415
+        except ImportError:
+            raise RuntimeError("--plot needs matplotlib: pip install 'rftheory[plot]'") from None
+    return Path(store_path), export
+
+
 def run(args) -> int:
     start = time.perf_counter()
     n_list, d_list = args.n, args.d
@@ -157,10 +236,10 @@ def run(args) -> int:
         attack=options, threshold=args.threshold, noise=args.noise,
     )
     cells = make_grid(**grid_kw)  # validates before anything is written
-    if args.plot is not None and not args.plot.lower().endswith((".png", ".svg", ".pdf")):
-        raise ValueError(f"--plot must end in .png, .svg or .pdf, got {args.plot!r}")
-    if args.fresh and os.path.exists(args.out):
-        os.remove(args.out)
+    _check_resources(args, cells, options)
+    store_path, export = _check_outputs(args)
+    if args.fresh:
+        remove_sweep_files(args.out, args.store)
 
     used_sizes = sorted({(c.n, c.d) for c in cells})
     executor = (f"Dask scheduler {args.scheduler}" if args.scheduler else
@@ -174,7 +253,8 @@ def run(args) -> int:
     per_cell = options.describe().replace(f", seed={options.seed},", ", seed=the cell's seed,")
     print(f"  attack      {per_cell}")
     print(f"  success     every sample's sign-aware error ≤ {args.threshold:g} (not the loss)")
-    print(f"  output      {args.out}  ({executor})", flush=True)
+    where = f"{export} (store {store_path})" if export is not None else f"store {store_path}"
+    print(f"  output      {where}  ({executor})", flush=True)
 
     bar = {"obj": None}
     state = {"computed": 0}
@@ -199,12 +279,12 @@ def run(args) -> int:
             bar["obj"].update(1)
 
     try:
-        result = sweep(**grid_kw, out=args.out, workers=args.workers, scheduler=args.scheduler,
+        result = sweep(**grid_kw, out=args.out, store=args.store, workers=args.workers, scheduler=args.scheduler,
                        on_start=on_start, callback=callback)
     except KeyboardInterrupt:
         if bar["obj"] is not None:
             bar["obj"].close()
-        print(f"rftheory law: interrupted; {state['computed']} new cell(s) are saved in {args.out}. "
+        print(f"rftheory law: interrupted; {state['computed']} new cell(s) are saved in {store_path}. "
               "Rerun the same command to run only the missing cells.")
         return 130
     finally:
@@ -256,7 +336,12 @@ def run(args) -> int:
 
         plot_phase_diagram(rows, args.plot, critical=crs)
         print(f"  figure      {args.plot}")
-    written = f"{args.out}" + (f" and {result.parquet}" if result.parquet else " (Parquet: pyarrow not installed)")
-    print(f"  table       {len(rows)} rows ({result.computed} computed now, {result.resumed} resumed) in {written}")
+    if export is not None:
+        written = f"{export}" + (f" and {result.parquet}" if result.parquet else " (Parquet: pyarrow not installed)")
+        print(f"  table       {len(rows)} rows of this grid ({result.computed} computed now, {result.resumed} "
+              f"resumed) in store {store_path}; exported with the store's other rows to {written}")
+    else:
+        print(f"  table       {len(rows)} rows of this grid ({result.computed} computed now, {result.resumed} "
+              f"resumed) in store {store_path}")
     print(f"  wall time   {time.perf_counter() - start:.1f} s")
     return 0

@@ -23,8 +23,13 @@ from ..attack.reconstruct import reconstruct
 from ..attack.subspace import subspace_reconstruct
 from ..attack.subspace_estimate import estimate_subspace_from_training
 from ..data.subspace import synthetic_subspace
+from ._resources import check_output_dir, check_rf_resources, require_memory, require_work, rf_pass
 from ._types import (add_activation_option, add_attack_options, add_feature_count_options, attack_options,
-                     feature_count, positive_float, positive_int)
+                     bounded_int, feature_count, positive_float, positive_int, seed_int)
+
+DEFAULT_D = 20  # --d of synthetic data
+DIGITS_D = 64
+DEFAULT_TRAIN_STEPS = 20000
 
 HELP = "train a random-features model and reconstruct its training set from θ"
 
@@ -47,10 +52,11 @@ def add_parser(sub):
                    help="synthetic: rows uniform on the √d-sphere with linear labels; digits: "
                         "scikit-learn's bundled 8×8 digits (d=64), pixel-standardised, rows on the √d-sphere")
     p.add_argument("--n", type=positive_int, default=10, help="number of training samples")
-    p.add_argument("--d", type=positive_int, default=20, help="input dimension (synthetic only; digits has d=64)")
+    p.add_argument("--d", type=positive_int, default=None,
+                   help=f"input dimension, at least 2 (synthetic only, default {DEFAULT_D}; digits have d={DIGITS_D})")
     add_feature_count_options(p, ratio_default=20.0)
     add_activation_option(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the data, of V (seed+1000) and of the attack")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the data, of V (seed+1000) and of the attack")
     p.add_argument("--n-guess", type=positive_int, default=None,
                    help="n̂, the attacker's guess of n (default: the true n); metrics need n̂ = n")
     add_attack_options(p.add_argument_group("attack (rftheory.attack.options.AttackOptions; --seed seeds it)"))
@@ -76,16 +82,80 @@ def add_parser(sub):
     return p
 
 
+def _check_options(args) -> None:
+    """Refuse options that the chosen data or model would ignore, and sizes that cannot run, before
+    any data is drawn."""
+    if args.data == "digits" and args.d is not None:
+        raise ValueError(f"--d {args.d} applies to --data synthetic only (the digits have d={DIGITS_D}); drop --d")
+    if args.d is None:
+        args.d = DEFAULT_D if args.data == "synthetic" else DIGITS_D
+    if args.data == "synthetic" and args.d < 2:
+        raise ValueError(f"--d {args.d}: expected d ≥ 2 (the sphere in one dimension is the two points ±1, so the "
+                         "samples repeat and the Gram is singular)")
+    model = getattr(args, "model", "rf")
+    for option, dest, models in (("--width", "width", ("mlp",)), ("--channels", "channels", ("resnet",)),
+                                 ("--blocks", "blocks", ("resnet",)), ("--pool", "pool", ("resnet",)),
+                                 ("--train", "train", ("mlp", "resnet")),
+                                 ("--train-tol", "train_tol", ("mlp", "resnet")),
+                                 ("--train-steps", "train_steps", ("mlp", "resnet")),
+                                 ("--train-lr", "train_lr", ("mlp", "resnet"))):
+        if getattr(args, dest, None) is not None and model not in models:
+            raise ValueError(f"{option} applies to --model {'/'.join(models)} only, not --model {model}")
+    if getattr(args, "save_images", None) is not None:
+        if args.data != "digits":
+            raise ValueError(f"--save-images needs image data (e.g. --data digits); --data {args.data} rows are "
+                             "not images")
+        check_output_dir(args.save_images, "--save-images")
+
+
+def _check_resources(args, n: int, d: int, p: int) -> None:
+    """Memory and work of the configuration from its sizes (rftheory.cli._resources)."""
+    n_hat = max(n, args.n_guess or n)
+    itemsize = 4 if args.dtype == "float32" else 8
+    if getattr(args, "model", "rf") == "rf":
+        check_rf_resources(n_hat, d, p, what=f"RF p={p}, d={d}, n={n_hat}", stored=not args.stream_weights,
+                           attack_itemsize=itemsize, restarts=args.restarts, batch_restarts=args.batch_restarts,
+                           can_stream=True, size_options="--n or --p/--ratio")
+        return
+    # networks: weights (and their initial copy and gradient), the activations of every layer for the n
+    # samples in training, and the attack's n̂×p_L features per restart; p_L is the width (MLP) or c·H·W
+    if args.model == "mlp":
+        width = args.width or p
+        weights = 3.0 * width * (d + 2)
+        acts = 6.0 * n_hat * width
+        p_L = width
+        what = f"MLP width {width}, d={d}, n={n_hat}"
+        remedy = "use a smaller --width (or --p/--ratio)"
+    else:
+        hw = 1 if args.data == "synthetic" else 64
+        c = args.channels or (max(1, -(-p // hw)) if (args.pool or "flatten") == "flatten" else p)
+        blocks = args.blocks if args.blocks is not None else 1
+        weights = 3.0 * c * c * 9 * (2 * blocks + 1)
+        acts = 3.0 * n_hat * c * hw * (2 * blocks + 2)
+        p_L = c * hw if (args.pool or "flatten") == "flatten" else c
+        what = f"ResNet c={c}, {blocks} block(s), n={n_hat}"
+        remedy = "use fewer --channels (or a smaller --p/--ratio)"
+    need = 8.0 * (weights + acts) + 3.0 * itemsize * n_hat * p_L * (args.restarts if args.batch_restarts else 1)
+    require_memory(need, what, remedy)
+    require_work(rf_pass(n_hat, d, p_L) + weights, f"{what}: one pass over the network", remedy,
+                 limit=1e13)
+
+
 def run(args) -> int:
     start = time.perf_counter()
+    _check_options(args)
+    if args.data == "digits":
+        n_max = 1797
+        if args.n > n_max:
+            raise ValueError(f"--n {args.n}: the digits data set has {n_max} images")
+    n0, d0 = args.n, args.d
+    _check_resources(args, n0, d0, feature_count(args, d0, n0))
     if args.data == "digits":
         ds = digits(args.n, seed=args.seed)
     elif _subspace_data_rank(args) is not None:
         ds = synthetic_subspace(args.n, args.d, _subspace_data_rank(args), seed=args.seed)
     else:
         ds = synthetic_sphere(args.n, args.d, seed=args.seed)
-    if getattr(args, "save_images", None) and ds.image_shape is None:
-        raise ValueError(f"--save-images needs image data (e.g. --data digits); --data {args.data} rows are not images")
     if getattr(args, "model", "rf") != "rf":
         return _run_network(args, ds, start)
     n, d = ds.X.shape
@@ -109,7 +179,8 @@ def run(args) -> int:
     def progress(r, loss):
         print(f"    restart {r + 1}/{options.restarts}: loss {loss:.3e}", flush=True)
 
-    result = attack(model.theta, model, n_guess, options=options, progress=progress)
+    result = _diverged_is_an_error(args, lambda: attack(model.theta, model, n_guess, options=options,
+                                                          progress=progress))
     print(f"  loss        {result.loss:.3e} after {result.iterations} iterations "
           f"({result.evaluations} evaluations, {result.reseeds} re-seeds, {result.wall_time:.1f} s)")
     if n_guess != n:
@@ -194,18 +265,22 @@ def _add_network_arguments(p):
                           "resnet: 3×3 conv stem, residual blocks of two 3×3 convs, linear head "
                           "(synthetic rows are read as 1×1×d images)")
     net.add_argument("--width", type=positive_int, default=None,
-                     help="MLP hidden width m = p_L (unset: from --p/--ratio)")
+                     help="MLP hidden width m = p_L (unset: from --p/--ratio); --model mlp only")
     net.add_argument("--channels", type=positive_int, default=None,
-                     help="ResNet channels c (unset: ⌈p_L/(H·W)⌉ with --pool flatten, p_L with --pool avg)")
-    net.add_argument("--blocks", type=int, choices=range(0, 9), default=1, metavar="B",
-                     help="ResNet residual blocks of two 3×3 convs (0..8)")
-    net.add_argument("--pool", choices=("flatten", "avg"), default="flatten",
-                     help="ResNet last-layer features: the flattened map (p_L = c·H·W) or its global average (p_L = c)")
-    net.add_argument("--train", choices=("all", "last"), default="all",
-                     help="GD on all layers, or on the head only (the body stays at its random init)")
-    net.add_argument("--train-tol", type=positive_float, default=1e-8,
-                     help="GD stops once the relative train loss ‖F−Y‖²/‖Y‖² is at most this")
-    net.add_argument("--train-steps", type=positive_int, default=20000, help="cap on GD steps")
+                     help="ResNet channels c (unset: ⌈p_L/(H·W)⌉ with --pool flatten, p_L with --pool avg); "
+                          "--model resnet only")
+    net.add_argument("--blocks", type=int, choices=range(0, 9), default=None, metavar="B",
+                     help="ResNet residual blocks of two 3×3 convs (0..8, default 1)")
+    net.add_argument("--pool", choices=("flatten", "avg"), default=None,
+                     help="ResNet last-layer features: the flattened map (p_L = c·H·W, the default) or its global "
+                          "average (p_L = c)")
+    net.add_argument("--train", choices=("all", "last"), default=None,
+                     help="GD on all layers (the default), or on the head only (the body stays at its random init)")
+    net.add_argument("--train-tol", type=positive_float, default=None,
+                     help="GD stops once the relative train loss ‖F−Y‖²/‖Y‖² is at most this (default 1e-8)")
+    net.add_argument("--train-steps", default=None,
+                     type=bounded_int(1, 100_000_000, "full-batch gradient steps"),
+                     help=f"cap on GD steps (default {DEFAULT_TRAIN_STEPS})")
     net.add_argument("--train-lr", type=positive_float, default=None,
                      help="initial GD step (unset: n/λ_max of the head's Gram [H,1][H,1]ᵀ); halved whenever "
                           "a step does not lower the loss")
@@ -228,6 +303,11 @@ def _run_network(args, ds, start) -> int:
         raise ValueError("--derivative relu is defined for --model rf only; networks use the true σ'")
     if args.stream_weights:
         raise ValueError("--stream-weights applies to --model rf only")
+    blocks = 1 if args.blocks is None else args.blocks
+    pool = args.pool or "flatten"
+    train = args.train or "all"
+    train_tol = 1e-8 if args.train_tol is None else args.train_tol
+    train_steps = DEFAULT_TRAIN_STEPS if args.train_steps is None else args.train_steps
     n, d = ds.X.shape
     p_target = feature_count(args, d, n)
     if args.data == "digits":
@@ -245,8 +325,8 @@ def _run_network(args, ds, start) -> int:
     else:
         shape = (1,) + tuple(ds.image_shape) if ds.image_shape is not None else (1, 1, d)
         hw = shape[1] * shape[2]
-        channels = args.channels or (max(1, math.ceil(p_target / hw)) if args.pool == "flatten" else p_target)
-        model = SmallResNet(shape, channels, args.blocks, Y.shape[1], args.activation, pool=args.pool, seed=seed,
+        channels = args.channels or (max(1, math.ceil(p_target / hw)) if pool == "flatten" else p_target)
+        model = SmallResNet(shape, channels, blocks, Y.shape[1], args.activation, pool=pool, seed=seed,
                             dtype=dtype, backend=args.backend)
     n_guess = args.n_guess or n
     p_L = model.p
@@ -255,8 +335,8 @@ def _run_network(args, ds, start) -> int:
     print(f"  model       {model.describe()}, dtype={options.dtype}, backend={args.backend}")
     print(f"  p_L/(dn)    {p_L / (d * n):.3g}   (threshold of the law ≈ 1; p_L = {p_L} last-layer features, "
           f"p_L/n = {p_L / n:.3g}); total p = {model.n_params} (p/(dn) = {model.n_params / (d * n):.3g})")
-    report = model.fit(ds.X, model.xp.asarray(Y), train=args.train, lr=args.train_lr, tol=args.train_tol,
-                       max_steps=args.train_steps)
+    report = model.fit(ds.X, model.xp.asarray(Y), train=train, lr=args.train_lr, tol=train_tol,
+                       max_steps=train_steps)
     print(f"  train       {report.summary()}, targets {targets}, {report.wall_time:.1f} s")
     theta = model.delta_theta()
     floor = projection_loss(model.xp.asarray(ds.X, dtype=model.dtype), theta, model, with_grad=False).loss
@@ -267,7 +347,7 @@ def _run_network(args, ds, start) -> int:
     def progress(r, loss):
         print(f"    restart {r + 1}/{options.restarts}: loss {loss:.3e}", flush=True)
 
-    result = reconstruct(theta, model, n_guess, options, progress=progress)
+    result = _diverged_is_an_error(args, lambda: reconstruct(theta, model, n_guess, options, progress=progress))
     print(f"  loss        {result.loss:.3e} after {result.iterations} iterations "
           f"({result.evaluations} evaluations, {result.reseeds} re-seeds, {result.wall_time:.1f} s)")
     if n_guess != n:
@@ -276,6 +356,20 @@ def _run_network(args, ds, start) -> int:
         print_errors(ds.X, result.X_hat, args.threshold, args.seed)
     print(f"  wall time   {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _diverged_is_an_error(args, attack):
+    """Run the attack; non-finite iterates (a step size too large for --optimizer momentum) become a
+    one-line error in the user's terms instead of an internal array message."""
+    try:
+        return attack()
+    except (FloatingPointError, ValueError) as exc:
+        if not (isinstance(exc, FloatingPointError) or "non-finite" in str(exc)):
+            raise
+        if args.optimizer == "momentum":
+            raise ValueError(f"the attack diverged with --lr {args.lr:g} (--optimizer momentum); lower --lr") from None
+        raise ValueError("the attack diverged (its iterates became non-finite); check the sizes and --activation") \
+            from None
 
 
 def print_errors(X, X_hat, threshold: float, seed: int) -> None:

@@ -20,10 +20,18 @@ import time
 import numpy as np
 
 from ..models.activations import known_activations
-from ._types import add_feature_count_options, feature_count
-from ._types import nonneg_int as _nonneg_int
+from ._resources import check_output_file, check_rf_resources
+from ._types import MAX_RESTARTS, add_feature_count_options, bounded_int, feature_count
+from ._types import nonneg_float as _nonneg_float
 from ._types import positive_float as _positive_float
 from ._types import positive_int as _positive_int
+from ._types import seed_int as _seed
+
+MAX_ORDER = 1000  # as rftheory hermite: one quadrature per order
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+# the comparison options and their defaults (unset: the option was not given, which --compare needs to know)
+COMPARE_DEFAULTS = dict(activations="relu,relu+tanh,tanh", repeat=1, restarts=3, max_iter=2000, attack_tol=1e-10,
+                        threshold=0.05)
 
 __all__ = ["add_parser", "run"]
 
@@ -53,32 +61,42 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--n", type=_positive_int, default=8, help="number of training samples")
     p.add_argument("--d", type=_positive_int, default=10, help="input dimension")
     add_feature_count_options(p, ratio_default=4.0)
-    p.add_argument("--seed", type=_nonneg_int, default=0,
+    p.add_argument("--seed", type=_seed, default=0,
                    help="data seed (synthetic_sphere); V uses seed+1000 unless --v-seed, the attack uses seed")
-    p.add_argument("--v-seed", type=_nonneg_int, default=None, help="seed of V (default seed+1000)")
+    p.add_argument("--v-seed", type=_seed, default=None, help="seed of V (default seed+1000)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="dtype of V and features")
-    p.add_argument("--order", type=_nonneg_int, default=20, help="highest Hermite order of the prediction")
-    p.add_argument("--tol", type=float, default=1e-10,
+    p.add_argument("--order", type=bounded_int(0, MAX_ORDER, "one quadrature per order"), default=20,
+                   help=f"highest Hermite order of the prediction (at most {MAX_ORDER})")
+    p.add_argument("--tol", type=_nonneg_float, default=1e-10,
                    help="|μ_k| above tol + error bound counts as non-zero (prediction)")
     p.add_argument("--rtol", type=_positive_float, default=None,
                    help="relative flip difference at or below this counts as zero (measurement; default √ε of dtype)")
-    p.add_argument("--flips", type=_positive_int, default=8, help="flip sets tried per k (all when C(n,k) is smaller)")
-    p.add_argument("--points", type=_positive_int, default=33, help="points on each great circle x_i → −x_i")
+    p.add_argument("--flips", type=bounded_int(1, 100_000, "each flip set costs a loss evaluation"), default=8,
+                   help="flip sets tried per k (all when C(n,k) is smaller)")
+    p.add_argument("--points", type=bounded_int(2, 100_000, "each point costs a loss evaluation"), default=33,
+                   help="points on each great circle x_i → −x_i")
     p.add_argument("--samples", type=_positive_int, default=None,
                    help="barrier profiles for the first this many samples (default all)")
     p.add_argument("--plot", metavar="FILE.png", default=None,
-                   help="write the barrier profiles as a PNG (needs matplotlib)")
+                   help="write the barrier profiles to this file, ending in .png, .svg or .pdf (needs matplotlib)")
     g = p.add_argument_group("comparison (--compare)")
     g.add_argument("--compare", action="store_true",
                    help="run the attack for each of --activations on the same data and V")
-    g.add_argument("--activations", default="relu,relu+tanh,tanh", help="comma-separated activations to compare")
-    g.add_argument("--repeat", type=_positive_int, default=1,
-                   help="repeat the comparison for data seeds seed, seed+1, ... (V seed = data seed + 1000)")
-    g.add_argument("--restarts", type=_positive_int, default=3, help="attack restarts")
-    g.add_argument("--max-iter", type=_positive_int, default=2000, help="attack iteration cap per restart")
-    g.add_argument("--attack-tol", type=_positive_float, default=1e-10, help="attack stops once L ≤ this")
-    g.add_argument("--threshold", type=_positive_float, default=0.05,
-                   help="a sample is recovered when its sign-aware relative error is at most this")
+    d = COMPARE_DEFAULTS
+    g.add_argument("--activations", default=None,
+                   help=f"comma-separated activations to compare (default {d['activations']})")
+    g.add_argument("--repeat", type=bounded_int(1, 10_000, "each repetition runs every attack"), default=None,
+                   help=f"repeat the comparison for data seeds seed, seed+1, ... (V seed = data seed + 1000; "
+                        f"default {d['repeat']})")
+    g.add_argument("--restarts", type=bounded_int(1, MAX_RESTARTS, "each restart is a complete attack"), default=None,
+                   help=f"attack restarts (default {d['restarts']})")
+    g.add_argument("--max-iter", type=bounded_int(1, 10_000_000, "iterations per restart"), default=None,
+                   help=f"attack iteration cap per restart (default {d['max_iter']})")
+    g.add_argument("--attack-tol", type=_positive_float, default=None,
+                   help=f"attack stops once L ≤ this (default {d['attack_tol']:g})")
+    g.add_argument("--threshold", type=_positive_float, default=None,
+                   help=f"a sample is recovered when its sign-aware relative error is at most this "
+                        f"(default {d['threshold']:g})")
     p.set_defaults(func=run)
     return p
 
@@ -90,6 +108,9 @@ def _size(args):
     p = feature_count(args, args.d, args.n)
     if p <= args.d + 1:
         raise ValueError(f"p={p} ≤ d+1={args.d + 1}: the projection onto the complement of col([1, V]) is empty")
+    itemsize = np.dtype(args.dtype).itemsize
+    check_rf_resources(args.n, args.d, p, what=f"RF p={p}, d={args.d}, n={args.n}", attack_itemsize=itemsize,
+                       restarts=args.restarts if args.compare else 1)
     return p
 
 
@@ -108,7 +129,7 @@ def _ks(ks) -> str:
     return ", ".join(str(k) for k in ks) if ks else "none"
 
 
-def _plot(path: str, panels: list, title: str) -> None:
+def _plot(path: str, panels: list, title: str) -> str:
     """panels: list of (activation name, prediction, [BarrierProfile])."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
@@ -131,6 +152,7 @@ def _plot(path: str, panels: list, title: str) -> None:
 
     fig.suptitle("\n".join(textwrap.wrap(title, width=max(40, 60 * len(panels)))), fontsize=8)
     fig.savefig(path, dpi=120)
+    return path
 
 
 # --- modes ---------------------------------------------------------------------
@@ -182,9 +204,9 @@ def _run_single(args) -> int:
     for bp in profiles:
         print(f"  {bp.sample:>3}{bp.start_loss:>11.2e}{bp.end_loss:>11.2e}{bp.height:>11.2e}{bp.argmax_t:>7.2f}")
     if args.plot:
-        _plot(args.plot, [(model.activation.name, pred.prediction, profiles)],
-              f"loss along x_i → −x_i; n={n}, d={d}, p={p}, data seed {args.seed}, V seed {model.seed}")
-        print(f"plot          {args.plot}")
+        written = _plot(args.plot, [(model.activation.name, pred.prediction, profiles)],
+                        f"loss along x_i → −x_i; n={n}, d={d}, p={p}, data seed {args.seed}, V seed {model.seed}")
+        print(f"plot          {written}")
     return 0
 
 
@@ -220,8 +242,8 @@ def _run_all(args) -> int:
           "of the true set with x_i flipped, θ fitted on the true X)")
     print(f"  {len(names) - disagree}/{len(names)} measured verdicts agree with the prediction")
     if args.plot:
-        _plot(args.plot, panels, f"loss along x_i → −x_i; n={args.n}, d={args.d}, p={p}, data seed {args.seed}")
-        print(f"plot          {args.plot}")
+        written = _plot(args.plot, panels, f"loss along x_i → −x_i; n={args.n}, d={args.d}, p={p}, data seed {args.seed}")
+        print(f"plot          {written}")
     return 0
 
 
@@ -292,9 +314,9 @@ def _run_compare(args) -> int:
     elif verdicts and all(v is True for v in verdicts):
         print("OVERALL: the measurement agrees with the prediction in every run.")
     if args.plot:
-        _plot(args.plot, panels, f"loss along x_i → −x_i; n={n}, d={d}, p={p}, data seed {args.seed}, "
-                                 f"V seed {args.v_seed if args.v_seed is not None else args.seed + 1000}")
-        print(f"plot          {args.plot}")
+        written = _plot(args.plot, panels, f"loss along x_i → −x_i; n={n}, d={d}, p={p}, data seed {args.seed}, "
+                                           f"V seed {args.v_seed if args.v_seed is not None else args.seed + 1000}")
+        print(f"plot          {written}")
     return 0
 
 
@@ -304,7 +326,45 @@ def _setup_data(n, d, seed):
     return synthetic_sphere(n, d, seed=seed).X
 
 
+def _check_options(args) -> None:
+    """Refuse ignored or contradictory options and unusable output paths before any computation."""
+    from ..models.activations import get_activation  # noqa: PLC0415
+
+    if args.d < 2:
+        raise ValueError(f"--d {args.d}: expected d ≥ 2 (the sphere in one dimension is the two points ±1: every "
+                         "sample is its own sign flip's opposite and the samples repeat)")
+    given = [f"--{name.replace('_', '-')}" for name in COMPARE_DEFAULTS if getattr(args, name) is not None]
+    if not args.compare and given:
+        raise ValueError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to --compare only")
+    for name, default in COMPARE_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    if args.activation is not None and args.activation.strip().lower() != "all":
+        try:
+            get_activation(args.activation)
+        except ValueError as exc:
+            raise ValueError(f"ACTIVATION: {exc}") from None
+    if args.compare:
+        if args.activation is not None and args.activation.strip().lower() == "all":
+            raise ValueError("ACTIVATION 'all' does not apply to --compare; list the activations with --activations")
+        for a in args.activations.split(","):
+            if a.strip():
+                try:
+                    get_activation(a.strip())
+                except ValueError as exc:
+                    raise ValueError(f"--activations: {exc}") from None
+    if args.plot is not None:
+        if not str(args.plot).lower().endswith(PLOT_SUFFIXES):
+            raise ValueError(f"--plot must end in {', '.join(PLOT_SUFFIXES)}, got {args.plot!r}")
+        check_output_file(args.plot, "--plot")
+        try:
+            import matplotlib  # noqa: F401, PLC0415
+        except ImportError:
+            raise RuntimeError("--plot needs matplotlib: pip install 'rftheory[plot]'") from None
+
+
 def run(args) -> int:
+    _check_options(args)
     if args.compare:
         return _run_compare(args)
     if args.activation is None:

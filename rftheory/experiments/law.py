@@ -1,6 +1,6 @@
 """The law of data reconstruction as a phase diagram: sweeps over p/(dn).
 
-The law (DESIGN.md): in the random-features model f(x) = σ(Vx)ᵀθ, trained as
+The law (docs/design.md): in the random-features model f(x) = σ(Vx)ᵀθ, trained as
 the minimum-norm interpolator θ = Φᵀ(ΦΦᵀ)⁻¹y, the training set X ∈ R^{n×d}
 becomes identifiable from θ (and V, σ, n) once p ≳ d·n.  Three regimes in the
 ratio r = p/(dn):
@@ -37,19 +37,26 @@ recorded with status ``"no_interpolation"``, no attack, and success False.
 
 Results form a tidy table, one row per cell, with the full configuration,
 the measured quantities and ``rftheory.__version__`` (see :data:`COLUMNS`).
-Rows are appended to a CSV file and flushed as soon as each cell finishes, so
-an interrupted sweep keeps every finished cell; rerunning skips the cells
-whose configuration (the columns in :data:`KEY_COLUMNS`) is already in the
-file.  When a sweep completes, the file is rewritten sorted by configuration
-(deterministic content) and, if pyarrow is importable, copied to Parquet.
+The table lives in a **store**, an SQLite database (:mod:`rftheory.experiments.store`)
+keyed by the configuration (the columns in :data:`KEY_COLUMNS`): each finished
+cell is committed in its own transaction as soon as it finishes, so a killed
+sweep keeps every finished cell and no half-written row, rerunning skips the
+cells already stored, and several sweeps may write one store at once (each
+keeps all its rows).  ``out`` names either the store itself (``.sqlite``,
+``.sqlite3``, ``.db``) or a CSV export (any other name, e.g. ``table.csv``),
+whose store is then ``table.csv.sqlite`` beside it (or ``store=``).  The CSV
+export holds every row of the store (all grids swept into it), sorted by
+configuration, rewritten atomically when a sweep ends or is interrupted, and
+copied to Parquet when pyarrow is importable.  A CSV export met at the start
+(e.g. one whose store was deleted) is read back into the store first.
 
 Everything except the timing columns (:data:`TIMING_COLUMNS`) is a pure
 function of the configuration: each cell runs with its BLAS limited to
 ``blas_threads`` (1) threads, so serial, process-pool and Dask runs give the
 same table cell for cell.
 
-Results form a tidy CSV written and read with the standard library's
-:mod:`csv` module, one typed value per column (:data:`COLUMNS`): booleans as
+The CSV export is written and read with the standard library's :mod:`csv`
+module, one typed value per column (:data:`COLUMNS`): booleans as
 ``True``/``False``, floats in their shortest round-trip form.
 
 The critical ratio r_c is estimated by :func:`critical_ratio` from the
@@ -102,6 +109,9 @@ __all__ = [
     "sweep",
     "read_table",
     "write_table",
+    "is_table",
+    "sweep_paths",
+    "remove_sweep_files",
     "merge_tables",
     "summarize",
     "critical_ratio",
@@ -443,19 +453,38 @@ def _formatted(row: dict) -> dict:
     return {name: _format(row[name]) for name in COLUMN_NAMES}
 
 
+def is_table(path) -> bool:
+    """Whether ``path`` is a CSV table this package wrote: its first line is exactly the column
+    list of :data:`COLUMNS` (the header marker checked before ``--fresh`` deletes it)."""
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(64 * 1024)
+    except OSError:
+        return False
+    return first.rstrip(b"\r\n") == ",".join(COLUMN_NAMES).encode()
+
+
 def read_table(path) -> list[dict]:
     """Rows of a sweep CSV, typed per :data:`COLUMNS` (file order).
 
     A truncated last line (a write cut short) is ignored.  Raises ValueError
-    if the header is not this version's column list.
+    if the file is not UTF-8 text, if the header is not this version's column
+    list, or (naming the line and column) if a cell cannot be read as its
+    column's type.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a sweep table (not UTF-8 text); choose another output file") from None
     if not text.strip():
         return []
     complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
     reader = csv.DictReader(io.StringIO(complete, newline=""))
-    header = reader.fieldnames
+    try:
+        header = reader.fieldnames
+    except csv.Error as exc:
+        raise ValueError(f"{path} is not a sweep table ({exc}); choose another output file") from None
     if header is None:
         return []
     if tuple(header) != COLUMN_NAMES:
@@ -466,10 +495,21 @@ def read_table(path) -> list[dict]:
             f"unexpected {extra}); choose another output file"
         )
     rows = []
-    for record in reader:
-        if None in record or None in record.values():  # DictReader's marks of too many / too few fields
-            raise ValueError(f"{path}:{reader.line_num}: expected {len(COLUMN_NAMES)} fields")
-        rows.append({name: _PARSERS[_TYPES[name]](record[name]) for name in COLUMN_NAMES})
+    try:
+        for record in reader:
+            if None in record or None in record.values():  # DictReader's marks of too many / too few fields
+                raise ValueError(f"{path}:{reader.line_num}: expected {len(COLUMN_NAMES)} fields")
+            row = {}
+            for name in COLUMN_NAMES:
+                kind = _TYPES[name]
+                try:
+                    row[name] = _PARSERS[kind](record[name])
+                except ValueError:
+                    raise ValueError(f"{path}:{reader.line_num}: column {name}: cannot read {record[name]!r} "
+                                     f"as {kind.__name__}") from None
+            rows.append(row)
+    except csv.Error as exc:
+        raise ValueError(f"{path}:{reader.line_num}: not a valid CSV line ({exc})") from None
     return rows
 
 
@@ -519,41 +559,48 @@ def merge_tables(paths: Iterable, out, parquet: bool | None = None) -> list[dict
     return sorted(rows, key=_sort_key)
 
 
-class _Appender:
-    """Appends rows to the CSV, flushing (and fsync-ing) after every row."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        if path.parent and not path.parent.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not path.exists() or path.stat().st_size == 0
-        if not fresh:
-            with open(path, "rb+") as fh:  # drop a partial last line left by a kill
-                data = fh.read()
-                if not data.endswith(b"\n"):
-                    fh.truncate(data.rfind(b"\n") + 1)
-        self.fh = open(path, "a", encoding="utf-8", newline="")
-        self.writer = _writer(self.fh)
-        if fresh or path.stat().st_size == 0:
-            self.writer.writeheader()
-            self.fh.flush()
-
-    def append(self, row: dict):
-        self.writer.writerow(_formatted(row))
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-
-    def close(self):
-        self.fh.close()
-
-
 # --------------------------------------------------------------------------- executors
 
 
-def _ignore_sigint():  # pragma: no cover - runs in worker processes
+def _worker_init(parent_pid: int):  # pragma: no cover - runs in worker processes
+    """Initializer of the pool's workers: they ignore SIGINT (the parent handles Ctrl-C and stops
+    them) and die with their parent, however it ends, so a SIGKILL/SIGTERM of a sweep leaves no
+    orphan computing on: on Linux the kernel sends SIGTERM at the parent's death
+    (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread polls ``os.getppid()``, which changes
+    when an orphan is re-parented, as the portable fallback."""
     import signal  # noqa: PLC0415
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_POLL_S = 0.5
+
+
+def _die_with_parent(parent_pid: int) -> None:  # pragma: no cover - runs in worker processes
+    import signal  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes  # noqa: PLC0415
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watchdog below still applies
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="rftheory-parent-watch", daemon=True).start()
 
 
 def _run_serial(todo, blas_threads, emit):
@@ -562,7 +609,8 @@ def _run_serial(todo, blas_threads, emit):
 
 
 def _run_processes(todo, workers, blas_threads, emit, mp_context):
-    ex = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint, mp_context=mp_context)
+    ex = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),),
+                             mp_context=mp_context)
     futures = set()
     try:
         futures = {ex.submit(run_cell, cfg, blas_threads) for cfg in todo}
@@ -624,6 +672,75 @@ def _run_dask(todo, scheduler, blas_threads, emit):
 # --------------------------------------------------------------------------- sweep
 
 
+def sweep_paths(out, store=None) -> tuple[Path, Path | None]:
+    """(store, CSV export or None) of a sweep writing ``out``: ``out`` itself is the store when it
+    ends in ``.sqlite``, ``.sqlite3`` or ``.db`` (no export); otherwise ``out`` is the CSV export
+    and the store is ``store`` or ``out`` + ``.sqlite`` beside it.  A ``.parquet`` ``out`` is
+    refused (the Parquet copy is written beside the CSV export)."""
+    from .store import STORE_SUFFIXES  # noqa: PLC0415
+
+    if not str(out).strip():
+        raise ValueError("the output path is empty")
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix == ".parquet":
+        raise ValueError(f"{out}: give a CSV file (the Parquet copy is written beside it) or a store "
+                         f"({', '.join(STORE_SUFFIXES)}), not a .parquet file")
+    if suffix in STORE_SUFFIXES:
+        if store is not None and Path(store) != out:
+            raise ValueError(f"{out} is itself a store; do not give a second store {store}")
+        return out, None
+    return (Path(store) if store is not None else out.with_name(out.name + ".sqlite")), out
+
+
+def remove_sweep_files(out, store=None) -> list[Path]:
+    """Delete the files of a sweep into ``out`` (its store with its WAL companions, the CSV export
+    and its Parquet copy), but only files this package wrote: the store is recognised by its marker
+    table, the CSV by its header, the Parquet copy by its columns (pyarrow needed to check it).
+    Anything else existing at one of these paths raises ValueError before any file is deleted.
+    Empty files hold nothing to lose and are removed.  Returns the paths deleted."""
+    from .store import is_store, remove_store  # noqa: PLC0415
+
+    store_path, export = sweep_paths(out, store)
+    parquet = export.with_suffix(".parquet") if export is not None else None
+
+    def present(path):
+        return path is not None and (path.exists() or path.is_symlink())
+
+    def refuse(path, why):
+        raise ValueError(f"--fresh deletes only files written by rftheory law, and {path} {why}; "
+                         "it was left untouched (remove it yourself or choose another --out)")
+
+    for path in (store_path, export, parquet):
+        if present(path) and not path.is_file():
+            refuse(path, "is not a regular file")
+    empty = {path for path in (store_path, export, parquet) if present(path) and path.stat().st_size == 0}
+    if present(store_path) and store_path not in empty and not is_store(store_path):
+        refuse(store_path, "is not a sweep store")
+    if present(export) and export not in empty and not is_table(export):
+        refuse(export, "is not a sweep table (its first line is not the table's header)")
+    if present(parquet) and parquet not in empty and not _is_parquet_table(parquet):
+        refuse(parquet, "is not a Parquet copy of a sweep table (or pyarrow, needed to check it, is missing)")
+    removed = []
+    if present(store_path):
+        remove_store(store_path)
+        removed.append(store_path)
+    for path in (export, parquet):
+        if present(path):
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
+def _is_parquet_table(path) -> bool:
+    try:
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        return tuple(pq.read_schema(path).names) == COLUMN_NAMES
+    except Exception:  # noqa: BLE001 - anything unreadable is not ours to delete
+        return False
+
+
 @dataclass
 class SweepResult:
     """Outcome of :func:`sweep`.
@@ -632,11 +749,13 @@ class SweepResult:
     ----------
     rows : list of dict
         One row per cell of the requested grid, in grid order (rows resumed
-        from the output file included).
+        from the store included).
     computed, resumed : int
-        Cells run now, and cells taken from the output file.
+        Cells run now, and cells taken from the store.
     out, parquet : Path or None
-        Files written.
+        CSV export (or the store, when ``out`` names one) and Parquet copy written.
+    store : Path or None
+        The store (SQLite database) holding the rows.
     wall_time : float
         Seconds for the call.
     """
@@ -647,11 +766,13 @@ class SweepResult:
     out: Path | None = None
     parquet: Path | None = None
     wall_time: float = 0.0
+    store: Path | None = None
 
 
 def sweep(
     *grid,
     out=None,
+    store=None,
     workers: int | None = None,
     scheduler=None,
     blas_threads: int | None = 1,
@@ -683,14 +804,19 @@ def sweep(
     noise : float
         Label noise of :func:`rftheory.data.synthetic.synthetic_sphere`.
     out : path, optional
-        CSV file.  Cells whose configuration is already in it are skipped
-        (resume); every new row is appended and flushed as soon as its cell
-        finishes; on completion the file is rewritten sorted and, with
-        ``parquet`` (None: if pyarrow is importable), copied to ``.parquet``.
+        The store (``.sqlite``, ``.sqlite3``, ``.db``) or a CSV export (any
+        other name), see :func:`sweep_paths`.  Cells already in the store are
+        skipped (resume); every new row is committed to the store as soon as
+        its cell finishes; when the sweep ends (or is interrupted) the CSV
+        export is rewritten with every row of the store, sorted, and, with
+        ``parquet`` (None: if pyarrow is importable) and a completed sweep,
+        copied to ``.parquet``.  None: nothing is written.
+    store : path, optional
+        The store of a CSV ``out`` (default ``out`` + ``.sqlite``).
     workers : int, optional
-        Local worker processes (ProcessPoolExecutor); 1 runs serially in
-        this process; None uses ``os.cpu_count()``.  Ignored with
-        ``scheduler``.
+        Local worker processes (ProcessPoolExecutor; they die with this
+        process); 1 runs serially in this process; None uses
+        ``os.cpu_count()``.  Ignored with ``scheduler``.
     scheduler : str or distributed.Client, optional
         Address of a Dask scheduler (``"tcp://host:8786"``) or a Client: the
         cells run as Dask tasks (rftheory must be importable on the workers).
@@ -700,72 +826,80 @@ def sweep(
     on_start : callable, optional
         ``on_start(to_run, resumed)`` before the first cell runs.
     callback : callable, optional
-        ``callback(row)`` after each new row is written (in this process).
+        ``callback(row)`` after each new row is committed (in this process).
         An exception raised there (e.g. KeyboardInterrupt) stops the sweep;
-        the rows written so far stay in ``out``.
+        the rows committed so far stay in the store (and the CSV export).
 
     Raises
     ------
     ValueError, TypeError
-        From :func:`make_grid`: a bad grid value or an unknown cell option.
+        From :func:`make_grid`: a bad grid value or an unknown cell option;
+        an ``out`` or ``store`` that is not this package's table or store.
     KeyboardInterrupt
-        Re-raised after the finished cells are safely in ``out``.
+        Re-raised after the finished cells are safely in the store.
     """
+    from .store import SweepStore  # noqa: PLC0415
+
     start = time.perf_counter()
     cells = make_grid(*grid, **cell_options)
     if workers is not None:
         workers = _positive_int(workers, "workers")
-    out = Path(out) if out is not None else None
-    existing = read_table(out) if out is not None and out.exists() else []
-    done = {}
-    for row in existing:
-        done.setdefault(_row_key(row), row)
-    wanted = [c.key() for c in cells]
-    todo = [c for c in cells if c.key() not in done]
-    resumed = len(cells) - len(todo)
-    if on_start is not None:
-        on_start(len(todo), resumed)
-
-    new_rows = {}
-    appender = _Appender(out) if out is not None and todo else None
-
-    def emit(row):
-        key = _row_key(row)
-        new_rows[key] = row
-        if appender is not None:
-            appender.append(row)
-        if callback is not None:
-            callback(row)
-
-    try:
-        if todo:
-            if scheduler is not None:
-                _run_dask(todo, scheduler, blas_threads, emit)
-            else:
-                w = workers if workers is not None else (os.cpu_count() or 1)
-                w = min(w, len(todo))
-                if w <= 1:
-                    _run_serial(todo, blas_threads, emit)
-                else:
-                    _run_processes(todo, w, blas_threads, emit, mp_context)
-    finally:
-        if appender is not None:
-            appender.close()
-
-    all_rows = {**done, **new_rows}
-    parquet_path = None
+    db = export = None
     if out is not None:
-        file_rows, seen = [], set()
-        for row in existing + list(new_rows.values()):
-            k = _row_key(row)
-            if k not in seen:
-                seen.add(k)
-                file_rows.append(row)
-        parquet_path = write_table(file_rows, out, parquet=parquet)
-    return SweepResult(
-        rows=[all_rows[k] for k in wanted], computed=len(new_rows), resumed=resumed, out=out,
-        parquet=parquet_path, wall_time=time.perf_counter() - start,
-    )
+        store_path, export = sweep_paths(out, store)
+        imported = read_table(export) if export is not None and export.exists() else []  # checks a foreign file
+        db = SweepStore(store_path)
+    try:
+        if db is not None and imported:
+            db.add_many(imported)
+        done = {_row_key(row): row for row in db.rows()} if db is not None else {}
+        wanted = [c.key() for c in cells]
+        todo = [c for c in cells if c.key() not in done]
+        resumed = len(cells) - len(todo)
+        if on_start is not None:
+            on_start(len(todo), resumed)
+
+        new_rows = {}
+
+        def emit(row):
+            if db is not None:
+                db.add(row)  # one transaction per cell
+            new_rows[_row_key(row)] = row
+            if callback is not None:
+                callback(row)
+
+        parquet_path, completed = None, False
+        try:
+            if todo:
+                if scheduler is not None:
+                    _run_dask(todo, scheduler, blas_threads, emit)
+                else:
+                    w = workers if workers is not None else (os.cpu_count() or 1)
+                    w = min(w, len(todo))
+                    if w <= 1:
+                        _run_serial(todo, blas_threads, emit)
+                    else:
+                        _run_processes(todo, w, blas_threads, emit, mp_context)
+            completed = True
+        finally:
+            if export is not None:
+                if completed:
+                    parquet_path = write_table(db.rows(), export, parquet=parquet)
+                else:  # keep the export in step with the store on the way out, never masking the cause
+                    try:
+                        write_table(db.rows(), export, parquet=False)
+                    except Exception:  # noqa: BLE001
+                        pass
+        stored = {_row_key(row): row for row in db.rows()} if db is not None else {}
+        all_rows = {**done, **new_rows, **stored}  # a cell stored by a concurrent sweep first: its row
+        return SweepResult(
+            rows=[all_rows[k] for k in wanted], computed=len(new_rows), resumed=resumed,
+            out=Path(out) if out is not None else None, parquet=parquet_path, wall_time=time.perf_counter() - start,
+            store=db.path if db is not None else None,
+        )
+    finally:
+        if db is not None:
+            db.close()
 
 
 # --------------------------------------------------------------------------- analysis

@@ -7,7 +7,7 @@ The registry holds the activations the package knows by name:
 plus any linear combination written with ``+`` and optional coefficients,
 e.g. ``"relu+tanh"`` or ``"0.5*relu+2*tanh"``: σ = Σ_j c_j σ_j and
 σ' = Σ_j c_j σ_j'.  ``relu+tanh`` is registered as a name of its own because
-it is the package's default mixed-parity activation (DESIGN.md, sign
+it is the package's default mixed-parity activation (docs/design.md, sign
 ambiguity).
 
 Users may pass their own :class:`Activation` built from two callables
@@ -356,6 +356,10 @@ def known_activations() -> list[str]:
     return sorted(_REGISTRY)
 
 
+# Largest |c| in a spec 'c*name': features scale by c and their Gram by c², which must stay far below the
+# float64 overflow at ~1e308 (1e100 leaves room for p·n sums of squares).
+MAX_COEFFICIENT = 1e100
+
 _TERM = re.compile(r"^\s*(?:([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*\*\s*)?([A-Za-z_][A-Za-z0-9_]*)\s*$")
 
 
@@ -388,6 +392,11 @@ def get_activation(spec) -> Activation:
                 "(or sums of them such as '0.5*relu+tanh')"
             )
         coef = float(m.group(1)) if m.group(1) else 1.0
+        if not math.isfinite(coef) or abs(coef) > MAX_COEFFICIENT:
+            raise ValueError(
+                f"activation {spec!r}: coefficient {m.group(1)} of {m.group(2)} must be finite with magnitude "
+                f"at most {MAX_COEFFICIENT:g} (the feature Gram scales as its square)"
+            )
         parts.append((coef, _REGISTRY[m.group(2)]))
     if len(parts) == 1 and parts[0][0] == 1.0:
         return parts[0][1]

@@ -481,7 +481,11 @@ def test_cli_help_documents_every_option(capsys):
 def test_cli_bad_input_is_one_line_error(argv, msg, tmp_path, capsys):
     from rftheory.cli import main
 
-    assert main(argv + ["--out", str(tmp_path / "x.csv")]) == 2
+    try:
+        status = main(argv + ["--out", str(tmp_path / "x.csv")])
+    except SystemExit as exc:  # refused by argparse while parsing
+        status = exc.code
+    assert status == 2
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1
     assert not (tmp_path / "x.csv").exists()

@@ -6,7 +6,7 @@ from rftheory.models.activations import Activation, get_activation, known_activa
 REGISTERED = known_activations()
 
 
-def test_registry_lists_the_issue_activations():
+def test_registry_lists_the_standard_activations():
     for name in ["relu", "tanh", "relu+tanh", "leaky_relu", "abs", "erf", "sigmoid", "softplus", "gelu", "silu"]:
         assert name in REGISTERED
 
