@@ -69,3 +69,14 @@ def matmul_sampler(dtype, size: int = 2048):
 def matmul_gflops(dtype, size: int = 2048) -> float:
     """Measured GEMM throughput of this machine (all cores, the BLAS numpy uses)."""
     return matmul_sampler(dtype, size)()
+
+
+def memory_line() -> str:
+    """Total and available memory (MemTotal, MemAvailable of /proc/meminfo), or a note that they are unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as info:
+            fields = {line.split(":")[0]: int(line.split()[1]) for line in info if line.split()[1:2]}
+        return (f"memory: {fields['MemTotal'] / 2**20:.1f} GiB total, {fields['MemAvailable'] / 2**20:.1f} GiB "
+                f"available; {os.cpu_count()} logical cores")
+    except (OSError, KeyError, ValueError, IndexError):
+        return f"memory: unknown; {os.cpu_count()} logical cores"

@@ -199,12 +199,21 @@ class _TileCode:
                 self.builder.store(zero, cell)
         return acc
 
+    def prefetch(self, ptr):
+        """A read prefetch of the line holding ``ptr`` into all cache levels (llvm.prefetch; never faults)."""
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(self.builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        self.builder.call(fn, [self.builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                               ir.Constant(i32, 1)])
+
     def fma_into(self, cell, a, b):
         """cell ← a·b + cell (vectors of one type)."""
         self.builder.store(self.builder.call(self.fma_for(a.type), [a, b, self.builder.load(cell)]), cell)
 
 
-def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
+def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int, *, accumulate: bool = False,
+               prefetch: int = 0):
     """A Numba intrinsic for one register tile of tile_rows × (VECTOR·vectors) sums:
 
         out[o + r·o_row + c] = Σ_{0 ≤ t < count} A[a + r·a_row_step + t·a_t_step] · B[b + t·b_step + c]
@@ -213,6 +222,10 @@ def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
     C-contiguous float32 arrays (callers compute a, b, o; no bounds checks).
     The A steps are compile-time constants, so the loop advances two pointers; tile_rows·vectors accumulators + vectors loads + 1
     broadcast must fit the vector registers (16 with AVX2, 32 with AVX-512).
+    With ``accumulate`` the tile adds into ``out`` (out += Σ …: the accumulators start from out);
+    with ``prefetch`` > 0 every step also asks the cache for B[b + t·b_step + prefetch + c]
+    (the same row, ``prefetch`` elements further on: the next tiles' data when B's rows are
+    walked ``VECTOR·vectors`` columns at a time).
     """
 
     @intrinsic
@@ -227,11 +240,18 @@ def _make_tile(tile_rows: int, vectors: int, a_row_step: int, a_t_step: int):
             b_step_v, count_v = code.int64(4, b_step_), code.int64(8, count_)
             out_ptrs = code.output_grid(code.at(5, o_arr, 6, o_off), code.int64(7, o_row_), tile_rows, vectors)
             acc = code.accumulators(tile_rows, vectors)
+            if accumulate:
+                for r in range(tile_rows):
+                    for c in range(vectors):
+                        builder.store(builder.load(out_ptrs[r][c], align=4), acc[r][c])
             splat = ir.Constant(ir.VectorType(ir.IntType(32), VECTOR), [0] * VECTOR)
             with cgutils.for_range(builder, count_v) as loop:
                 t = loop.index
                 b_row = builder.gep(base_b, [builder.mul(t, b_step_v)])
                 b_vecs = [code.load(b_row, const(VECTOR * c)) for c in range(vectors)]
+                if prefetch:
+                    for c in range(vectors):
+                        code.prefetch(builder.gep(b_row, [const(prefetch + VECTOR * c)]))
                 a_row = builder.gep(base_a, [builder.mul(t, const(a_t_step))])
                 for r in range(tile_rows):
                     a_one = builder.insert_element(ir.Constant(vec, None),

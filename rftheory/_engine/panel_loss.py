@@ -15,12 +15,16 @@ rows (row g·n̂ + i of the stacked X̂ is sample i of set g):
     pass 2, per chunk of RESIDUAL_CHUNK_BLOCKS panels:
         r_g = θ − F_gᵀ α_g,  ‖r_g‖² accumulated               (float64)
         W = D ⊙ r_g (per row of set g), packed by rows,
-        Gᵀ += Vᵀ Wᵀ (backward micro-kernel on the same panels P)
+        Gᵀ += Vᵀ Wᵀ (backward micro-kernel on the same panels P; from d = NATURAL_MIN_D
+        on, natural_backward on V in its own row-major layout)
     L_g = ‖r_g‖²/‖θ‖²,   ∂L/∂X̂_g = −(2/‖θ‖²) diag(α_g) G_g.
 
 Every step uses a chunk while it is in cache: Z, F and D are written once
-and read back once (pass 2), W never leaves the cache, and V is read from
-one packed copy by both passes.
+and read back once (pass 2), W never leaves the cache, and each pass reads V
+once: pass 1 from the packed copy, pass 2 from the same copy or, at large d
+(the products are then memory-bound: each element of V meets only R·n̂ rows),
+from V itself, whose rows are contiguous along the coordinates that pass 2
+sums into.
 
 Threads: the features are cut into fixed pieces (:func:`piece_bounds`:
 PIECE_BLOCKS panels each, shrinking towards the end so that the threads
@@ -66,9 +70,15 @@ from .panel import (
 from .threads import SMALL_PROBLEM_FLOPS, blas_limit, serial_blas
 
 __all__ = ["panel_coefficients", "PanelLoss", "Workspace", "packed_panels", "padded_theta", "piece_bounds",
-           "PANEL_MAX_BYTES"]
+           "panel_bytes_allowed", "NATURAL_MIN_D"]
 
-PANEL_MAX_BYTES = 2**30  # keep a packed copy of V only up to 1 GiB (else the BLAS path runs)
+PANEL_MEMORY_SHARE = 0.5  # the packed copy of V may take at most this share of the memory available when it is made
+PANEL_FALLBACK_BYTES = 2**30  # the packed copy's limit where the available memory cannot be read (/proc/meminfo)
+NATURAL_MIN_D = 1024  # from this d on, pass 2 reads V in its own row-major layout (natural_backward): the packed
+# backward's lane-wise sums (rows × d × VECTOR floats) outgrow the L2 cache there
+NATURAL_ROWS = 16  # features (rows of V) per step of natural_backward: few enough rows that the hardware follows
+# their streams, enough that each tile's sums are loaded and stored once per 16 multiply–add steps
+NATURAL_PREFETCH = 256  # floats ahead in a row of V that natural_backward asks the cache for (8 tiles of 32)
 FORWARD_CHUNK_BLOCKS = 16  # panels (PANEL_WIDTH = 16 or 32 features each) per cache-resident chunk of pass 1
 RESIDUAL_CHUNK_BLOCKS = 16  # panels per cache-resident chunk of pass 2
 PIECE_BLOCKS = 128  # panels (2048 or 4096 features) per piece of work handed to a thread (see piece_bounds)
@@ -90,6 +100,7 @@ if panel_kernels_available():
     from .panel import (
         _backward_blocks,
         _forward_blocks,
+        _make_tile,
         _pack_tiles_into,
         aligned_zeros_1d,
         gram_tile,
@@ -99,6 +110,39 @@ if panel_kernels_available():
         sigma_row_surrogate,
     )
     from .spin import atomic_add, atomic_load, atomic_store, cpu_relax, yield_processor
+
+    # pass 2's product on V's own layout: W (rows × RESIDUAL_CHUNK_BLOCKS·PANEL_WIDTH, row-major) broadcast
+    # against PANEL_WIDTH columns of NATURAL_ROWS rows of V, the sums added into G
+    _natural_tile = _make_tile(TILE_ROWS, PANEL_WIDTH // VECTOR, RESIDUAL_CHUNK_BLOCKS * PANEL_WIDTH, 1,
+                               accumulate=True, prefetch=NATURAL_PREFETCH)
+
+    @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
+    def natural_backward(W, V, G, j0, j1):  # pragma: no cover - compiled
+        """G[i, k] += Σ_{j0 ≤ j < j1} W[i, j − j0] V[j, k] for all rows i of W and k < d, V (p × d) row-major.
+
+        Steps of NATURAL_ROWS features; in each, tiles of TILE_ROWS rows × PANEL_WIDTH columns keep
+        their sums in registers over the step's features (scalars of W broadcast, vectors of a row
+        of V), so each element of V is loaded once per tile of rows and no lane sums are needed.
+        Columns past the last whole tile: a plain loop.  The order of the sums is fixed by the
+        arguments only.  W has a multiple of TILE_ROWS rows and RESIDUAL_CHUNK_BLOCKS·PANEL_WIDTH
+        columns, G (W's rows × ≥ d).
+        """
+        rows, width = W.shape
+        d, g_row = V.shape[1], G.shape[1]
+        cols = d - d % PANEL_WIDTH
+        for s0 in range(j0, j1, NATURAL_ROWS):
+            count = min(NATURAL_ROWS, j1 - s0)
+            for k0 in range(0, cols, PANEL_WIDTH):
+                for s in range(0, rows, TILE_ROWS):
+                    _natural_tile(W, s * width + (s0 - j0), V, s0 * d + k0, d, G, s * g_row + k0, g_row, count)
+        if cols < d:
+            for i in range(rows):
+                g = G[i]
+                for j in range(j0, j1):
+                    w = W[i, j - j0]
+                    v = V[j]
+                    for k in range(cols, d):
+                        g[k] += w * v[k]
 
     # (loops index 1-D row slices: LLVM vectorises those, not 2-D indexing)
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
@@ -202,7 +246,9 @@ if panel_kernels_available():
         block_lo, block_hi = ws.bounds[k], ws.bounds[k + 1]
         width = RESIDUAL_CHUNK_BLOCKS * PANEL_WIDTH
         W = aligned_zeros_1d(F.shape[0] * width, np.float32).reshape((F.shape[0], width))
-        G8 = aligned_zeros_1d(F.shape[0] * P.shape[1] * VECTOR, np.float32).reshape((F.shape[0], P.shape[1], VECTOR))
+        natural, p = ws.natural, ws.V.shape[0]
+        lanes_d = 0 if natural else P.shape[1]  # the packed backward's lane-wise sums (none on V's own layout)
+        G8 = aligned_zeros_1d(F.shape[0] * lanes_d * VECTOR, np.float32).reshape((F.shape[0], lanes_d, VECTOR))
         z_cols, lanes = F.shape[1], VECTOR // 2
         for b0 in range(block_lo, block_hi, RESIDUAL_CHUNK_BLOCKS):
             b1 = min(b0 + RESIDUAL_CHUNK_BLOCKS, block_hi)
@@ -218,8 +264,11 @@ if panel_kernels_available():
                     r_sq[g] += residual_row_sums(F, D, f, z_cols, alpha, g * n_hat, n_hat, theta, c0,
                                                  W, g * n_hat * width, width, vectors)
             if with_grad:
-                _backward_blocks(W, P, G8, b0, b1, c0)
-        if with_grad:
+                if natural:
+                    natural_backward(W, ws.V, G, c0, min(b1 * PANEL_WIDTH, p))
+                else:
+                    _backward_blocks(W, P, G8, b0, b1, c0)
+        if with_grad and not natural:
             for i in range(groups * n_hat):
                 for k in range(P.shape[1]):
                     s = np.float32(0.0)
@@ -518,6 +567,8 @@ class Workspace(NamedTuple):
 
     Xt: np.ndarray  # (⌈R·n̂/TILE_ROWS⌉, d, TILE_ROWS) float32: X̂ packed for the forward kernel
     P: np.ndarray  # the panels of V (packed_panels)
+    V: np.ndarray  # V itself (p × d float32, row-major)
+    natural: bool  # pass 2 on V's own layout (natural_backward) instead of the panels
     theta: np.ndarray  # θ as float64, zero-padded to whole panels (padded_theta)
     bounds: np.ndarray  # int64 panel bounds of the pieces (piece_bounds)
     F: np.ndarray  # (rows, features) float32: Z, then σ(Z), in place
@@ -535,8 +586,9 @@ class Workspace(NamedTuple):
     limit: float  # the Cholesky rule's bound on κ̂ (cholesky_condition_limit(n̂))
 
 
-def _workspace(P, theta, shape, a, b, relu_surrogate: bool) -> Workspace:
-    """A new workspace for X̂ of ``shape`` (R, n̂, d) on the panels P, with θ from :func:`padded_theta`."""
+def _workspace(P, theta, shape, a, b, relu_surrogate: bool, V=None, natural: bool | None = None) -> Workspace:
+    """A new workspace for X̂ of ``shape`` (R, n̂, d) on the panels P of V, with θ from :func:`padded_theta`;
+    pass 2 on V's own layout when ``natural`` (default: d ≥ NATURAL_MIN_D and V given)."""
     R, n_hat, d = shape
     rows = R * n_hat
     tiles = -(-rows // TILE_ROWS)
@@ -544,8 +596,15 @@ def _workspace(P, theta, shape, a, b, relu_surrogate: bool) -> Workspace:
     bounds = piece_bounds(blocks)
     pieces = bounds.size - 1
     F = aligned_zeros((tiles * TILE_ROWS, blocks * PANEL_WIDTH))
+    if natural is None:
+        natural = V is not None and d >= NATURAL_MIN_D
+    if V is None:
+        if natural:
+            raise ValueError("pass 2 on V's own layout needs V")
+        V = np.zeros((0, d), dtype=np.float32)
     return Workspace(
-        Xt=np.zeros((tiles, d, TILE_ROWS), dtype=np.float32), P=P, theta=theta, bounds=bounds,
+        Xt=np.zeros((tiles, d, TILE_ROWS), dtype=np.float32), P=P, V=V, natural=bool(natural), theta=theta,
+        bounds=bounds,
         F=F, D=aligned_zeros(F.shape), v=np.zeros((pieces, R, n_hat)), A=np.zeros((pieces, R, n_hat, n_hat)),
         v_total=np.empty((R, n_hat)), A_total=np.empty((R, n_hat, n_hat)), alpha=np.empty((R, n_hat)),
         G=np.zeros((pieces, rows, P.shape[1]), dtype=np.float32), r_sq=np.zeros((pieces, R)),
@@ -595,7 +654,7 @@ def panel_coefficients(model, dtype=None):
 
     Needs: Numba, the "panel" kernel enabled (RFTHEORY_NUMBA, see
     :mod:`rftheory._engine.kernels`), a random-features model on NumPy with V stored
-    (at most PANEL_MAX_BYTES in float32), float32 and σ = a·relu + b·tanh
+    (its packed copy already made, or room for it: :func:`panel_bytes_allowed`), float32 and σ = a·relu + b·tanh
     as the activation states it (``Activation.relu_tanh``).  Everything
     else (float64, CuPy, streamed V, other activations, adapters) takes the
     BLAS path of :mod:`rftheory.attack.loss`.
@@ -603,9 +662,25 @@ def panel_coefficients(model, dtype=None):
     V = getattr(model, "_V", None)
     dtype = np.dtype(getattr(model, "dtype", None) if dtype is None else dtype)
     if not (panel_kernels_available() and isinstance(V, np.ndarray) and dtype == np.float32
-            and V.size * 4 <= PANEL_MAX_BYTES and numba_enabled("panel")):
+            and numba_enabled("panel")):
+        return None
+    entry = _PACKED.get(model)
+    if not ((entry is not None and entry.V is V) or V.size * 4 <= panel_bytes_allowed()):
         return None
     return getattr(getattr(model, "activation", None), "relu_tanh", None)
+
+
+def panel_bytes_allowed() -> int:
+    """The largest packed copy of V the engine makes now: PANEL_MEMORY_SHARE of the memory available
+    (MemAvailable in /proc/meminfo), or PANEL_FALLBACK_BYTES where that cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(PANEL_MEMORY_SHARE * int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    return PANEL_FALLBACK_BYTES
 
 
 def padded_theta(theta, P) -> np.ndarray:
@@ -658,7 +733,7 @@ class PanelLoss:
             shared = self._entry.shared
             ws = shared.get(key)
             if ws is None:
-                ws = _workspace(self.P, self.theta64, shape, self.a, self.b, self.relu_surrogate)
+                ws = _workspace(self.P, self.theta64, shape, self.a, self.b, self.relu_surrogate, self._entry.V)
                 with _PACKED_LOCK:  # other threads may add theirs meanwhile
                     shared[key] = ws
                     while len(shared) > PLANS_KEPT:
@@ -666,7 +741,7 @@ class PanelLoss:
             else:
                 ws = ws._replace(theta=self.theta64, a=self.a, b=self.b, relu_surrogate=self.relu_surrogate)
         else:
-            ws = _workspace(self.P, self.theta64, shape, self.a, self.b, self.relu_surrogate)
+            ws = _workspace(self.P, self.theta64, shape, self.a, self.b, self.relu_surrogate, self._entry.V)
         R, n_hat, d = shape
         small = self._automatic and 4.0 * R * n_hat * d * self.p < SMALL_PROBLEM_FLOPS
         plan = (ws, 1 if small else min(self.threads, ws.bounds.size - 1))

@@ -764,3 +764,59 @@ def test_the_engine_has_one_door_and_no_import_cycle():
             "import rftheory._engine.panel; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+@needs_numba
+@pytest.mark.parametrize("rows, p, d", [(10, 40, 64), (20, 37, 1030), (5, 3, 21)])
+def test_natural_backward_matches_float64(rows, p, d):
+    """pass 2's product on V's own layout: G += W V[j0:j1] (whole tiles of columns and the tail)."""
+    from rftheory._engine import panel_loss
+
+    rng = np.random.default_rng(rows + p + d)
+    rows_pad = -(-rows // TILE_ROWS) * TILE_ROWS
+    width = panel_loss.RESIDUAL_CHUNK_BLOCKS * PANEL_WIDTH
+    V = rng.standard_normal((p + 7, d)).astype(np.float32)
+    W = aligned_zeros((rows_pad, width))
+    W[:rows, :p] = rng.standard_normal((rows, p))
+    G = np.ones((rows_pad, d + 2), np.float32)
+    panel_loss.natural_backward(W, V, G, 3, 3 + p)
+    expected = 1.0 + W[:, :p].astype(np.float64) @ V[3:3 + p].astype(np.float64)
+    np.testing.assert_allclose(G[:, :d], expected, rtol=1e-4, atol=1e-4 * np.sqrt(p))
+    assert np.all(G[:, d:] == 1.0)  # past d: untouched
+
+
+@needs_numba
+@pytest.mark.parametrize("R", [1, 3])
+def test_natural_and_packed_pass_2_agree_with_the_blas_path(R, monkeypatch, blas_path):
+    """The loss with pass 2 on V's own layout (large d) equals the packed one up to float32 rounding,
+    and both the BLAS path; pass 1 is shared, so L and α agree bitwise."""
+    from rftheory._engine import panel_loss
+
+    model = _model(300, 70)
+    X = np.stack([random_sphere(6, 70, np.random.default_rng(k)) for k in range(R)]).astype(np.float32)
+    results = {}
+    for natural_min_d in (1, 10**9):
+        monkeypatch.setattr(panel_loss, "NATURAL_MIN_D", natural_min_d)
+        results[natural_min_d] = engine_loss(model, X, threads=2)
+    (L1, G1, a1), (L2, G2, a2) = results[1], results[10**9]
+    assert np.array_equal(L1, L2) and np.array_equal(a1, a2)
+    np.testing.assert_allclose(G1, G2, rtol=1e-5, atol=1e-5 * np.abs(G2).max())
+    blas_path()
+    ref = projection_loss(X, model.theta, model)
+    np.testing.assert_allclose(G1, ref.grad, rtol=1e-4, atol=1e-4 * np.abs(ref.grad).max())
+    np.testing.assert_allclose(L1, ref.loss, rtol=1e-5, atol=1e-7)
+
+
+@needs_numba
+def test_packed_copy_follows_the_available_memory(monkeypatch):
+    from rftheory._engine import panel_loss
+
+    model = _model(100, 10)
+    assert panel_loss.panel_bytes_allowed() > 0
+    monkeypatch.setattr(panel_loss, "panel_bytes_allowed", lambda: 100 * 10 * 4 - 1)
+    fresh = _model(100, 10, seed=7)
+    assert panel_coefficients(fresh) is None  # no room for its packed copy: the BLAS path
+    monkeypatch.undo()
+    panel_loss.packed_panels(model)  # made while there was room
+    monkeypatch.setattr(panel_loss, "panel_bytes_allowed", lambda: 0)
+    assert panel_coefficients(model) is not None  # a copy already made is used whatever the memory now
