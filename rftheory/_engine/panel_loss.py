@@ -95,6 +95,7 @@ HELPER_SPINS = 65536  # spin-wait rounds a helper waits for the next job before 
 # optimiser's own work between two evaluations, far shorter than an idle pause
 
 if panel_kernels_available():
+    from ..optim._compiled import _tangent_rows  # the optimiser's tangent projection, shared
     from numba import njit
 
     from .panel import (
@@ -296,20 +297,6 @@ if panel_kernels_available():
         ws.G[...] = 0.0
         ws.r_sq[...] = 0.0
 
-    @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-    def _tangent_in_place(X, G):  # pragma: no cover - compiled
-        """g_i ← g_i − (⟨g_i, x_i⟩/‖x_i‖²) x_i per row, sums in float64: the optimiser's tangent
-        projection (rftheory.optim), written out here so that the engine depends on nothing outside it."""
-        for i in range(X.shape[0]):
-            gx = 0.0
-            xx = 0.0
-            for k in range(X.shape[1]):
-                gx += np.float64(G[i, k]) * X[i, k]
-                xx += np.float64(X[i, k]) * X[i, k]
-            c = gx / xx
-            for k in range(X.shape[1]):
-                G[i, k] = G[i, k] - c * X[i, k]
-
     @njit(nogil=True, cache=True, error_model="numpy")
     def _finish(G, r_sq, alpha, theta_sq, with_grad, X, tangent):  # pragma: no cover - compiled
         """(L_g, ∂L/∂X̂_g, α_g) from the piece sums, each added in piece order:
@@ -317,7 +304,7 @@ if panel_kernels_available():
             L_g = Σ ‖r_g‖² / ‖θ‖²,   ∂L/∂X̂[g, i] = −(2/‖θ‖²) α_g[i] · (Σ G)[g·n̂ + i, :d]
 
         and with ``tangent`` each gradient row projected onto the tangent space of the sphere
-        through the row of X (R·n̂ × d; :func:`_tangent_in_place`)
+        through the row of X (R·n̂ × d; the optimiser's compiled tangent projection, in place)
         (new arrays: the caller may keep them while the buffers are reused).
         """
         d = X.shape[1]
@@ -332,7 +319,8 @@ if panel_kernels_available():
                     for k in range(d):
                         grad[g, i, k] = scale * total[g * n_hat + i, k]
             if tangent:
-                _tangent_in_place(X, grad.reshape((groups * n_hat, d)))
+                rows = grad.reshape((groups * n_hat, d))
+                _tangent_rows(X, rows, rows)  # in place: each entry is read before it is written
         return loss, grad, alpha.copy()
 
     @njit(nogil=True, cache=True, error_model="numpy")
