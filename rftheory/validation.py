@@ -47,13 +47,19 @@ def check_finite(a, name: str):
     return a
 
 
-def check_matrix(a, name: str, *, cols: int | None = None, cols_name: str = "columns", rows: int | None = None, rows_name: str = "rows"):
-    """Return ``a`` as a finite real 2-D array, checking its shape."""
+def _real_array(a, name: str, ndim: int, what: str):
+    """``a`` as a real array of ``ndim`` dimensions (``what`` describes them in the error)."""
     a = _as_array(a, name)
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (one sample per row), got shape {tuple(a.shape)}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {what}, got shape {tuple(a.shape)}")
     if a.dtype.kind not in "fiu":
         raise TypeError(f"{name} must be real-valued, got dtype {a.dtype}")
+    return a
+
+
+def check_matrix(a, name: str, *, cols: int | None = None, cols_name: str = "columns", rows: int | None = None, rows_name: str = "rows"):
+    """Return ``a`` as a finite real 2-D array, checking its shape."""
+    a = _real_array(a, name, 2, "2-D (one sample per row)")
     if cols is not None and a.shape[1] != cols:
         raise ValueError(f"{name} has {a.shape[1]} columns but {cols_name}={cols}")
     if rows is not None and a.shape[0] != rows:
@@ -65,11 +71,7 @@ def check_matrix(a, name: str, *, cols: int | None = None, cols_name: str = "col
 
 def check_vector(a, name: str, *, length: int | None = None, length_name: str = "length"):
     """Return ``a`` as a finite real 1-D array of the given length."""
-    a = _as_array(a, name)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {tuple(a.shape)}")
-    if a.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must be real-valued, got dtype {a.dtype}")
+    a = _real_array(a, name, 1, "1-D")
     if length is not None and a.shape[0] != length:
         raise ValueError(f"{name} has length {a.shape[0]} but {length_name}={length}")
     return check_finite(a, name)

@@ -279,19 +279,19 @@ class Activation:
 def _combine(name: str, parts: tuple) -> Activation:
     """σ = Σ c_j σ_j as an Activation whose parts are kept for Hermite sums."""
 
-    def fn(z):
+    def weighted_sum(part_fn, z):
+        """Σ c_j part_fn(σ_j)(z), skipping the product when c_j = 1."""
         out = None
         for c, act in parts:
-            term = act.fn(z) if c == 1 else c * act.fn(z)
+            term = part_fn(act)(z) if c == 1 else c * part_fn(act)(z)
             out = term if out is None else out + term
         return out
 
+    def fn(z):
+        return weighted_sum(lambda act: act.fn, z)
+
     def deriv(z):
-        out = None
-        for c, act in parts:
-            term = act.deriv(z) if c == 1 else c * act.deriv(z)
-            out = term if out is None else out + term
-        return out
+        return weighted_sum(lambda act: act.deriv, z)
 
     def fused(z):
         F = D = None
