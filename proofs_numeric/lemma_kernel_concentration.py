@@ -1,11 +1,11 @@
-"""Kernel concentration: ‖ΦΦᵀ/p − K∞‖ shrinks like p^{-1/2}, below its CLT/Markov ceilings.
+"""Kernel concentration: ‖ΦΦᵀ/p − K∞‖ shrinks like p^{-1/2}, below its matrix-Bernstein and union-bound ceilings.
 
 K∞ = Σ_k μ_k² (XXᵀ/d)^{∘k} comes from rftheory.theory.hermite.kernel_limit (Hermite
 series, order 60, with its truncation bound).  Entry (i, j) of ΦΦᵀ/p is a mean
 of p i.i.d. products σ(⟨v_k, x_i⟩)σ(⟨v_k, x_j⟩), so E‖ΦΦᵀ/p − K∞‖_F² = Σ v_ij/p;
 the ceilings are those of rftheory.theory.identifiability.kernel_concentration
-(Markov at 99 % for the operator norm, a Gaussian union bound at α = 0.01 for
-the max norm).  The decay exponent is the least-squares slope of
+(matrix Bernstein at level α = 0.01 with plug-in constants for the operator
+norm, a Gaussian union bound at α = 0.01 for the max norm).  The decay exponent is the least-squares slope of
 log(mean operator error) against log p.
 
 Run: ``python -m proofs_numeric.lemma_kernel_concentration [--full]``.
@@ -56,7 +56,7 @@ def run(size: str = "small", seeds=None) -> ClaimReport:
             rows.append([act, p, op.mean(), op.max(), op_c.min(), op.mean() * np.sqrt(p), mx.max(), mx_c.min(),
                          res[0].kernel_bound])
         slope = float(np.polyfit(np.log(cfg["ps"]), np.log(mean_op), 1)[0])
-        checks.append(Check(f"{act}: max ‖E‖_op/ceiling", op_over, 1.0, "<=", "Markov 99 % ceiling"))
+        checks.append(Check(f"{act}: max ‖E‖_op/ceiling", op_over, 1.0, "<=", "matrix Bernstein, α = 0.01"))
         checks.append(Check(f"{act}: max max|E_ij|/ceiling", max_over, 1.0, "<=", "Gaussian union bound α=0.01"))
         checks.append(Check(f"{act}: |fitted exponent + 1/2|", abs(slope - SLOPE), SLOPE_TOL, "<=",
                             f"fitted exponent {slope:.3f}"))

@@ -2,8 +2,8 @@
 
 By Weyl's inequality |λ_min(ΦΦᵀ)/p − λ_min(K∞)| ≤ ‖ΦΦᵀ/p − K∞‖_op, so the
 deviation must stay below the operator-norm ceiling of the kernel lemma
-(rftheory.theory.identifiability.kernel_concentration: 10·(Σ v_ij/p)^{1/2} + n·trunc,
-Markov at 99 %).  λ_min(K∞) > 0 is certified from the Hermite kernel minus
+(rftheory.theory.identifiability.kernel_concentration: the matrix Bernstein deviation
+t(α) = Lℓ/3 + ((Lℓ/3)² + 2s²ℓ)^{1/2}, ℓ = ln(2n/α), α = 0.01, plus n·trunc).  λ_min(K∞) > 0 is certified from the Hermite kernel minus
 its truncation bound n·b (a perturbation of at most n·b in operator norm).
 The numerical rank uses rftheory.theory.span's rule σ_i > max(n, p)·ε·σ_1.
 
@@ -58,7 +58,7 @@ def run(size: str = "small", seeds=None) -> ClaimReport:
             worst_ratio = min(worst_ratio, float(np.min(lam_e / lam_i)))
             rows.append([act, p, float(np.median(lam_i)), float(np.median(lam_e)), float(np.min(lam_e / lam_i)),
                          float(np.max(dev)), float(np.min(ceil)), min(ranks)])
-        checks.append(Check(f"{act}: max |Δλ_min|/ceiling", worst_weyl, 1.0, "<=", "Weyl + Markov 99 % ceiling"))
+        checks.append(Check(f"{act}: max |Δλ_min|/ceiling", worst_weyl, 1.0, "<=", "Weyl + matrix Bernstein, α = 0.01"))
         checks.append(Check(f"{act}: min λ_min(ΦΦᵀ)/(p·λ_min(K∞))", worst_ratio, HALF, ">=",
                             f"p ≥ {min(cfg['ps'])} = {min(cfg['ps']) // n}n"))
         checks.append(Check(f"{act}: λ_min(K∞) − n·trunc (certified, min)", min_cert, 0.0, ">=", "K∞ positive definite"))

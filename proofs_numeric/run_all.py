@@ -6,6 +6,12 @@
     python -m proofs_numeric.run_all --only theorem1_spurious_gap sign_lemma_relu
 
 Exit status 0 when every verdict passes, 1 otherwise.
+
+Two thresholds, never to be confused (docs/design.md, docs/theory.md): span
+identifiability (Theorem 1's conclusion: a far x̂ with φ(x̂) ∈ span Φ) holds by
+counting from n + d + 1 features, θ identifiability (the law: θ alone) from
+n(d + 1).  The runner prints both, and theorem1_spurious_gap measures the
+spurious gap against p at one shape on both sides of the span limit.
 """
 from __future__ import annotations
 
@@ -47,6 +53,11 @@ def run_all(size: str = "small", seeds=None, only=None, progress=None) -> list:
     return reports
 
 
+THRESHOLDS = ("Two thresholds: span identifiability (Theorem 1's conclusion: no far x̂ with φ(x̂) in span Φ) "
+              "from n + d + 1 features by counting; θ identifiability (the law, θ alone) from n(d + 1). "
+              "theorem1_spurious_gap measures the spurious gap against p at one shape on both sides of "
+              "n + d + 1 (a spurious zero is min R ≤ 1e-6).")
+
 SUMMARY_HEADERS = ["check", "module", "verdicts passed", "result", "seconds"]
 
 
@@ -69,6 +80,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     size = args.size or ("full" if args.full else "small")
     t0 = time.perf_counter()
+    print(THRESHOLDS + "\n", flush=True)
 
     def show(report):
         if not args.summary_only:

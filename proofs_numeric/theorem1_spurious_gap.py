@@ -6,6 +6,15 @@ from span{φ(x_1..n)}; dist is the sign-aware relative distance to the nearest
 the gap is minimised from many starts (rftheory.theory.identifiability.spurious_gap)
 and compared with its p → ∞ kernel limit gap∞ (kernel_spurious_gap).
 
+The span threshold (docs/design.md): a far x̂ with φ(x̂) ∈ span Φ must meet
+p − n conditions with the d − 1 freedoms of the sphere, so exact spurious
+zeros exist for p ≤ n + d − 1 and none above the counting limit
+n + d + 1 (the limit for x̂ anywhere in R^d).  At one shape (``span_shape``)
+the gap is measured against p on both sides (the search seeded also from the
+attack's zero-loss reconstructions, theorem1.attack_starts): a spurious zero
+is min R ≤ SPURIOUS_ZERO = 1e-6 (the search's round-off level).  θ
+identifiability (the law) needs p ≥ n(d + 1), far above the span limit.
+
 Run: ``python -m proofs_numeric.theorem1_spurious_gap [--full]``.
 """
 from __future__ import annotations
@@ -23,8 +32,9 @@ from scipy.stats import spearmanr
 from proofs_numeric._common import ClaimReport, configure, module_main, seed_note, seeded_data, seeded_model
 from rftheory.backend import to_numpy
 from rftheory.theory.identifiability import (
-    ROUNDOFF_RESIDUAL,
+    SPURIOUS_ZERO,
     Check,
+    attack_starts,
     kernel_spurious_gap,
     path_profile,
     spurious_gap,
@@ -37,10 +47,12 @@ CLAIM = (
 )
 
 SIZES = {
-    "tiny": dict(n=3, d=5, ratios=(0.5, 2.0, 16.0), seeds=1, starts=16, max_iter=200, delta=0.3),
-    "small": dict(n=3, d=5, ratios=(0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0), seeds=3, starts=32, max_iter=300, delta=0.3),
+    "tiny": dict(n=3, d=5, ratios=(0.5, 2.0, 16.0), seeds=1, starts=16, max_iter=200, delta=0.3,
+                 span_shape=(3, 5), span_ps=(5, 6, 9, 18)),
+    "small": dict(n=3, d=5, ratios=(0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0), seeds=3, starts=32, max_iter=300, delta=0.3,
+                  span_shape=(12, 40), span_ps=(38, 53, 72, 120, 240)),
     "full": dict(n=5, d=10, ratios=(0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0), seeds=5, starts=64, max_iter=500,
-                 delta=0.3),
+                 delta=0.3, span_shape=(12, 40), span_ps=(30, 38, 50, 53, 72, 120, 240, 480)),
 }
 
 ACTIVATION = "relu+tanh"
@@ -95,8 +107,8 @@ def run(size: str = "small", seeds=None) -> ClaimReport:
     frac = float(np.min(gaps[big] / kernel_gaps[None, :])) if big else float("nan")
     checks.append(Check(f"min gap/gap∞ over p/(dn) ≥ {LARGE_RATIO:g}", frac, KERNEL_FRACTION, ">=",
                         "finite-p gap close to its kernel limit"))
-    checks.append(Check("max_i R(x_i) (true samples)", truth, ROUNDOFF_RESIDUAL, "<=", "round-off"))
-    notes = [f"kernel-limit gap∞(δ={delta:g}) per seed: " + ", ".join(f"{g:.4f}" for g in kernel_gaps)]
+    notes = [f"max_i R(x_i) of the true samples (0 by construction, the projection's round-off): {truth:.2e}",
+             f"kernel-limit gap∞(δ={delta:g}) per seed: " + ", ".join(f"{g:.4f}" for g in kernel_gaps)]
     # paths at the largest p/(dn), seed 0
     X, model, g = last
     path_far_min = math.inf
@@ -115,9 +127,38 @@ def run(size: str = "small", seeds=None) -> ClaimReport:
         )
     checks.append(Check("gap (seed 0, largest p/(dn)) vs min R on far path points", g.gap, path_far_min, "<=",
                         "the optimiser finds a point at least as low as any path point"))
+    notes += span_threshold(cfg, checks)
     config = (f"n={n}, d={d}, σ={ACTIVATION}, δ={delta:g}, {seed_note(seed_list)}, "
               f"{cfg['starts']} starts per minimisation (half on the cap boundaries)")
     return ClaimReport(NAME, CLAIM, size, config, headers, rows, checks, notes)
+
+
+def span_threshold(cfg, checks) -> list:
+    """The spurious gap against p at ``span_shape`` (seed 0): two verdicts appended to ``checks``, the
+    measured gaps returned as notes.  Below: max gap over p ≤ n + d − 2 (a solution set of dimension ≥ 1
+    on the sphere) must be a spurious zero; above: min gap over p ≥ n + d + 1 must not be."""
+    n, d = cfg["span_shape"]
+    X = seeded_data(n, d, 0)
+    below, above, parts = [], [], []
+    for p in cfg["span_ps"]:
+        model = seeded_model(p, d, ACTIVATION, 0)
+        extra = attack_starts(X, model, delta=cfg["delta"], seed=0)
+        g = spurious_gap(X, model, delta=cfg["delta"], starts=cfg["starts"], max_iter=cfg["max_iter"], seed=0,
+                         extra_starts=extra).gap
+        parts.append(f"p={p}: {g:.2g}")
+        if p <= n + d - 2:
+            below.append(g)
+        elif p >= n + d + 1:
+            above.append(g)
+    checks.append(Check(f"span: max gap over p ≤ n + d − 2 = {n + d - 2} (n={n}, d={d})",
+                        max(below) if below else float("nan"), SPURIOUS_ZERO, "<=",
+                        "spurious zeros exist below the span limit; the search must find them"))
+    checks.append(Check(f"span: min gap over p ≥ n + d + 1 = {n + d + 1} (n={n}, d={d})",
+                        min(above) if above else float("nan"), SPURIOUS_ZERO, ">=",
+                        "no spurious zero above the counting limit"))
+    return [f"two thresholds at n={n}, d={d}: span identifiability from n + d + 1 = {n + d + 1} features, "
+            f"θ identifiability (the law) from n(d + 1) = {n * (d + 1)}",
+            f"spurious gap against p at n={n}, d={d}, seed 0 (zero ≤ {SPURIOUS_ZERO:g}): " + ", ".join(parts)]
 
 
 main = module_main(sys.modules[__name__])

@@ -28,12 +28,25 @@ this module being the engine's only caller); otherwise (and with
 evaluation's 4·R·n̂·d·p flops are below the engine's SMALL_PROBLEM_FLOPS
 (threads do not pay there).  tests/engine/test_panel.py checks the paths agree.
 
+Multi-output models: θ may also be a matrix Θ ∈ R^{p×C} (one column per
+output, e.g. ``RandomFeatures.fit(X, Y)`` with Y ∈ R^{n×C}).  The same
+formulas hold column by column and are summed:
+
+    V = Φ̂Θ ∈ R^{n̂×C},  α = A⁻¹V,  R = Θ − Φ̂ᵀα,
+    L(X̂) = ‖R‖_F² / ‖Θ‖_F²                        (0 ≤ L ≤ 1),
+    ∂L/∂Φ̂ = −2 α Rᵀ / ‖Θ‖_F²,
+
+i.e. the squared relative distance of the C columns of Θ from the row span of
+Φ̂, normalised by the total ‖Θ‖_F² (so a column of larger norm weighs more).
+The Gram of the stacked problem is A ⊗ I_C, so one n̂×n̂ solve serves all C
+columns per evaluation.  For random features the matrix case always takes
+the BLAS path (the engine's kernels index a vector θ), streamed V included;
+a stack of R candidate sets works as for a vector θ.
+
 Models other than random features (rftheory.models.adapters) plug in through the
 *feature-map protocol*: attributes ``p, d, dtype, xp`` and methods
-``features(X) -> Φ (n×p)`` and ``features_vjp(X, G) -> ∂⟨G, Φ(X)⟩/∂X (n×d)``.
-For them θ may also be a matrix Θ ∈ R^{p×C} (one column per output); the
-same formulas hold with v = Φ̂Θ, α = A⁻¹v ∈ R^{n×C}, r = Θ − Φ̂ᵀα and
-L = ‖r‖_F²/‖Θ‖_F², ∂L/∂Φ̂ = −2αrᵀ/‖Θ‖_F²  (Gram K ⊗ I_C: one n×n solve).
+``features(X) -> Φ (n×p)`` and ``features_vjp(X, G) -> ∂⟨G, Φ(X)⟩/∂X (n×d)``,
+with θ a vector or Θ a matrix as above.
 """
 from __future__ import annotations
 
@@ -87,9 +100,10 @@ def _result(loss, grad, alpha, batched: bool) -> LossResult:
 
 
 def _check_theta(theta64, p: int) -> None:
-    """θ of a random-features model must be a vector of its p parameters (the compiled kernels index it)."""
-    if theta64.ndim != 1 or theta64.shape[0] != p:
-        raise ValueError(f"theta must be a vector of the model's p = {p} parameters, got shape {tuple(theta64.shape)}")
+    """θ of a random-features model: a vector of its p parameters, or Θ (p, C) with C ≥ 1 outputs."""
+    if theta64.ndim not in (1, 2) or theta64.shape[0] != p or (theta64.ndim == 2 and theta64.shape[1] < 1):
+        raise ValueError(f"theta must be a vector of the model's p = {p} parameters or a matrix (p, C) with one "
+                         f"column per output, got shape {tuple(theta64.shape)}")
 
 
 def _check_candidates(X_hat, d: int) -> None:
@@ -135,8 +149,9 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
         Candidate samples (any norm; the attack keeps them on the √d-sphere).
         A stack of R sets (batched restarts) shares the products with V and
         returns a loss per set (array (R,)), gradients (R, n̂, d) and α (R, n̂).
-    theta : array (p,)
-        Attacked vector θ (or Δθ = θ − θ₀).
+    theta : array (p,) or (p, C)
+        Attacked vector θ (or Δθ = θ − θ₀), or the C-output Θ; then
+        L = ‖R‖_F²/‖Θ‖_F² (module docstring) and α is (n̂, C) (or (R, n̂, C)).
     model : RandomFeatures
         Supplies V (stored or streamed by blocks) and σ.
     with_grad : bool
@@ -168,6 +183,10 @@ def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: 
     theta64 = _real_array(xp, theta, "theta", np.float64)
     _check_theta(theta64, model.p)
     theta_sq = _theta_sq(theta64)
+    if theta64.ndim == 2:  # Θ (p, C): the BLAS path, one n̂×n̂ solve for all C columns
+        with blas_for(4.0 * R * n_hat * d * model.p):
+            loss, grad, alpha = _blas_loss_matrix(X_hat, theta64, theta_sq, model, with_grad, derivative, tangent)
+        return _result(loss, grad, alpha, batched)
     if isinstance(X_hat, np.ndarray):  # float32 NumPy, stored V, a·relu + b·tanh: the engine's panel kernels
         engine = make_loss(model, theta64, theta_sq, derivative=derivative, tangent=tangent, one_shot=True)
         if engine is not None:
@@ -238,6 +257,54 @@ def _blas_loss(X_hat, theta64, theta_sq, model, with_grad, derivative, tangent):
     return r_sq / theta_sq, grad, alpha
 
 
+def _blas_loss_matrix(X_hat, Theta, theta_sq, model, with_grad, derivative, tangent):
+    """The BLAS path for Θ (p, C) on a stack X̂ (R, n̂, d): (loss (R,), grad or None, α (R, n̂, C)).
+
+    Pass 1 accumulates V = Φ̂Θ (R, n̂, C) and A = Φ̂Φ̂ᵀ block by block; pass 2
+    forms R_b = Θ_b − Φ̂_bᵀα and ∂L/∂X̂ = ((−2/‖Θ‖_F²)(α R_bᵀ) ⊙ σ'(Z_b)) V_b.
+    """
+    xp = array_namespace(X_hat, Theta)
+    R, n_hat, d = X_hat.shape
+    C = Theta.shape[1]
+    act = model.activation
+    low = model.dtype != np.float64
+    X_flat = X_hat.reshape(R * n_hat, d)
+    v = xp.zeros((R, n_hat, C), dtype=np.float64)
+    A = xp.zeros((R, n_hat, n_hat), dtype=np.float64)
+    kept = []
+    for rows, Vb in model.weight_blocks():
+        Z = X_flat @ Vb.T
+        if with_grad:
+            if derivative == "relu":
+                F, D = act.fn(Z), _relu_surrogate(Z)
+            else:
+                F, D = fused_value_and_derivative(act, Z)
+        else:
+            F, D = act.fn(Z), None
+        F64 = (F.astype(np.float64) if low else F).reshape(R, n_hat, -1)
+        v += F64 @ Theta[rows]
+        A += F64 @ F64.transpose(0, 2, 1)
+        kept.append((rows, F64, D))
+    alpha = xp.stack([gram_solve(A[k], v[k]) for k in range(R)])  # (R, n̂, C): one solve for all C columns
+    r_sq = xp.zeros(R, dtype=np.float64)
+    acc = xp.zeros((R * n_hat, d), dtype=model.dtype) if with_grad else None
+    blocks = model.weight_blocks() if with_grad and len(kept) > 1 else None
+    for rows, F, D in kept:
+        Rb = Theta[rows].T[None] - alpha.transpose(0, 2, 1) @ F  # (R, C, p_b)
+        r_sq += xp.sum(Rb * Rb, axis=(1, 2))
+        if with_grad:
+            G = (-2.0 / theta_sq) * (alpha @ Rb)  # ∂L/∂Φ̂_b, (R, n̂, p_b)
+            W = (D.reshape(R, n_hat, -1) * G.astype(model.dtype, copy=False)).reshape(R * n_hat, -1)
+            Vb = model.weights if blocks is None else next(blocks)[1]
+            acc += W @ Vb
+    grad = None
+    if with_grad:
+        grad = acc.reshape(R, n_hat, d)
+        if tangent:
+            grad = riemannian_gradient(X_hat, grad)
+    return r_sq / theta_sq, grad, alpha
+
+
 class PreparedProjectionLoss:
     """``X̂ ↦ projection_loss(X̂, θ, model, derivative=…, tangent=…)`` for a fixed θ and model.
 
@@ -266,7 +333,9 @@ class PreparedProjectionLoss:
         if hasattr(model, "weight_blocks") and isinstance(theta, np.ndarray):
             theta64 = np.ascontiguousarray(_real_array(np, theta, "theta", np.float64))
             _check_theta(theta64, model.p)
-            self._panel = make_loss(model, theta64, _theta_sq(theta64), derivative=derivative, tangent=self.tangent)
+            theta_sq = _theta_sq(theta64)
+            if theta64.ndim == 1:  # the engine serves a vector θ only; Θ (p, C) goes through projection_loss
+                self._panel = make_loss(model, theta64, theta_sq, derivative=derivative, tangent=self.tangent)
             self._dtype = np.dtype(model.dtype)
 
     def __call__(self, X_hat, with_grad: bool = True) -> LossResult:

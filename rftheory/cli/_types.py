@@ -10,7 +10,7 @@ import math
 __all__ = ["positive_int", "nonneg_int", "positive_float", "nonneg_float", "positive_below", "bounded_int",
            "bounded_float", "seed_int", "add_feature_count_options", "feature_count", "add_activation_option",
            "activation_spec", "add_attack_options", "attack_options", "MAX_INT", "MAX_SEED", "MAX_RESTARTS",
-           "MAX_ITER", "MAX_RESEED_CANDIDATES"]
+           "MAX_ITER", "MAX_RESEED_CANDIDATES", "MAX_OUTPUTS", "output_count"]
 
 # Integers are at most 2^62: they must fit NumPy's int64 and SQLite's 64-bit INTEGER with room for
 # the seed + 1000 of V (and a size that large is refused by the memory checks anyway).
@@ -23,6 +23,9 @@ MAX_RESTARTS = 10_000
 MAX_ITER = 10_000_000
 # Random sphere points scored per re-seeding (an M×d array and M feature rows): 10⁶ is far beyond use.
 MAX_RESEED_CANDIDATES = 1_000_000
+# Outputs C of a multi-output model: Θ is p×C and each evaluation solves for C right-hand sides;
+# C ≥ n already gives the span statement (C(p − n) ≥ nd for every p ≥ n + d), so 10⁴ is far beyond use.
+MAX_OUTPUTS = 10_000
 
 
 def _integer(text: str):
@@ -118,6 +121,11 @@ def activation_spec(text: str) -> str:
     except (ValueError, TypeError) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def output_count(text: str) -> int:
+    """C, the number of outputs of a multi-output model: an integer in 1..MAX_OUTPUTS."""
+    return bounded_int(1, MAX_OUTPUTS, "Θ has one column per output")(text)
 
 
 def positive_int(text: str) -> int:

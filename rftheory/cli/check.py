@@ -2,8 +2,12 @@
 
 Draws synthetic sphere data (n, d, seed) and V (seed + 1000, as ``rftheory
 reconstruct`` does), then runs :func:`rftheory.theory.identifiability.identifiability_checks`
-and prints one row per quantity: measured value, the stated threshold it is
-compared with, and PASS/FAIL.  Exit status 0 when all pass, 1 otherwise.
+and prints what it tests: each theorem's hypothesis on the sizes (met / not
+met), the two counting limits as numbers of features (span identifiability
+n + d + 1, θ identifiability n(d + 1), and C(p − n) vs nd with ``--outputs``
+C > 1), then one row per verdict: measured value, the stated threshold it is
+compared with, PASS/FAIL and the inequality behind the threshold.  Exit
+status 0 when all verdicts pass, 1 otherwise.
 """
 from __future__ import annotations
 
@@ -18,8 +22,8 @@ from ..data.synthetic import synthetic_sphere
 from ..theory.identifiability import DEFAULT_DELTA, DEFAULT_EPS, DEFAULT_ORDER, identifiability_checks
 from ..models.random_features import RandomFeatures
 from ._resources import F64, check_rf_resources, require_memory, require_work
-from ._types import (add_activation_option, add_feature_count_options, bounded_int, feature_count, positive_below,
-                     positive_int, seed_int)
+from ._types import (add_activation_option, add_feature_count_options, bounded_int, feature_count, output_count,
+                     positive_below, positive_int, seed_int)
 
 # Starting points of the Theorem 1 search: each runs a minimisation, all together one (starts × p) array;
 # 10⁵ starts already sample the far region more densely than any δ-net the check needs.
@@ -40,12 +44,18 @@ def add_parser(sub):
         help=HELP,
         description=(
             "Measure, for synthetic data on the √d-sphere and random weights V ~ N(0,1/d), the "
-            "quantities behind the identifiability theorems and compare each with a stated threshold: "
-            "true samples in the feature span, rank of Φ, ‖ΦΦᵀ/p − K∞‖ (op and max) against CLT/Markov "
-            "ceilings, λ_min(ΦΦᵀ)/p vs λ_min(K∞), ‖φ(x)‖²/p vs E[σ²], the spurious gap "
-            "min{R(x̂): dist(x̂, ±X) ≥ δ} against half its kernel limit (Theorem 1), the smallest span "
-            "mismatch of a pair near x_1 (Theorem 2, first two samples), and the sign lemma against the "
-            "Hermite parity prediction. Theorem 1 needs p ≫ dn: below that its row is expected to FAIL."
+            "quantities behind the identifiability theorems. Prints each theorem's hypothesis (Theorem 1: "
+            "p ≫ dn, read as p ≥ 8dn) as met / not met, and the two counting limits in features: span "
+            "identifiability n + d + 1 (a far x̂ with φ(x̂) in the span of the φ(x_i) needs p ≤ n + d) and "
+            "θ identifiability n(d + 1) (the law; with --outputs C, C(p − n) ≥ nd). Then each conclusion is "
+            "measured against a threshold from a stated inequality, and every verdict can fail: true "
+            "samples in the feature span (round-off), rank of Φ, ‖ΦΦᵀ/p − K∞‖ against a matrix Bernstein "
+            "bound and max|ΦΦᵀ/p − K∞| against a Gaussian union bound (level 0.01), λ_min(ΦΦᵀ)/p ≥ "
+            "½λ_min(K∞), K∞ positive definite, ‖φ(x)‖²/p vs E[σ²], Theorem 1's conclusion (FAIL when the "
+            "search finds a spurious zero, min R ≤ 1e-6 at distance ≥ δ from every ±x_i, as it does for "
+            "p ≤ n + d; otherwise PASS with the gap printed, whether or not p ≫ dn holds), the smallest "
+            "span mismatch of a pair near x_1 (Theorem 2), and the sign lemma against the Hermite parity "
+            "prediction."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -65,6 +75,12 @@ def add_parser(sub):
     p.add_argument("--order", type=bounded_int(1, MAX_ORDER, "terms of the kernel's Hermite series"),
                    default=DEFAULT_ORDER, help=f"Hermite order of K∞ (at most {MAX_ORDER})")
     p.add_argument("--no-theorem2", action="store_true", help="skip the Theorem 2 check")
+    p.add_argument("--outputs", type=output_count, default=1, metavar="C",
+                   help="outputs C of the model whose counting is printed: C(p − n) vs nd (θ identifiable by "
+                        "counting from p ≥ n + nd/C)")
+    p.add_argument("--no-attack-starts", action="store_true",
+                   help="do not seed the Theorem 1 search with the far rows of the attack's own reconstructions "
+                        "(run when p < n(d + 1))")
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="array backend (cupy needs a GPU)")
     p.set_defaults(func=run)
     return p
@@ -93,13 +109,33 @@ def run(args) -> int:
     print("rftheory check")
     print(f"  data        {ds.description}")
     print(f"  model       RF p={p}, d={d}, σ={model.activation.name}, V seed={model.seed}, backend={args.backend}")
-    print(f"  p/(dn)      {p / (d * n):.3g}   (Theorem 1 asks for p ≫ dn; p/d = {p / d:.3g})")
+    print(f"  p/(dn)      {p / (d * n):.3g}   (p/d = {p / d:.3g}, p/n = {p / n:.3g})")
     print(f"  searches    δ={args.delta:g}, ε={args.eps:g}, starts={args.starts}, max_iter={args.max_iter}, "
           f"Hermite order {args.order}")
     report = identifiability_checks(
         X, model, delta=args.delta, eps=args.eps, starts=args.starts, max_iter=args.max_iter,
-        order=args.order, seed=args.seed, theorem2=not args.no_theorem2,
+        order=args.order, seed=args.seed, theorem2=not args.no_theorem2, outputs=args.outputs,
+        attack_seeding=not args.no_attack_starts,
     )
+    lim = report.limits
+    print()
+    print("  counting limits (numbers of features)")
+    print(f"    span identifiability   n + d + 1 = {lim['span']:<8d} p = {p} is {'above' if p >= lim['span'] else 'below'}: "
+          + ("no far x̂ has φ(x̂) in span Φ by counting" if p >= lim['span'] else
+             "exact spurious zeros exist (p − n < d + 1 conditions)"))
+    print(f"    θ identifiability      n(d + 1)  = {lim['theta']:<8d} p = {p} is {'above' if p >= lim['theta'] else 'below'}: "
+          + ("θ alone pins X by counting" if p >= lim['theta'] else "wrong X̂ with θ in their span exist by counting"))
+    if lim["outputs"] > 1:
+        ok = lim["equations"] >= lim["unknowns"]
+        print(f"    {lim['outputs']} outputs              C(p − n) = {lim['equations']} {'≥' if ok else '<'} nd = "
+              f"{lim['unknowns']}: Θ {'pins' if ok else 'does not pin'} X by counting (from p ≥ n + nd/C = "
+              f"{n + n * d / lim['outputs']:.4g})")
+    print()
+    print("  hypotheses (on the sizes; the conclusions below are measured whether or not they hold)")
+    hw = max(len(h.statement) for h in report.hypotheses)
+    for h in report.hypotheses:
+        print(f"    {h.statement.ljust(hw)}  {h.detail} = {_fmt(h.measured)} (≫ read as ≥ {_fmt(h.required)}): "
+              f"{h.verdict}")
     rows = [(c.quantity, _fmt(c.measured), f"{c.relation} {_fmt(c.threshold)}", c.verdict, c.detail)
             for c in report.checks]
     headers = ("quantity", "measured", "threshold", "verdict", "how the threshold is set")
@@ -111,7 +147,12 @@ def run(args) -> int:
         print("  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
     sg = report.results.get("gap")
     if sg is not None:
-        print(f"\n  Theorem 1 detail: {sg.free_recovered:.0%} of unconstrained descents end within δ of a ±x_i; "
+        print(f"\n  round-off   max_i R(x_i) = {report.results['truth_residual']:.2e} (0 by construction: the "
+              "projection's round-off, not a verdict)", end="")
+        seeded = report.results.get("attack_starts", 0)
+        print(f"\n  Theorem 1 detail: spurious gap {sg.gap:.4g} (min R at dist ≥ δ; ≤ 1e-6 is a spurious zero); "
+              f"{args.starts} random starts + {seeded} far rows of the attack's reconstructions; "
+              f"{sg.free_recovered:.0%} of unconstrained descents end within δ of a ±x_i; "
               f"lowest far local minimum R = {sg.free_spurious:.4g}")
     passed = sum(c.passed for c in report.checks)
     print(f"\n  {passed}/{len(report.checks)} PASS   wall time {time.perf_counter() - start:.1f} s")

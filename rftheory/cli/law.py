@@ -19,19 +19,21 @@ from ..experiments.law import (
     DEFAULT_RATIOS,
     DEFAULT_SEEDS,
     DEFAULT_SIZES,
+    counting_ratio,
     critical_ratio,
     is_table,
     make_grid,
     remove_sweep_files,
     summarize,
     sweep,
+    span_ratio,
     sweep_paths,
 )
 from ..data.synthetic import synthetic_sphere
 from ..attack.metrics import DEFAULT_THRESHOLD, chance_levels
 from ._resources import check_output_file, check_rf_resources, same_file
 from ._types import (MAX_INT, activation_spec, add_attack_options, attack_options, bounded_float, bounded_int,
-                     positive_below, positive_float, positive_int, seed_int)
+                     output_count, positive_below, positive_float, positive_int, seed_int)
 
 # Bootstrap resamples: each refits the critical ratio; the Monte Carlo error of a percentile interval
 # falls like 1/√B and is negligible against the seed-to-seed spread long before 10⁵ resamples.
@@ -92,6 +94,10 @@ def add_parser(sub):
                    help="sample counts; with --d sweeps the product n × d instead of --sizes")
     g.add_argument("--d", nargs="+", type=positive_int, default=None, metavar="D",
                    help="input dimensions; with --n sweeps the product n × d instead of --sizes")
+    g.add_argument("--outputs", nargs="+", type=output_count, default=[1], metavar="C",
+                   help="numbers of outputs C swept as an axis: C independent linear label columns, Θ ∈ R^{p×C}; "
+                        "counting predicts the critical p/(dn) = 1/d + 1/C (p = n + nd/C), from the law's 1 + 1/d "
+                        "(C = 1) down to the span limit (n + d + 1)/(dn)")
     g.add_argument("--ratios", nargs="+", type=positive_float, default=list(DEFAULT_RATIOS), metavar="R",
                    help="values of p/(dn); p = round(R·d·n), R < 1/d gives p < n (no interpolation)")
     g.add_argument("--seeds", nargs="+", type=seed_value, default=list(DEFAULT_SEEDS), metavar="S",
@@ -152,15 +158,15 @@ def _fmt_err(v):
 def _print_matrix(summary, ratios, key, fmt, title, extra=None):
     groups: dict = {}
     for s in summary:
-        groups.setdefault((s["activation"], s["n"], s["d"]), {})[s["ratio"]] = s[key]
+        groups.setdefault((s["activation"], s["n"], s["d"], s["outputs"]), {})[s["ratio"]] = s[key]
     width = max(len(fmt(0.0)), 5)
     print(f"  {title}")
-    head = "    " + f"{'σ, n, d':<22}" + "".join(f"{r:>{width + 1}g}" for r in ratios)
+    head = "    " + f"{'σ, n, d, C':<22}" + "".join(f"{r:>{width + 1}g}" for r in ratios)
     if extra is not None:
         head += f"{extra[0]:>{width + 3}}"
     print(head)
-    for (act, n, d), vals in sorted(groups.items()):
-        label = f"{act}, {n}, {d}"
+    for (act, n, d, C), vals in sorted(groups.items()):
+        label = f"{act}, {n}, {d}, {C}"
         line = "    " + f"{label:<22}" + "".join(f"{fmt(vals.get(r)):>{width + 1}}" for r in ratios)
         if extra is not None:
             line += f"{fmt(extra[1][(n, d)]):>{width + 3}}"
@@ -233,7 +239,7 @@ def run(args) -> int:
     options = attack_options(args)
     grid_kw = dict(
         activations=args.activation, sizes=sizes, ratios=args.ratios, seeds=args.seeds, n=n_list, d=d_list,
-        attack=options, threshold=args.threshold, noise=args.noise,
+        attack=options, threshold=args.threshold, noise=args.noise, outputs=args.outputs,
     )
     cells = make_grid(**grid_kw)  # validates before anything is written
     _check_resources(args, cells, options)
@@ -248,6 +254,7 @@ def run(args) -> int:
     print("rftheory law")
     print(f"  grid        σ ∈ {{{', '.join(dict.fromkeys(c.activation for c in cells))}}}, "
           f"(n, d) ∈ {{{', '.join(f'({n},{d})' for n, d in used_sizes)}}}, "
+          f"C ∈ {{{', '.join(str(o) for o in dict.fromkeys(c.outputs for c in cells))}}}, "
           f"p/(dn) ∈ {{{', '.join(f'{r:g}' for r in dict.fromkeys(c.ratio for c in cells))}}}, "
           f"seeds {{{', '.join(str(s) for s in dict.fromkeys(c.seed for c in cells))}}}: {len(cells)} cells")
     per_cell = options.describe().replace(f", seed={options.seed},", ", seed=the cell's seed,")
@@ -313,16 +320,19 @@ def run(args) -> int:
     pct = f"{args.level:.0%}"
     for cr in crs:
         where = ", ".join(f"({n},{d})" for n, d in cr.sizes)
+        counting = ", ".join(f"{counting_ratio(d, cr.outputs):.3g}" for n, d in cr.sizes)
+        span = ", ".join(f"{span_ratio(n, d):.3g}" for n, d in cr.sizes)
+        what = f"σ={cr.activation}, C={cr.outputs} (pooled over (n,d) = {where})"
         if math.isfinite(cr.estimate):
             interval = (f"[{cr.low:.3g}, {cr.high:.3g}]" if math.isfinite(cr.low) else "[no interval]")
-            print(f"  critical p/(dn) for σ={cr.activation} (pooled over (n,d) = {where}): "
-                  f"{cr.estimate:.3g}, {pct} bootstrap interval {interval}")
+            print(f"  critical p/(dn) for {what}: {cr.estimate:.3g}, {pct} bootstrap interval {interval}")
             print(f"      {cr.method} fit over {cr.cells} cells; {cr.n_boot_valid}/{cr.n_boot} resamples of "
                   f"{cr.seeds} seeds usable{'; ' + cr.note if cr.note else ''}")
         else:
-            print(f"  critical p/(dn) for σ={cr.activation} (pooled over (n,d) = {where}): not estimated: {cr.note}")
+            print(f"  critical p/(dn) for {what}: not estimated: {cr.note}")
+        print(f"      counting: 1/d + 1/C = {counting} (p = n + nd/C); span limit (n + d + 1)/(dn) = {span}")
         for cs in per:
-            if cs.activation != cr.activation:
+            if cs.activation != cr.activation or cs.outputs != cr.outputs:
                 continue
             (n, d), = cs.sizes
             if math.isfinite(cs.estimate):
@@ -331,6 +341,9 @@ def run(args) -> int:
                 print(f"      n={n}, d={d}: not estimated ({cs.note})")
     print("  regimes     p < n: no interpolation; n ≤ p ≲ dn: interpolation, not identifiable; "
           "p ≳ dn: reconstruction (the law predicts r_c ≈ 1 up to the attack's reach)")
+    if len({c.outputs for c in cells}) > 1 or cells[0].outputs > 1:
+        print("  outputs     with C outputs θ identifiability needs C(p − n) ≥ nd, i.e. p/(dn) ≥ 1/d + 1/C; "
+              "span identifiability needs p ≥ n + d + 1 whatever C")
     if args.plot is not None:
         from ..experiments.plots import plot_phase_diagram  # noqa: PLC0415
 

@@ -25,11 +25,12 @@ from ..attack.subspace_estimate import estimate_subspace_from_training
 from ..data.subspace import synthetic_subspace
 from ._resources import check_output_dir, check_rf_resources, require_memory, require_work, rf_pass
 from ._types import (add_activation_option, add_attack_options, add_feature_count_options, attack_options,
-                     bounded_int, feature_count, positive_float, positive_int, seed_int)
+                     bounded_int, feature_count, output_count, positive_float, positive_int, seed_int)
 
 DEFAULT_D = 20  # --d of synthetic data
 DIGITS_D = 64
 DEFAULT_TRAIN_STEPS = 20000
+DIGIT_CLASSES = (0, 1, 2, 3)  # the classes of --data digits (rftheory.data.digits' default)
 
 HELP = "train a random-features model and reconstruct its training set from θ"
 
@@ -57,6 +58,10 @@ def add_parser(sub):
     add_feature_count_options(p, ratio_default=20.0)
     add_activation_option(p)
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the data, of V (seed+1000) and of the attack")
+    p.add_argument("--outputs", type=output_count, default=1, metavar="C",
+                   help="outputs of the model: synthetic data get C independent linear labels (Θ is p×C, the "
+                        "attack holds C vectors of the feature span: counting needs C(p − n) ≥ nd); digits "
+                        "accept 1 (scalar labels) or 4, the number of classes (one-hot labels)")
     p.add_argument("--n-guess", type=positive_int, default=None,
                    help="n̂, the attacker's guess of n (default: the true n); metrics need n̂ = n")
     add_attack_options(p.add_argument_group("attack (rftheory.attack.options.AttackOptions; --seed seeds it)"))
@@ -150,12 +155,19 @@ def run(args) -> int:
             raise ValueError(f"--n {args.n}: the digits data set has {n_max} images")
     n0, d0 = args.n, args.d
     _check_resources(args, n0, d0, feature_count(args, d0, n0))
+    outputs = getattr(args, "outputs", 1)
     if args.data == "digits":
-        ds = digits(args.n, seed=args.seed)
+        if outputs not in (1, len(DIGIT_CLASSES)):
+            raise ValueError(f"--outputs {outputs}: the digits have {len(DIGIT_CLASSES)} classes {DIGIT_CLASSES}; give "
+                             f"--outputs 1 (scalar labels) or {len(DIGIT_CLASSES)} (one-hot labels, one output per class)")
+        ds = digits(args.n, classes=DIGIT_CLASSES, seed=args.seed, one_hot=outputs > 1)
     elif _subspace_data_rank(args) is not None:
+        if outputs > 1:
+            raise ValueError("--outputs > 1 applies to full-dimensional synthetic data or digits, not to "
+                             "--subspace/--subspace-rank data")
         ds = synthetic_subspace(args.n, args.d, _subspace_data_rank(args), seed=args.seed)
     else:
-        ds = synthetic_sphere(args.n, args.d, seed=args.seed)
+        ds = synthetic_sphere(args.n, args.d, seed=args.seed, outputs=outputs if outputs > 1 else None)
     if getattr(args, "model", "rf") != "rf":
         return _run_network(args, ds, start)
     n, d = ds.X.shape
@@ -173,6 +185,11 @@ def run(args) -> int:
     print(f"  p/(dn)      {p / (d * n):.3g}   (threshold of the law ≈ 1; p/n = {p / n:.3g})")
     model.fit(ds.X, ds.y)
     print(f"  train       min-norm interpolator, relative train residual {model.train_residual:.2e}")
+    if outputs > 1:
+        C = model.outputs
+        print(f"  outputs     Θ is {p}×{C}: counting C(p − n) = {C * (p - n)} vs nd = {n * d} "
+              f"(identifiable by counting from p ≥ n + nd/C = {n + n * d / C:.4g}, p/(dn) ≥ 1/d + 1/C = "
+              f"{1 / d + 1 / C:.3g})")
     attack = _subspace_attack(args, ds, model, n)
     print(f"  attack      n̂={n_guess}, {options.describe()}")
 
@@ -310,7 +327,10 @@ def _run_network(args, ds, start) -> int:
     train_steps = DEFAULT_TRAIN_STEPS if args.train_steps is None else args.train_steps
     n, d = ds.X.shape
     p_target = feature_count(args, d, n)
-    if args.data == "digits":
+    if ds.y.ndim == 2:
+        Y = ds.y
+        targets = f"one-hot, C={Y.shape[1]} classes" if args.data == "digits" else f"Y, C={Y.shape[1]} linear outputs"
+    elif args.data == "digits":
         Y, _ = one_hot_targets(ds.y)
         targets = f"one-hot, C={Y.shape[1]} classes"
     else:

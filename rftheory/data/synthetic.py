@@ -16,7 +16,7 @@ __all__ = ["Dataset", "synthetic_sphere", "project_to_sphere"]
 
 @dataclass
 class Dataset:
-    """X (n×d, rows on the √d-sphere), labels y (n,), and how they were made."""
+    """X (n×d, rows on the √d-sphere), labels y (n,) or Y (n, C) for C outputs, and how they were made."""
 
     X: np.ndarray
     y: np.ndarray
@@ -38,14 +38,27 @@ def _check_sizes(n, d):
     check_count(d, "d")
 
 
-def synthetic_sphere(n: int, d: int, seed: int = 0, noise: float = 0.1) -> Dataset:
-    """x_i uniform on the √d-sphere; y_i = ⟨β, x_i⟩/√d + ε_i, β ~ N(0, I_d),
-    ε_i ~ N(0, noise²).  Fully determined by ``seed``."""
+def synthetic_sphere(n: int, d: int, seed: int = 0, noise: float = 0.1, outputs: int | None = None) -> Dataset:
+    """x_i uniform on the √d-sphere with linear labels; fully determined by ``seed``.
+
+    One output (``outputs`` None or 1): y_i = ⟨β, x_i⟩/√d + ε_i, β ~ N(0, I_d),
+    ε_i ~ N(0, noise²), y of shape (n,).  C outputs (``outputs`` = C ≥ 2):
+    C independent linear labels of the same kind, Y_ic = ⟨β_c, x_i⟩/√d + ε_ic
+    with β_1..β_C ~ N(0, I_d) and ε_ic ~ N(0, noise²) all independent, Y of
+    shape (n, C).  X is the same for every C (it is drawn first from the same
+    stream), and β_1 is the β of the one-output labels, so sweeps over C
+    compare the same samples.
+    """
     _check_sizes(n, d)
     if noise < 0:
         raise ValueError(f"noise must be non-negative, got {noise}")
+    C = 1 if outputs is None else check_count(outputs, "outputs")
     rng = np.random.default_rng([seed, 0x5F3759DF])
     X = project_to_sphere(rng.standard_normal((n, d)))
-    beta = rng.standard_normal(d)
-    y = X @ beta / np.sqrt(d) + noise * rng.standard_normal(n)
-    return Dataset(X, y, f"synthetic sphere n={n} d={d} seed={seed} (linear labels, noise {noise})")
+    if outputs is None or C == 1:
+        beta = rng.standard_normal(d)
+        y = X @ beta / np.sqrt(d) + noise * rng.standard_normal(n)
+        return Dataset(X, y, f"synthetic sphere n={n} d={d} seed={seed} (linear labels, noise {noise})")
+    B = rng.standard_normal((C, d)).T  # column c is β_c; β_1 is drawn as the one-output β
+    Y = X @ B / np.sqrt(d) + noise * rng.standard_normal((C, n)).T
+    return Dataset(X, Y, f"synthetic sphere n={n} d={d} seed={seed} ({C} independent linear labels, noise {noise})")

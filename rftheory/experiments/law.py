@@ -13,17 +13,25 @@ ratio r = p/(dn):
 :func:`sweep` measures this on a grid of cells (activation σ, n, d, r, seed).
 A cell is one complete experiment:
 
-1. data      X, y = ``synthetic_sphere(n, d, seed=seed, noise=noise)`` (rows on
-             the √d-sphere, linear labels);
+1. data      X, y = ``synthetic_sphere(n, d, seed=seed, noise=noise, outputs=C)``
+             (rows on the √d-sphere, linear labels; C = ``outputs`` independent
+             label columns, Y ∈ R^{n×C}, when C > 1);
 2. model     ``RandomFeatures(p, d, σ, seed=seed + 1000)`` (float64) with
              p = max(1, round(r·d·n)), fitted by ``.fit(X, y)`` (min-norm
-             interpolator; its relative train residual ‖Φθ − y‖/‖y‖ is the
-             *label-fit error*);
+             interpolator, Θ ∈ R^{p×C} for C outputs; its relative train
+             residual ‖Φθ − y‖/‖y‖ is the *label-fit error*);
 3. attack    ``reconstruct(θ, model, n, cell.attack)``, where ``cell.attack`` is the
              cell's :class:`~rftheory.attack.options.AttackOptions` with its seed set to
              the cell's seed: the same run as a direct ``reconstruct`` call with that
              record (and the defaults of ``rftheory reconstruct``);
 4. metrics   ``reconstruction_errors(X, X̂, threshold)``.
+
+Multi-output cells (``outputs`` = C > 1) measure the counting picture between
+the law and span identifiability (docs/design.md): the attacker holds C
+vectors of the feature span, counting C(p − n) ≥ nd, i.e. the predicted
+critical ratio p/(dn) = 1/d + 1/C (:func:`counting_ratio`), which falls from
+the law's 1 + 1/d (C = 1) towards the span limit (n + d + 1)/(dn)
+(:func:`span_ratio`) as C grows.
 
 Because V's rows never depend on p and X depends only on (n, d, seed), the
 cells of one seed at different ratios share X and nest their V (common random
@@ -117,6 +125,8 @@ __all__ = [
     "critical_ratio",
     "regime",
     "K_MAX",
+    "counting_ratio",
+    "span_ratio",
 ]
 
 DEFAULT_ACTIVATIONS = ("relu+tanh",)
@@ -155,10 +165,12 @@ class CellConfig:
     attack: AttackOptions = field(default_factory=AttackOptions)
     threshold: float = 0.05  # DEFAULT_THRESHOLD of rftheory.attack.metrics (kept literal: importing it loads SciPy)
     noise: float = 0.1  # label noise of synthetic_sphere's linear labels
+    outputs: int = 1  # C: label columns, Θ ∈ R^{p×C}
 
     def __post_init__(self):
         if not isinstance(self.attack, AttackOptions):
             raise TypeError(f"attack must be an AttackOptions record, got {type(self.attack).__name__}")
+        object.__setattr__(self, "outputs", check_count(self.outputs, "outputs"))
         # the seed is the cell's; numbers stored as the table's column types
         a = self.attack
         object.__setattr__(self, "attack", a.replace(seed=int(self.seed), tol=float(a.tol), lr=float(a.lr),
@@ -169,12 +181,12 @@ class CellConfig:
         """The cell of a table row (or any mapping with the :data:`KEY_COLUMNS`)."""
         return cls(activation=row["activation"], n=row["n"], d=row["d"], ratio=row["ratio"], seed=row["seed"],
                    attack=AttackOptions(**{k: row[k] for k in ATTACK_COLUMNS if k in row}),
-                   **{k: row[k] for k in ("threshold", "noise") if k in row})
+                   **{k: row[k] for k in ("threshold", "noise", "outputs") if k in row})
 
     def columns(self) -> dict:
         """The configuration as table columns (:data:`KEY_COLUMNS`, in order)."""
-        flat = dict(activation=self.activation, n=self.n, d=self.d, ratio=self.ratio, seed=self.seed,
-                    threshold=self.threshold, noise=self.noise)
+        flat = dict(activation=self.activation, n=self.n, d=self.d, outputs=self.outputs, ratio=self.ratio,
+                    seed=self.seed, threshold=self.threshold, noise=self.noise)
         flat.update({k: getattr(self.attack, k) for k in ATTACK_COLUMNS})
         return {k: flat[k] for k in KEY_COLUMNS}
 
@@ -188,11 +200,11 @@ class CellConfig:
         return tuple(self.columns().values())
 
 
-KEY_COLUMNS = ("activation", "n", "d", "ratio", "seed") + ATTACK_COLUMNS + ("threshold", "noise")
+KEY_COLUMNS = ("activation", "n", "d", "outputs", "ratio", "seed") + ATTACK_COLUMNS + ("threshold", "noise")
 
 # (name, type) of every column, in table order.
 COLUMNS: tuple[tuple[str, type], ...] = (
-    ("activation", str), ("n", int), ("d", int), ("ratio", float), ("p", int), ("seed", int),
+    ("activation", str), ("n", int), ("d", int), ("outputs", int), ("ratio", float), ("p", int), ("seed", int),
     ("data_seed", int), ("model_seed", int), ("attack_seed", int),
     *((name, _ATTACK_TYPES[name]) for name in ATTACK_COLUMNS),
     ("threshold", float), ("noise", float),
@@ -208,6 +220,22 @@ _TYPES = dict(COLUMNS)
 TIMING_COLUMNS = ("wall_time", "attack_time", "cpu_time")
 assert set(KEY_COLUMNS) <= set(COLUMN_NAMES)
 assert set(_TYPES.values()) <= {str, int, float, bool}
+
+
+# The column list before ``outputs`` existed (every cell then had one output): tables and stores with it
+# are read as C = 1 (:func:`read_table`; :mod:`rftheory.experiments.store` migrates such a store).
+LEGACY_COLUMN_NAMES = tuple(name for name in COLUMN_NAMES if name != "outputs")
+
+
+def counting_ratio(d: int, outputs: int = 1) -> float:
+    """Counting threshold of θ identifiability with C outputs, as p/(dn): C(p − n) ≥ nd ⇔ p ≥ n + nd/C ⇔
+    p/(dn) ≥ 1/d + 1/C (C = 1: the law's 1 + 1/d, i.e. p ≥ n(d + 1))."""
+    return 1.0 / d + 1.0 / outputs
+
+
+def span_ratio(n: int, d: int) -> float:
+    """Span identifiability's counting limit n + d + 1 features, as p/(dn): (n + d + 1)/(dn)."""
+    return (n + d + 1) / (d * n)
 
 
 def regime(n: int, d: int, p: int) -> str:
@@ -254,16 +282,18 @@ def make_grid(
     n: Sequence[int] | None = None,
     d: Sequence[int] | None = None,
     attack: AttackOptions | None = None,
+    outputs: Sequence[int] = (1,),
     **options,
 ) -> list[CellConfig]:
-    """The cells of a sweep, in grid order (activation, (n, d), ratio, seed).
+    """The cells of a sweep, in grid order (activation, (n, d), outputs C, ratio, seed).
 
     Sizes are the explicit (n, d) pairs ``sizes``, or the Cartesian product of
     ``n`` and ``d`` (give both), or :data:`DEFAULT_SIZES`.  Every cell attacks
     with ``attack`` (default ``AttackOptions()``; its seed is replaced by each
     cell's seed), changed by any :data:`ATTACK_COLUMNS` among ``options``
     (``restarts=…``, ``max_iter=…``); ``options`` also sets ``threshold`` and
-    ``noise``.  Duplicates are removed; bad values raise ValueError (or
+    ``noise``.  ``outputs`` lists the numbers of label columns C swept (an
+    axis of the grid, default one output).  Duplicates are removed; bad values raise ValueError (or
     TypeError for an unknown option or a wrong type).
     """
     from ..models.activations import get_activation  # noqa: PLC0415
@@ -312,9 +342,13 @@ def make_grid(
         extra["noise"] = float(options["noise"])
         if not (extra["noise"] >= 0 and math.isfinite(extra["noise"])):
             raise ValueError(f"noise must be non-negative, got {options['noise']!r}")
+    if isinstance(outputs, (int, np.integer)):
+        outputs = [outputs]
+    cs = [check_count(c, "outputs") for c in outputs]
     cells = [
-        CellConfig(activation=a, n=nn, d=dd, ratio=r, seed=s, attack=attack, **extra)
-        for a in _unique(acts) for nn, dd in _unique(pairs) for r in _unique(rs) for s in _unique(ss)
+        CellConfig(activation=a, n=nn, d=dd, ratio=r, seed=s, attack=attack, outputs=c, **extra)
+        for a in _unique(acts) for nn, dd in _unique(pairs) for c in _unique(cs) for r in _unique(rs)
+        for s in _unique(ss)
     ]
     if not cells:
         raise ValueError("the grid is empty: give at least one activation, size, ratio and seed")
@@ -376,7 +410,7 @@ def run_cell(config: CellConfig | dict, blas_threads: int | None = 1) -> dict:
     )
     wall0, cpu0 = time.perf_counter(), time.thread_time()
     with _blas_limit(blas_threads):
-        ds = synthetic_sphere(c.n, c.d, seed=c.seed, noise=c.noise)
+        ds = synthetic_sphere(c.n, c.d, seed=c.seed, noise=c.noise, outputs=c.outputs if c.outputs > 1 else None)
         if p < c.n:
             row["status"] = "no_interpolation"
         else:
@@ -461,13 +495,15 @@ def is_table(path) -> bool:
             first = fh.readline(64 * 1024)
     except OSError:
         return False
-    return first.rstrip(b"\r\n") == ",".join(COLUMN_NAMES).encode()
+    return first.rstrip(b"\r\n") in (",".join(COLUMN_NAMES).encode(), ",".join(LEGACY_COLUMN_NAMES).encode())
 
 
 def read_table(path) -> list[dict]:
     """Rows of a sweep CSV, typed per :data:`COLUMNS` (file order).
 
-    A truncated last line (a write cut short) is ignored.  Raises ValueError
+    A truncated last line (a write cut short) is ignored.  A table written
+    before the ``outputs`` column existed (:data:`LEGACY_COLUMN_NAMES`) is
+    read with ``outputs`` = 1, what every cell then had.  Raises ValueError
     if the file is not UTF-8 text, if the header is not this version's column
     list, or (naming the line and column) if a cell cannot be read as its
     column's type.
@@ -487,7 +523,8 @@ def read_table(path) -> list[dict]:
         raise ValueError(f"{path} is not a sweep table ({exc}); choose another output file") from None
     if header is None:
         return []
-    if tuple(header) != COLUMN_NAMES:
+    legacy = tuple(header) == LEGACY_COLUMN_NAMES
+    if tuple(header) != COLUMN_NAMES and not legacy:
         missing = [c for c in COLUMN_NAMES if c not in header]
         extra = [c for c in header if c not in COLUMN_NAMES]
         raise ValueError(
@@ -498,16 +535,16 @@ def read_table(path) -> list[dict]:
     try:
         for record in reader:
             if None in record or None in record.values():  # DictReader's marks of too many / too few fields
-                raise ValueError(f"{path}:{reader.line_num}: expected {len(COLUMN_NAMES)} fields")
-            row = {}
-            for name in COLUMN_NAMES:
+                raise ValueError(f"{path}:{reader.line_num}: expected {len(header)} fields")
+            row = {"outputs": 1} if legacy else {}
+            for name in (LEGACY_COLUMN_NAMES if legacy else COLUMN_NAMES):
                 kind = _TYPES[name]
                 try:
                     row[name] = _PARSERS[kind](record[name])
                 except ValueError:
                     raise ValueError(f"{path}:{reader.line_num}: column {name}: cannot read {record[name]!r} "
                                      f"as {kind.__name__}") from None
-            rows.append(row)
+            rows.append({name: row[name] for name in COLUMN_NAMES})
     except csv.Error as exc:
         raise ValueError(f"{path}:{reader.line_num}: not a valid CSV line ({exc})") from None
     return rows
@@ -849,6 +886,11 @@ def sweep(
         store_path, export = sweep_paths(out, store)
         imported = read_table(export) if export is not None and export.exists() else []  # checks a foreign file
         db = SweepStore(store_path)
+        if db.migrated:
+            import warnings  # noqa: PLC0415
+
+            warnings.warn(f"{store_path}: a store written before the 'outputs' column was migrated to the current "
+                          "schema; its rows are cells with one output (C = 1)", stacklevel=2)
     try:
         if db is not None and imported:
             db.add_many(imported)
@@ -908,11 +950,12 @@ def sweep(
 def _group(rows, by):
     groups: dict = {}
     for row in rows:
-        groups.setdefault(tuple(row[b] for b in by), []).append(row)
+        # rows made before the ``outputs`` column (or by hand without it) have one output
+        groups.setdefault(tuple(row.get(b, 1) if b == "outputs" else row[b] for b in by), []).append(row)
     return groups
 
 
-def summarize(rows: Iterable[dict], by: Sequence[str] = ("activation", "n", "d", "ratio")) -> list[dict]:
+def summarize(rows: Iterable[dict], by: Sequence[str] = ("activation", "n", "d", "outputs", "ratio")) -> list[dict]:
     """Aggregate cells over seeds: one dict per group of ``by`` (sorted) with
     ``cells``, ``p``, ``regime``, ``success_rate`` (fraction of cells with all
     samples recovered), means over cells of ``recovered_fraction``,
@@ -970,6 +1013,7 @@ class CriticalRatio:
     cells: int = 0
     seeds: int = 0
     note: str = ""
+    outputs: int = 1
 
 
 def _logistic_objective(beta, x, y):
@@ -1101,9 +1145,9 @@ def critical_ratio(
     seed: int = 0,
     per_size: bool = False,
 ) -> list[CriticalRatio]:
-    """Critical ratio r_c per activation (pooled over the (n, d) sizes, the
-    law's claim being that r = p/(dn) is the right scale), or per (activation,
-    n, d) with ``per_size``.
+    """Critical ratio r_c per (activation, outputs C) (pooled over the (n, d)
+    sizes, the law's claim being that r = p/(dn) is the right scale), or per
+    (activation, C, n, d) with ``per_size``.
 
     Success indicators s_j of every cell j (ratio r_j) are fitted by
     ``method`` (see the module docstring); the interval is the percentile
@@ -1119,7 +1163,7 @@ def critical_ratio(
     if n_boot < 0:
         raise ValueError(f"n_boot must be non-negative, got {n_boot}")
     rows = list(rows)
-    by = ("activation", "n", "d") if per_size else ("activation",)
+    by = ("activation", "outputs", "n", "d") if per_size else ("activation", "outputs")
     results = []
     for key, group in sorted(_group(rows, by).items()):
         x = np.log(np.array([r["ratio"] for r in group], dtype=np.float64))
@@ -1167,6 +1211,6 @@ def critical_ratio(
         results.append(CriticalRatio(
             activation=key[0], sizes=sizes, estimate=float(np.exp(m)) if math.isfinite(m) else float("nan"),
             low=low, high=high, level=level, method=method, n_boot=n_boot, n_boot_valid=int(boots.size),
-            slope=k, cells=len(group), seeds=len(uniq), note=note,
+            slope=k, cells=len(group), seeds=len(uniq), note=note, outputs=int(key[1]),
         ))
     return results

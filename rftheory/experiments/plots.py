@@ -4,8 +4,14 @@ Two panels sharing a logarithmic x axis r = p/(dn):
 
 * top: success probability (fraction of seeds whose cell recovered every
   sample, sign-aware error ≤ threshold) per (activation, n, d);
-* bottom: mean over seeds of the mean sign-aware relative error (solid) and of
-  the signed error (dotted), log scale, with the recovery threshold.
+* middle: mean over seeds of the mean sign-aware relative error (solid) and of
+  the signed error (dotted), log scale, with the recovery threshold;
+* bottom (its own x axis, the number of outputs C): the measured critical
+  ratios r_c per C with their bootstrap intervals, against the counting curve
+  of θ identifiability with C outputs, C(p − n) ≥ nd, i.e. p = n + nd/C or
+  p/(dn) = 1/d + 1/C (one curve per d; C = 1 gives the law's 1 + 1/d), and the
+  span limit (n + d + 1)/(dn) of span identifiability (dotted, one per (n, d)),
+  which the counting curve reaches at C ≈ n.
 
 The regimes of the law are shaded: p < n (r < 1/d, no interpolation),
 n ≤ p ≲ dn (1/d ≤ r ≲ 1, interpolation without identifiability) and p ≳ dn
@@ -66,17 +72,19 @@ def plot_phase_diagram(
     summary = summarize(rows)
     curves: dict = {}
     for s in summary:
-        curves.setdefault((s["activation"], s["n"], s["d"]), []).append(s)
+        curves.setdefault((s["activation"], s["n"], s["d"], s["outputs"]), []).append(s)
     activations = sorted({k[0] for k in curves})
+    outputs = sorted({k[3] for k in curves})
     sizes = sorted({(k[1], k[2]) for k in curves})
     ds = sorted({d for _, d in sizes})
     ratios = sorted({r["ratio"] for r in rows})
     thresholds = sorted({r["threshold"] for r in rows})
     seeds = sorted({r["seed"] for r in rows})
 
-    fig = Figure(figsize=(7.5, 6.8), constrained_layout=True)
+    fig = Figure(figsize=(7.5, 9.6), constrained_layout=True)
     FigureCanvasAgg(fig)
-    ax_s, ax_e = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1.1, 1]})
+    ax_s, ax_e, ax_c = fig.subplots(3, 1, gridspec_kw={"height_ratios": [1.1, 1, 1]})
+    ax_e.sharex(ax_s)
     lo, hi = min(ratios) / 1.4, max(ratios) * 1.4
     # regimes
     for ax in (ax_s, ax_e):
@@ -103,13 +111,14 @@ def plot_phase_diagram(
         colors[size] = cmap[i]
     styles = ["-", "--", "-.", ":"]
     markers = ["o", "s", "^", "D"]
-    for (act, n, d), pts in sorted(curves.items()):
-        ai = activations.index(act)
+    for (act, n, d, C), pts in sorted(curves.items()):
+        ai = activations.index(act) * len(outputs) + outputs.index(C)
         x = np.array([pt["ratio"] for pt in pts])
         succ = np.array([pt["success_rate"] for pt in pts])
         err = np.array([pt["sign_aware_mean"] for pt in pts])
         sgn = np.array([pt["signed_mean"] for pt in pts])
-        label = f"n={n}, d={d}" + (f", σ={act}" if len(activations) > 1 else "")
+        label = (f"n={n}, d={d}" + (f", C={C}" if len(outputs) > 1 or C > 1 else "")
+                 + (f", σ={act}" if len(activations) > 1 else ""))
         kw = dict(color=colors[(n, d)], ls=styles[ai % len(styles)], marker=markers[ai % len(markers)], ms=4)
         ax_s.plot(x, succ, label=label, **kw)
         ok = np.isfinite(err)
@@ -123,13 +132,16 @@ def plot_phase_diagram(
     for cr in critical or ():
         if not math.isfinite(cr.estimate):
             continue
-        ls = styles[activations.index(cr.activation) % len(styles)] if cr.activation in activations else "-"
+        c_out = getattr(cr, "outputs", 1)
+        ls = (styles[(activations.index(cr.activation) * len(outputs) + outputs.index(c_out)) % len(styles)]
+              if cr.activation in activations and c_out in outputs else "-")
         for ax in (ax_s, ax_e):
             if math.isfinite(cr.low) and math.isfinite(cr.high) and cr.high > cr.low:
                 ax.axvspan(cr.low, cr.high, color="k", alpha=0.10, lw=0)
             ax.axvline(cr.estimate, color="k", lw=1.4, ls=ls)
         right = cr.high if math.isfinite(cr.high) else cr.estimate
         ax_s.text(right * 1.06, 0.5, f"r_c ≈ {cr.estimate:.3g}\n[{cr.low:.3g}, {cr.high:.3g}]"
+                  + (f"\nC={c_out}" if len(outputs) > 1 else "")
                   + (f"\n{cr.activation}" if len(activations) > 1 else ""),
                   fontsize=8, va="center", ha="left",
                   bbox=dict(boxstyle="round,pad=0.25", fc="white", ec="0.6", alpha=0.9))
@@ -159,12 +171,45 @@ def plot_phase_diagram(
                  f"success = every sample recovered (sign-aware error ≤ {thresholds[0]:g})"
                  + (f"\nr_c: {critical[0].method} estimate, {critical[0].level:.0%} bootstrap interval over seeds"
                     if critical else ""))
+    _counting_panel(ax_c, sizes, outputs, activations, critical or (), colors)
     fig.suptitle(title, fontsize=9.5)
     if path is not None:
         if path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=dpi, format=path.suffix.lower().lstrip("."), metadata=_metadata(path))
     return fig
+
+
+def _counting_panel(ax, sizes, outputs, activations, critical, colors):
+    """Measured r_c against C, with the counting curve 1/d + 1/C and the span limit (n + d + 1)/(dn)."""
+    from .law import counting_ratio, span_ratio  # noqa: PLC0415
+
+    c_hi = max(max(outputs), max(n for n, _ in sizes), 2)
+    grid = np.geomspace(1.0, c_hi * 1.2, 200)
+    for d in sorted({d for _, d in sizes}):
+        ax.plot(grid, [counting_ratio(d, c) for c in grid], color="0.2", lw=1.2,
+                label=f"counting p = n + nd/C (d={d})")
+    for n, d in sizes:
+        ax.axhline(span_ratio(n, d), color=colors[(n, d)], lw=1.0, ls=":",
+                   label=f"span limit (n+d+1)/(dn), n={n}, d={d}")
+    markers = ["o", "s", "^", "D"]
+    for cr in critical:
+        c_out = getattr(cr, "outputs", 1)
+        if not math.isfinite(cr.estimate):
+            continue
+        low = cr.estimate - cr.low if math.isfinite(cr.low) else 0.0
+        high = cr.high - cr.estimate if math.isfinite(cr.high) else 0.0
+        ai = activations.index(cr.activation) if cr.activation in activations else 0
+        ax.errorbar([c_out], [cr.estimate], yerr=[[max(low, 0.0)], [max(high, 0.0)]], color="k",
+                    marker=markers[ai % len(markers)], ms=5, capsize=3, lw=1.0,
+                    label="measured r_c (bootstrap interval)" + (f", σ={cr.activation}" if len(activations) > 1 else "")
+                    if c_out == min(getattr(c, "outputs", 1) for c in critical if c.activation == cr.activation) else None)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlim(0.8, c_hi * 1.25)
+    ax.set_xlabel("outputs C")
+    ax.set_ylabel("critical p / (d n)")
+    ax.legend(loc="upper right", fontsize=7.5, framealpha=0.9)
 
 
 def _metadata(path):

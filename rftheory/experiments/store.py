@@ -20,6 +20,14 @@ A store is recognised by its table ``rftheory_store`` holding
 ``format = rftheory-law-store`` and the column list of the table version
 (:data:`FORMAT`), so that ``--fresh`` deletes only a file this package wrote.
 
+Schema versions: the column list in the marker is the store's schema.  A store
+written before the ``outputs`` column (the number of label columns C, part of
+the cell key) existed is *migrated* when opened for writing: in one
+transaction its table is rebuilt with the new key and every old row gets
+C = 1 (what every cell then had), and the marker is updated; ``migrated`` is
+then True.  A store of any other column list is refused with a message
+naming the missing and unexpected columns.
+
 Values: SQLite stores Python ints as 64-bit integers, floats as IEEE doubles
 (exactly) and NaN as NULL; booleans go in as 0/1.  :meth:`SweepStore.rows`
 turns them back into the column types of :data:`~rftheory.experiments.law.COLUMNS`
@@ -45,6 +53,12 @@ def _columns():
     from .law import COLUMNS, KEY_COLUMNS  # noqa: PLC0415  (law imports this module lazily)
 
     return COLUMNS, KEY_COLUMNS
+
+
+def _legacy_signature() -> str:
+    from .law import LEGACY_COLUMN_NAMES  # noqa: PLC0415
+
+    return ",".join(LEGACY_COLUMN_NAMES)
 
 
 def looks_like_sqlite(path) -> bool:
@@ -129,6 +143,7 @@ class SweepStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.columns, self.key_columns = _columns()
         self.names = tuple(name for name, _ in self.columns)
+        self.migrated = False
         self.con = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             self._prepare()
@@ -162,8 +177,10 @@ class SweepStore:
             raise ValueError(f"{self.path} is an SQLite database but not a sweep store of rftheory; "
                              "choose another file")
         if "rftheory_store" in tables:
-            self._check_marker()
+            self._check_marker(allow_legacy=True)
         self._retry(lambda: con.execute("PRAGMA journal_mode=WAL").fetchall())
+        if "rftheory_store" in tables and "cells" in tables:
+            self._retry(self._migrate)
         con.execute("PRAGMA synchronous=FULL")  # a committed cell survives a power cut, not just a kill
         if "cells" in tables:
             return
@@ -185,13 +202,43 @@ class SweepStore:
         self._retry(create)
         self._check_marker()
 
-    def _check_marker(self):
+    def _check_marker(self, allow_legacy: bool = False):
         marker = dict(self.con.execute("SELECT key, value FROM rftheory_store").fetchall())
         if marker.get("format") != FORMAT:
             raise ValueError(f"{self.path} is not a sweep store of rftheory; choose another file")
-        if marker.get("columns") != _signature():
-            raise ValueError(f"{self.path} is a sweep store of another rftheory version (other columns); "
-                             "choose another file or pass --fresh")
+        columns = marker.get("columns")
+        if columns == _signature() or (allow_legacy and columns == _legacy_signature()):
+            return
+        have = (columns or "").split(",")
+        missing = [n for n in self.names if n not in have]
+        extra = [n for n in have if n not in self.names]
+        raise ValueError(f"{self.path} is a sweep store of another rftheory version (missing columns {missing}, "
+                         f"unexpected {extra}); choose another file or pass --fresh")
+
+    def _migrate(self):
+        """Rebuild a store of the column list before ``outputs`` with the current key, old rows at C = 1
+        (one transaction: a concurrent opener sees the old store or the migrated one, never half)."""
+        con = self.con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            marker = dict(con.execute("SELECT key, value FROM rftheory_store").fetchall())
+            if marker.get("columns") != _legacy_signature():  # current already (or migrated by another opener)
+                con.execute("COMMIT")
+                return
+            legacy = _legacy_signature().split(",")
+            columns = ", ".join(f"{self._q(name)} {_SQL_TYPES[kind]}" for name, kind in self.columns)
+            key = ", ".join(self._q(k) for k in self.key_columns)
+            con.execute("ALTER TABLE cells RENAME TO cells_before_outputs")
+            con.execute(f"CREATE TABLE cells ({columns}, PRIMARY KEY ({key}))")
+            names = ", ".join(self._q(n) for n in legacy)
+            con.execute(f"INSERT INTO cells ({self._q('outputs')}, {names}) SELECT 1, {names} FROM cells_before_outputs")
+            con.execute("DROP TABLE cells_before_outputs")
+            con.execute("UPDATE rftheory_store SET value = ? WHERE key = 'columns'", (_signature(),))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self.migrated = True
 
     def add(self, row: dict) -> bool:
         """Store one row in its own transaction; False when its cell was already stored."""

@@ -5,7 +5,8 @@ Conventions (docs/design.md):
 * data X ∈ R^{n×d}, one sample per row (theory: ‖x_i‖ = √d);
 * weights V ∈ R^{p×d}, entries i.i.d. N(0, 1/d);
 * features Φ = σ(X Vᵀ) ∈ R^{n×p}, no 1/√p factor;
-* model f(x) = φ(x)ᵀθ, trained as θ* = Φᵀ(ΦΦᵀ)⁻¹y = Φ⁺y.
+* model f(x) = φ(x)ᵀθ, trained as θ* = Φᵀ(ΦΦᵀ)⁻¹y = Φ⁺y; with C outputs
+  (labels Y ∈ R^{n×C}) Θ* = Φᵀ(ΦΦᵀ)⁻¹Y ∈ R^{p×C} and f(x) = Θᵀφ(x) ∈ R^C.
 
 V is a pure function of (seed, p, d, dtype).  Rows are produced in blocks of
 ``WEIGHT_BLOCK_ROWS`` rows; block b is drawn from its own counter-based
@@ -211,20 +212,31 @@ class RandomFeatures:
     def fit(self, X, y, rtol: float = 1e-6):
         """Minimum-norm interpolator θ* = Φᵀ(ΦΦᵀ)⁻¹y, solved in float64.
 
-        Sets ``self.theta`` (dtype float64, same backend) and
-        ``self.train_residual`` = ‖Φθ − y‖/‖y‖, and returns ``self``.
+        ``y`` is a vector (n,) — one output, θ of shape (p,) — or a matrix
+        Y (n, C) — C outputs, Θ = Φᵀ(ΦΦᵀ)⁻¹Y of shape (p, C), one column per
+        output, all from one Cholesky factorisation of ΦΦᵀ (each column is
+        the minimum-norm interpolator of its own labels).
+
+        Sets ``self.theta`` (dtype float64, same backend, the shape above),
+        ``self.dual_coef`` ((ΦΦᵀ)⁻¹y, shape (n,) or (n, C)) and
+        ``self.train_residual`` = ‖Φθ − y‖_F/‖y‖_F, and returns ``self``.
 
         Raises
         ------
         ValueError
             If p < n (no interpolation is possible), if y has the wrong
-            length or NaN, if Φ or ΦΦᵀ overflows (X far off the sphere's
-            scale), or if ΦΦᵀ is numerically singular (see
+            length, shape or NaN, if Φ or ΦΦᵀ overflows (X far off the
+            sphere's scale), or if ΦΦᵀ is numerically singular (see
             :func:`rftheory.linalg.gram_solve`).
         """
         X = self._as_input(X)
         n = X.shape[0]
-        y = check_vector(y, "y", length=n, length_name="n (rows of X)")
+        if getattr(y, "ndim", np.ndim(y)) == 2:
+            y = check_matrix(y, "y", rows=n, rows_name="n (rows of X)")
+            if y.shape[1] < 1:
+                raise ValueError("y has no columns: give at least one output")
+        else:
+            y = check_vector(y, "y", length=n, length_name="n (rows of X)")
         if self.p < n:
             raise ValueError(f"p={self.p} < n={n}: the RF model cannot interpolate n samples with fewer than n features")
         xp = self.xp
@@ -252,8 +264,19 @@ class RandomFeatures:
         self.train_residual = resid
         return self
 
+    @property
+    def outputs(self) -> int:
+        """C, the number of outputs of the fitted θ: 1 for a vector θ (p,), C for Θ (p, C)."""
+        theta = getattr(self, "theta", None)
+        if theta is None:
+            raise ValueError("model has no θ yet: call fit(X, y) first or set .theta")
+        return 1 if theta.ndim == 1 else int(theta.shape[1])
+
     def predict(self, X):
-        """f(x) = φ(x)ᵀθ for each row of X (requires :meth:`fit` or ``theta``)."""
+        """f(x) = φ(x)ᵀθ for each row of X (requires :meth:`fit` or ``theta``).
+
+        Returns (n,) for a vector θ and (n, C) for Θ (p, C).
+        """
         theta = getattr(self, "theta", None)
         if theta is None:
             raise ValueError("model has no θ yet: call fit(X, y) first or set .theta")

@@ -101,12 +101,12 @@ def test_candidates_of_the_wrong_shape_are_rejected(dtype, shape):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_theta_of_the_wrong_shape_is_rejected(dtype):
     """θ must be the model's p parameters: a shorter or longer θ would be read past its end by the
-    compiled panel kernels (float32), a matrix Θ is for feature-map models only."""
+    compiled panel kernels (float32); a matrix Θ must have p rows (one column per output)."""
     from rftheory.attack.loss import PreparedProjectionLoss
 
     rng, X, rf = _problem("relu+tanh", p=600)
     rf = rf.astype(dtype)
-    for theta in (np.ones(590), np.ones(610), np.ones((600, 2))):
+    for theta in (np.ones(590), np.ones(610), np.ones((590, 2)), np.ones((600, 2, 1)), np.ones((600, 0))):
         with pytest.raises(ValueError, match="p = 600"):
             projection_loss(X.astype(dtype), theta, rf)
         with pytest.raises(ValueError, match="p = 600"):

@@ -434,7 +434,7 @@ def test_plot_writes_png_and_svg(tiny_serial, tmp_path, suffix, magic):
     path = tmp_path / f"law{suffix}"
     fig = plot_phase_diagram(tiny_serial.rows, path, critical=crs)
     assert path.read_bytes().startswith(magic)
-    ax_s, ax_e = fig.axes
+    ax_s, ax_e, ax_c = fig.axes
     assert ax_s.get_xscale() == "log" and ax_e.get_yscale() == "log"
     assert len(ax_s.get_legend().get_texts()) == 2  # one curve per (n, d)
     with pytest.raises(ValueError, match="must end in"):

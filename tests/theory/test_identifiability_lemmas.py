@@ -31,7 +31,16 @@ def test_kernel_concentration_definitions(rng):
     var = np.array([[np.var(Phi[i] * Phi[j], ddof=1) for j in range(n)] for i in range(n)])
     assert kc.fro_scale == pytest.approx(np.sqrt(var.sum() / p), rel=1e-10)
     assert kc.lambda_min_emp == pytest.approx(np.linalg.eigvalsh(Phi @ Phi.T)[0] / p, rel=1e-10)
-    assert kc.op_ceiling == pytest.approx(10 * kc.fro_scale + n * kc.kernel_bound)
+    # matrix Bernstein plug-ins, written out: L = (max_k ‖φ_k‖² + ‖K∞‖)/p, s² = ‖(1/p)Σ_k (φ_kφ_kᵀ − K∞)²‖/p
+    K = kernel_limit(X, "relu", 60).kernel
+    L = (np.max(np.sum(Phi**2, axis=0)) + np.linalg.norm(K, 2)) / p
+    M = sum(np.linalg.matrix_power(np.outer(Phi[:, k], Phi[:, k]) - K, 2) for k in range(p)) / p
+    s2 = np.linalg.norm(M, 2) / p
+    assert kc.bernstein_L == pytest.approx(L, rel=1e-10) and kc.bernstein_s2 == pytest.approx(s2, rel=1e-8)
+    ell = math.log(2 * n / 0.01)
+    t = L * ell / 3 + math.sqrt((L * ell / 3) ** 2 + 2 * s2 * ell)
+    assert kc.op_ceiling == pytest.approx(t + n * kc.kernel_bound, rel=1e-10)
+    assert 2 * n * math.exp(-(t * t / 2) / (s2 + L * t / 3)) == pytest.approx(0.01, rel=1e-9)
     assert gaussian_union_z(10, 0.01) == pytest.approx(math.sqrt(2 * math.log(2000)))
     assert feature_rank(X, model) == (n, n)
 

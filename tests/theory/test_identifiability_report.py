@@ -21,10 +21,11 @@ def test_identifiability_checks_pass_and_fail_where_expected():
     X = synthetic_sphere(3, 5, seed=0).X
     ok = identifiability_checks(X, RandomFeatures(240, 5, "relu+tanh", seed=1000), starts=8, max_iter=150)
     assert ok.passed, [(c.quantity, c.measured, c.threshold) for c in ok.checks if not c.passed]
-    low = identifiability_checks(X, RandomFeatures(8, 5, "relu+tanh", seed=1000), starts=8, max_iter=150,
+    low = identifiability_checks(X, RandomFeatures(6, 5, "relu+tanh", seed=1000), starts=8, max_iter=150,
                                  theorem2=False)
-    gap = [c for c in low.checks if c.quantity.startswith("spurious gap")][0]
-    assert not gap.passed  # p/(dn) ≈ 0.5: spurious points sit almost in the span
+    gap = [c for c in low.checks if c.quantity.startswith("Thm 1")][0]
+    assert not gap.passed and gap.measured <= 1e-6  # p = n + d − 2: spurious zeros on the sphere
+    assert low.limits["span"] == 9 and low.limits["theta"] == 18
     with pytest.raises(ValueError, match="sphere"):
         identifiability_checks(2 * X, RandomFeatures(240, 5, seed=0))
 
@@ -58,11 +59,39 @@ def test_cli_check_prints_verdicts(capsys):
     assert main(["check", "--n", "3", "--d", "5", "--ratio", "16", "--starts", "8", "--max-iter", "150"]) == 0
     out = capsys.readouterr().out
     assert "spurious gap" in out and "Thm 2" in out and "FAIL" not in out and "9/9 PASS" in out
-    # far below p ≈ dn the Theorem 1 row fails and the exit status says so
-    assert main(["check", "--n", "3", "--d", "5", "--p", "8", "--starts", "8", "--max-iter", "150",
+    # p ≤ n + d: the search finds a spurious zero, the Theorem 1 row fails and the exit status says so
+    assert main(["check", "--n", "3", "--d", "5", "--p", "6", "--starts", "8", "--max-iter", "150",
                  "--no-theorem2"]) == 1
     assert "FAIL" in capsys.readouterr().out
     assert main(["check", "--n", "1"]) == 2
     assert "n ≥ 2" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["check", "--delta", "2"])
+
+
+def _row(out, prefix):
+    return [line for line in out.splitlines() if line.strip().startswith(prefix)][0]
+
+
+def test_cli_check_acceptance_shape(capsys):
+    """n = 12, d = 40: p = 38 (≤ n + d) FAILs Theorem 1's conclusion, p = 240 PASSes it with the hypothesis
+    p ≫ dn not met; both print the counting limits 53 and 492."""
+    from rftheory.cli import main
+
+    assert main(["check", "--n", "12", "--d", "40", "--p", "38", "--no-theorem2"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in _row(out, "Thm 1") and "n + d + 1 = 53" in out and "n(d + 1)  = 492" in out
+    assert main(["check", "--n", "12", "--d", "40", "--p", "240", "--no-theorem2", "--outputs", "4"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "PASS" in _row(out, "Thm 1") and "n + d + 1 = 53" in out and "n(d + 1)  = 492" in out
+    assert "not met" in _row(out, "Theorem 1: p ≫ dn")
+    assert "C(p − n) = 912 ≥ nd = 480" in out
+
+
+def test_check_help_states_the_thresholds(capsys):
+    from rftheory.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "expected to FAIL" not in out and "n + d + 1" in out and "n(d + 1)" in out and "met / not met" in out

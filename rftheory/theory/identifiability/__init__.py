@@ -29,7 +29,8 @@ Modules
 * :mod:`.lemmas` — kernel concentration ‖ΦΦᵀ/p − K∞‖, λ_min, feature
   norms, rank and the sign lemma;
 * :mod:`.report` — :func:`identifiability_checks`, the verdict table of
-  ``rftheory check``, and its thresholds.
+  ``rftheory check`` (hypotheses met / not met, the counting limits
+  n + d + 1 and n(d + 1), and the verdicts), and its thresholds.
 """
 from __future__ import annotations
 
@@ -41,13 +42,18 @@ from .lemmas import (
     activation_moments,
     feature_norms,
     feature_rank,
+    bernstein_deviation,
     gaussian_union_z,
     kernel_concentration,
     sign_lemma,
 )
 from .report import (
-    GAP_FRACTION,
+    HYPOTHESIS_FACTOR,
+    LEVEL,
     MISMATCH_FLOOR,
+    SPURIOUS_ZERO,
+    Hypothesis,
+    counting_limits,
     ROUNDOFF_RESIDUAL,
     SIGN_VISIBLE,
     CheckReport,
@@ -60,6 +66,7 @@ from .theorem1 import (
     PathProfile,
     ResidualMinima,
     SpuriousGap,
+    attack_starts,
     kernel_residual,
     kernel_spurious_gap,
     minimize_residual,
@@ -102,7 +109,13 @@ __all__ = [
     "CheckReport",
     "Distance",
     "ROUNDOFF_RESIDUAL",
-    "GAP_FRACTION",
+    "SPURIOUS_ZERO",
+    "HYPOTHESIS_FACTOR",
+    "LEVEL",
+    "Hypothesis",
+    "counting_limits",
+    "attack_starts",
+    "bernstein_deviation",
     "MISMATCH_FLOOR",
     "SIGN_VISIBLE",
     "DEFAULT_ORDER",

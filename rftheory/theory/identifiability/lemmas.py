@@ -1,15 +1,26 @@
 r"""The supporting lemmas: kernel concentration, λ_min, feature norms, rank, signs.
 
-* Kernel concentration: E = ΦΦᵀ/p − K∞.  Entry (i, j) of ΦΦᵀ/p is a mean of
-  p i.i.d. terms φ_ik φ_jk, so E[‖E‖_F²] = Σ_ij v_ij/p (v_ij their
-  variance, estimated from the same features).  Predicted ceilings:
-  ‖E‖_op ≤ ‖E‖_F ≤ t·(Σ v_ij/p)^{1/2} with probability ≥ 1 − 1/t²
-  (Markov), and max|E_ij| ≤ z·max_ij(v_ij/p)^{1/2} with
+* Kernel concentration: E = ΦΦᵀ/p − K∞ = Σ_k Y_k, Y_k = (φ_kφ_kᵀ − K∞)/p
+  with φ_k = σ(X v_k) ∈ R^n the k-th column of Φ: p independent, zero-mean,
+  symmetric n×n summands.  Operator norm, by matrix Bernstein (Tropp 2012,
+  Thm 1.4): if ‖Y_k‖ ≤ L and ‖Σ_k E Y_k²‖ ≤ s², then
+  P(‖E‖_op ≥ t) ≤ 2n·exp(−(t²/2)/(s² + Lt/3)); at level α this gives
+  t(α) = Lℓ/3 + ((Lℓ/3)² + 2s²ℓ)^{1/2}, ℓ = ln(2n/α).  L and s² are
+  plug-in values from the same features: L = max_k ‖φ_kφ_kᵀ − K∞‖/p ≤
+  (max_k ‖φ_k‖² + ‖K∞‖)/p (the bound is used) and
+  s² = ‖(1/p)Σ_k(φ_kφ_kᵀ − K∞)²‖/p.  Max norm: entry (i, j) is a mean of p
+  i.i.d. terms φ_ik φ_jk with variance v_ij (estimated from the same
+  features), so max|E_ij| ≤ z·max_ij(v_ij/p)^{1/2} with
   z = (2 ln(n(n+1)/α))^{1/2} (Gaussian tail, union over the n(n+1)/2
-  entries, level α), both plus the truncation bound of K∞.
-* λ_min: by Weyl |λ_min(ΦΦᵀ)/p − λ_min(K∞)| ≤ ‖E‖_op, so the same ceiling
-  applies, and λ_min(ΦΦᵀ)/p ≥ λ_min(K∞)/2 once that ceiling is below
-  λ_min(K∞)/2.
+  entries, level α).  Both ceilings add the truncation bound of K∞ (n·b in
+  operator norm, b per entry).  Both are crossed when ΦΦᵀ/p does not
+  concentrate at the K∞ of the stated σ and V ~ N(0, 1/d) (e.g. weights of
+  another scale).
+* λ_min: the lemma's conclusion λ_min(ΦΦᵀ)/p ≥ λ_min(K∞)/2 (by Weyl it
+  holds once ‖E‖_op ≤ λ_min(K∞)/2, i.e. for p large enough against n; it
+  fails for p close to n), and λ_min(K∞) > 0 certified against the
+  truncation, λ_min(K∞) − n·b > 0 (fails for near-duplicate samples, whose
+  kernel is nearly singular).
 * Feature norm: for ‖x‖ = √d, ⟨v_k, x⟩ ~ N(0, 1) exactly, so ‖φ(x)‖²/p is a
   mean of p i.i.d. σ(g)² with mean E[σ²] and s.d. ((E[σ⁴] − E[σ²]²)/p)^{1/2}
   (moments by quadrature, independently of V).
@@ -37,6 +48,7 @@ from .common import DEFAULT_ORDER, _check_sphere, _features, _weights_act
 
 __all__ = [
     "gaussian_union_z",
+    "bernstein_deviation",
     "KernelConcentration",
     "kernel_concentration",
     "activation_moments",
@@ -62,7 +74,8 @@ class KernelConcentration(NamedTuple):
     fro_scale : (Σ_ij v_ij/p)^{1/2} = (E‖E‖_F²)^{1/2} (v_ij from the features).
     max_scale : max_ij (v_ij/p)^{1/2}.
     kernel_bound : entrywise truncation bound of K∞ (kernel_limit).
-    op_ceiling : markov_t·fro_scale + n·kernel_bound (≥ ‖E‖_op w.p. ≥ 1 − 1/t²).
+    bernstein_L, bernstein_s2 : the plug-in constants L and s² of the matrix Bernstein bound.
+    op_ceiling : t(α) + n·kernel_bound, t(α) the matrix Bernstein deviation at level α.
     max_ceiling : z·max_scale + kernel_bound (z = gaussian_union_z(n(n+1)/2, α)).
     lambda_min_emp : λ_min(ΦΦᵀ)/p.   lambda_min_inf : λ_min(K∞).
     n, p.
@@ -73,6 +86,8 @@ class KernelConcentration(NamedTuple):
     fro_scale: float
     max_scale: float
     kernel_bound: float
+    bernstein_L: float
+    bernstein_s2: float
     op_ceiling: float
     max_ceiling: float
     lambda_min_emp: float
@@ -81,13 +96,23 @@ class KernelConcentration(NamedTuple):
     p: int
 
 
-def kernel_concentration(
-    X, model, *, order: int = DEFAULT_ORDER, markov_t: float = 10.0, alpha: float = 0.01
-) -> KernelConcentration:
-    """‖ΦΦᵀ/p − K∞‖ (op and max), its predicted ceilings, and λ_min(ΦΦᵀ)/p vs λ_min(K∞).
+def bernstein_deviation(L: float, s2: float, n: int, alpha: float) -> float:
+    """t with 2n·exp(−(t²/2)/(s² + Lt/3)) = α: t = Lℓ/3 + ((Lℓ/3)² + 2s²ℓ)^{1/2}, ℓ = ln(2n/α)
+    (matrix Bernstein for a sum of independent zero-mean symmetric n×n matrices, ‖Y_k‖ ≤ L,
+    ‖Σ E Y_k²‖ ≤ s²)."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    ell = math.log(2.0 * max(int(n), 1) / alpha)
+    a = L * ell / 3.0
+    return a + math.sqrt(a * a + 2.0 * s2 * ell)
+
+
+def kernel_concentration(X, model, *, order: int = DEFAULT_ORDER, alpha: float = 0.01) -> KernelConcentration:
+    """‖ΦΦᵀ/p − K∞‖ (op and max), its predicted ceilings at level ``alpha``, and λ_min(ΦΦᵀ)/p vs λ_min(K∞).
 
     K∞ from :func:`rftheory.theory.hermite.kernel_limit` at ``order``; see the
-    module docstring for the ceilings.
+    module docstring for the ceilings (matrix Bernstein for the operator
+    norm, a Gaussian union bound for the max norm, both at level α).
     """
     X, xp = _check_sphere(X)
     n, d = X.shape
@@ -109,14 +134,24 @@ def kernel_concentration(
     max_scale = math.sqrt(float(xp.max(var)) / p)
     z = gaussian_union_z(n * (n + 1) // 2, alpha)
     lam_emp = float(xp.linalg.eigvalsh(emp)[0])
-    lam_inf = float(xp.linalg.eigvalsh(K)[0])
+    K_eigs = xp.linalg.eigvalsh(K)
+    lam_inf = float(K_eigs[0])
+    # matrix Bernstein plug-ins: L ≥ max_k ‖φ_kφ_kᵀ − K∞‖/p, s² = ‖(1/p)Σ_k (φ_kφ_kᵀ − K∞)²‖/p
+    col_sq = xp.sum(Phi * Phi, axis=0)  # ‖φ_k‖², (p,)
+    K_norm = float(xp.max(xp.abs(K_eigs)))
+    L = (float(xp.max(col_sq)) + K_norm) / p
+    M = (Phi * col_sq[None, :]) @ Phi.T / p - K @ emp - emp @ K + K @ K
+    M = 0.5 * (M + M.T)
+    s2 = float(xp.max(xp.abs(xp.linalg.eigvalsh(M)))) / p
     return KernelConcentration(
         op_error=op,
         max_error=mx,
         fro_scale=fro_scale,
         max_scale=max_scale,
         kernel_bound=kl.error_bound,
-        op_ceiling=markov_t * fro_scale + n * kl.error_bound,
+        bernstein_L=L,
+        bernstein_s2=s2,
+        op_ceiling=bernstein_deviation(L, s2, n, alpha) + n * kl.error_bound,
         max_ceiling=z * max_scale + kl.error_bound,
         lambda_min_emp=lam_emp,
         lambda_min_inf=lam_inf,

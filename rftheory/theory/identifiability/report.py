@@ -1,11 +1,20 @@
 r"""The verdict table of ``rftheory check``: every statement's check for one configuration.
 
 :func:`identifiability_checks` runs the Theorem 1, Theorem 2 and lemma
-measurements for one (X, V, σ) and compares each with a stated threshold,
-returning a :class:`CheckReport` of :class:`~rftheory.theory.identifiability.common.Check`
-verdicts plus the raw results they came from.  The thresholds are the
-constants below; the docstring of :func:`identifiability_checks` lists them
-check by check.
+measurements for one (X, V, σ) and returns a :class:`CheckReport` with
+
+* ``hypotheses``: each theorem's hypothesis on the sizes, met or not met
+  (:class:`Hypothesis`; informational, not a verdict: the conclusions are
+  measured whatever the hypothesis says);
+* ``limits``: the two counting limits as numbers of features — span
+  identifiability n + d + 1 and θ identifiability n(d + 1) — and, with C
+  outputs, C(p − n) against nd;
+* ``checks``: the verdicts, each a measured conclusion compared with a
+  threshold from a stated inequality (:class:`~rftheory.theory.identifiability.common.Check`),
+  every one of which a constructed case crosses (tests/theory/test_identifiability_failures.py).
+
+The thresholds are the constants below; :func:`identifiability_checks` lists
+them row by row.
 """
 from __future__ import annotations
 
@@ -14,30 +23,75 @@ from dataclasses import dataclass, field
 from ..hermite import IDENTIFIABLE
 from .common import DEFAULT_ORDER, Check, _check_sphere, _weights_act
 from .lemmas import feature_norms, feature_rank, kernel_concentration, sign_lemma
-from .theorem1 import DEFAULT_DELTA, kernel_spurious_gap, single_sample_residual, spurious_gap
+from .theorem1 import DEFAULT_DELTA, attack_starts, single_sample_residual, spurious_gap
 from .theorem2 import DEFAULT_EPS, distinctness_check
 
 __all__ = [
     "CheckReport",
+    "Hypothesis",
     "identifiability_checks",
+    "counting_limits",
     "ROUNDOFF_RESIDUAL",
-    "GAP_FRACTION",
+    "SPURIOUS_ZERO",
+    "HYPOTHESIS_FACTOR",
     "MISMATCH_FLOOR",
     "SIGN_VISIBLE",
+    "LEVEL",
 ]
 
-ROUNDOFF_RESIDUAL = 1e-10  # "≈ 0": ~1e6·ε of float64 on relative residuals
-GAP_FRACTION = 0.5  # Theorem 1 verdict: gap ≥ ½ of its kernel-limit value
+ROUNDOFF_RESIDUAL = 1e-10  # "≈ 0" for a residual computed directly: ~1e6·ε of float64 on relative residuals
+# Theorem 1: a spurious zero is found when the search's min R over the far region is at or below this.
+# The search minimises R² in float64, so an exact zero is resolved only to about √ε ≈ 1.5e-8 in R (R²'s
+# round-off is ~ε); 1e-6 leaves two decades for conditioning and is three decades below the smallest gap
+# measured just above the span limit (3e-3 at n = 12, d = 40, p = n + d + 1 = 53).
+SPURIOUS_ZERO = 1e-6
+# "p ≫ dn" read as p ≥ 8·dn (the reading of proofs_numeric's kernel-limit comparison); informational only.
+HYPOTHESIS_FACTOR = 8.0
 MISMATCH_FLOOR = 0.05  # Theorem 2 verdict: min mismatch stays ≥ this
 SIGN_VISIBLE = 1e-3  # sign lemma: a flip is visible when its residual is ≥ this
+LEVEL = 0.01  # level α of the concentration ceilings (matrix Bernstein, Gaussian union bound)
+LAMBDA_FRACTION = 0.5  # the λ_min lemma's conclusion: λ_min(ΦΦᵀ)/p ≥ ½ λ_min(K∞)
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A theorem's hypothesis on the sizes: ``measured`` against ``required`` (read "measured ≥ required")."""
+
+    statement: str
+    measured: float
+    required: float
+    detail: str = ""
+
+    @property
+    def met(self) -> bool:
+        return float(self.measured) >= float(self.required)
+
+    @property
+    def verdict(self) -> str:
+        return "met" if self.met else "not met"
+
+
+def counting_limits(n: int, d: int, p: int, outputs: int = 1) -> dict:
+    """The counting limits of one configuration, as numbers of features.
+
+    ``span`` = n + d + 1: a far x̂ with φ(x̂) ∈ span Φ needs p − n < d + 1
+    conditions against d − 1 + 1 freedoms, so exact spurious zeros exist for
+    p ≤ n + d.  ``theta`` = n(d + 1): θ = Σ α_i φ(x̂_i) is p equations in
+    n(d + 1) unknowns.  With C outputs, ``equations`` = C(p − n) and
+    ``unknowns`` = nd, identifiable by counting when equations ≥ unknowns.
+    """
+    return dict(span=n + d + 1, theta=n * (d + 1), outputs=int(outputs), equations=int(outputs) * (p - n),
+                unknowns=n * d)
 
 
 @dataclass
 class CheckReport:
-    """Checks for one configuration plus the raw results they came from."""
+    """Checks for one configuration plus the raw results they came from, the hypotheses and the limits."""
 
     checks: list = field(default_factory=list)
     results: dict = field(default_factory=dict)
+    hypotheses: list = field(default_factory=list)
+    limits: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -55,47 +109,81 @@ def identifiability_checks(
     order: int = DEFAULT_ORDER,
     seed: int = 0,
     theorem2: bool = True,
+    outputs: int = 1,
+    attack_seeding: bool = True,
 ) -> CheckReport:
-    """All checks for one (X, V, σ): a list of :class:`Check` verdicts.
+    """All checks for one (X, V, σ): hypotheses, counting limits and :class:`Check` verdicts.
 
-    Thresholds (stated here and in the table):
+    Verdicts (measured RELATION threshold), with the inequality each comes from:
 
-    * R(x_i) ≤ 1e-10 (round-off) for the true samples;
-    * rank Φ = min(n, p);
-    * ‖ΦΦᵀ/p − K∞‖_op ≤ op_ceiling and max-norm ≤ max_ceiling
-      (:func:`kernel_concentration`);
-    * |λ_min(ΦΦᵀ)/p − λ_min(K∞)| ≤ op_ceiling;
-    * max_i |‖φ(x_i)‖²/p − E σ²|/sd ≤ z (:func:`feature_norms`);
-    * spurious gap(δ) ≥ ½·gap∞(δ) (kernel-limit prediction);
-    * Theorem 2 (first two samples): min mismatch ≥ 0.05;
+    * rank Φ = min(n, p): distinct samples, non-polynomial σ (crossed by
+      duplicate samples);
+    * ‖ΦΦᵀ/p − K∞‖_op ≤ t(α) + n·b: matrix Bernstein at level α = 0.01
+      with plug-in constants, b the truncation bound of K∞
+      (:func:`~rftheory.theory.identifiability.lemmas.kernel_concentration`);
+    * max|ΦΦᵀ/p − K∞| ≤ z·max(v_ij/p)^{1/2} + b: Gaussian union bound, α = 0.01
+      (both crossed by weights of another scale than N(0, 1/d));
+    * λ_min(ΦΦᵀ)/p ≥ ½ λ_min(K∞): the λ_min lemma (crossed by p close to n);
+    * λ_min(K∞) − n·b ≥ 0: K∞ certified positive definite (crossed by
+      near-duplicate samples);
+    * max_i |‖φ(x_i)‖²/p − Eσ²|/sd ≤ z: CLT scale and union bound, α = 0.01;
+    * Theorem 1's conclusion: the spurious gap min{R(x̂) : dist(x̂) ≥ δ} found
+      by the search is above SPURIOUS_ZERO = 1e-6 (the search's round-off
+      level for an exact zero); at or below it a spurious zero was found:
+      FAIL.  Crossed for p ≤ n + d.  The search starts from ``starts``
+      random points (half on the cap boundaries) plus, when
+      ``attack_seeding`` and p < n(d + 1), the far rows of the attack's own
+      zero-loss reconstructions (:func:`~rftheory.theory.identifiability.theorem1.attack_starts`);
+    * Theorem 2 (first two samples): min mismatch ≥ 0.05 (crossed for p ≤ d + 1);
     * sign lemma: the flip residual modulo col([1, V]) is ≤ 1e-10 when the
       parity report predicts an ambiguity and ≥ 1e-3 when it predicts
-      identifiability.
+      identifiability (crossed when p ≤ d + 2, where that span is all of R^p,
+      or by an activation too close to sign symmetry).
+
+    Reported, not a verdict (it cannot fail: R(x_i) = 0 by construction):
+    ``results["truth_residual"]`` = max_i R(x_i), the round-off of the projection.
+
+    Hypotheses (met / not met, not verdicts): Theorem 1 p ≥ 8·dn (p ≫ dn),
+    Theorem 2 p ≥ 8·2d (p ≫ dn at n = 2), the kernel lemmas p ≥ 8·n (p ≫ n).
+    ``outputs`` = C adds the multi-output counting C(p − n) vs nd to ``limits``.
     """
     X, xp = _check_sphere(X)
     n, d = X.shape
     V, act = _weights_act(model, xp, d)
+    p = int(V.shape[0])
     rep = CheckReport()
+    rep.limits = counting_limits(n, d, p, outputs)
+    H = rep.hypotheses
+    H.append(Hypothesis("Theorem 1: p ≫ dn", p / (d * n), HYPOTHESIS_FACTOR, "p/(dn)"))
+    if theorem2 and n >= 2:
+        H.append(Hypothesis("Theorem 2: p ≫ dn at n = 2", p / (2 * d), HYPOTHESIS_FACTOR, "p/(2d)"))
+    H.append(Hypothesis("kernel lemmas: p ≫ n", p / n, HYPOTHESIS_FACTOR, "p/n"))
     C = rep.checks
-    truth = float(xp.max(single_sample_residual(X, X, model)))
-    C.append(Check("max_i R(x_i) (true samples in span)", truth, ROUNDOFF_RESIDUAL, "<=", "round-off level"))
+    # R(x_i) is 0 by construction: its measured value is the projection's round-off, reported, not a verdict
+    rep.results["truth_residual"] = float(xp.max(single_sample_residual(X, X, model)))
     rank, pred = feature_rank(X, model)
-    C.append(Check("rank Φ", rank, pred, "==", "full rank min(n, p)"))
-    kc = kernel_concentration(X, model, order=order)
+    C.append(Check("rank Φ", rank, pred, "==", "full rank min(n, p): distinct samples"))
+    kc = kernel_concentration(X, model, order=order, alpha=LEVEL)
     rep.results["kernel"] = kc
-    C.append(Check("‖ΦΦᵀ/p − K∞‖_op", kc.op_error, kc.op_ceiling, "<=", "10·(E‖E‖_F²)^½ + n·trunc (Markov, 99%)"))
-    C.append(Check("max|ΦΦᵀ/p − K∞|", kc.max_error, kc.max_ceiling, "<=", "Gaussian union bound, α = 0.01"))
-    C.append(Check("|λ_min(ΦΦᵀ)/p − λ_min(K∞)|", abs(kc.lambda_min_emp - kc.lambda_min_inf), kc.op_ceiling, "<=",
-                   f"Weyl; λ_min(K∞) = {kc.lambda_min_inf:.4g}"))
-    fn = feature_norms(X, model)
+    C.append(Check("‖ΦΦᵀ/p − K∞‖_op", kc.op_error, kc.op_ceiling, "<=",
+                   f"matrix Bernstein, α = {LEVEL:g}: t(α) + n·trunc (L = {kc.bernstein_L:.3g}, "
+                   f"s² = {kc.bernstein_s2:.3g})"))
+    C.append(Check("max|ΦΦᵀ/p − K∞|", kc.max_error, kc.max_ceiling, "<=", f"Gaussian union bound, α = {LEVEL:g}"))
+    C.append(Check("λ_min(ΦΦᵀ)/p", kc.lambda_min_emp, LAMBDA_FRACTION * kc.lambda_min_inf, ">=",
+                   f"lemma: ≥ ½ λ_min(K∞), λ_min(K∞) = {kc.lambda_min_inf:.4g}"))
+    C.append(Check("λ_min(K∞) − n·trunc", kc.lambda_min_inf - n * kc.kernel_bound, 0.0, ">=",
+                   "K∞ certified positive definite: distinct samples"))
+    fn = feature_norms(X, model, alpha=LEVEL)
     rep.results["norms"] = fn
-    C.append(Check("max_i |‖φ(x_i)‖²/p − Eσ²|/sd", fn.max_z, fn.ceiling, "<=", f"Eσ² = {fn.second_moment:.4g}, sd = {fn.sd:.2e}"))
-    sg = spurious_gap(X, model, delta=delta, starts=starts, max_iter=max_iter, seed=seed)
+    C.append(Check("max_i |‖φ(x_i)‖²/p − Eσ²|/sd", fn.max_z, fn.ceiling, "<=",
+                   f"CLT scale, union bound α = {LEVEL:g}; Eσ² = {fn.second_moment:.4g}, sd = {fn.sd:.2e}"))
+    extra = attack_starts(X, model, delta=delta, seed=seed) if attack_seeding else None
+    sg = spurious_gap(X, model, delta=delta, starts=starts, max_iter=max_iter, seed=seed, extra_starts=extra)
     rep.results["gap"] = sg
-    gk = kernel_spurious_gap(X, act, delta=delta, order=order, starts=starts, max_iter=max_iter, seed=seed)
-    rep.results["gap_kernel"] = gk
-    C.append(Check(f"spurious gap min R(dist ≥ {delta:g})", sg.gap, GAP_FRACTION * gk, ">=",
-                   f"½ × kernel-limit gap {gk:.4f}; p/(dn) = {sg.ratio:.3g}"))
+    rep.results["attack_starts"] = 0 if extra is None else int(len(extra))
+    C.append(Check(f"Thm 1: spurious gap min R(dist ≥ {delta:g})", sg.gap, SPURIOUS_ZERO, ">=",
+                   f"≤ {SPURIOUS_ZERO:g} (search round-off) is a spurious zero; p = {p} vs span limit n + d + 1 = "
+                   f"{n + d + 1}"))
     if theorem2 and n >= 2:
         dc = distinctness_check(X[:2], model, eps=eps, starts=max(4, starts // 4), max_iter=max_iter, seed=seed)
         rep.results["distinct"] = dc

@@ -64,6 +64,7 @@ __all__ = [
     "path_profile",
     "PATH_KINDS",
     "DEFAULT_DELTA",
+    "attack_starts",
 ]
 
 DEFAULT_DELTA = 0.3  # far region dist(x̂) ≥ δ, i.e. more than about 17° from every ±x_i
@@ -257,19 +258,30 @@ def spurious_gap(
     free_starts: int | None = None,
     max_iter: int = 300,
     seed: int = 0,
+    extra_starts=None,
 ) -> SpuriousGap:
     """gap(δ) = min R(x̂) over ‖x̂‖ = √d, dist(x̂) ≥ δ, plus unconstrained minima statistics.
 
     ``starts`` constrained runs (half on the cap boundaries) estimate the
-    gap (an upper bound on the infimum); ``free_starts`` (default
-    ``starts``) unconstrained runs from uniform starts tell how often a plain
-    descent lands on a true ±x_i and how low far (spurious) minima go.
+    gap (an upper bound on the infimum); ``extra_starts`` (m×d, any norm:
+    retracted to the sphere and projected out of the caps) are added to
+    them, e.g. the far rows of the attack's zero-loss wrong reconstructions
+    (:func:`attack_starts`); ``free_starts`` (default ``starts``)
+    unconstrained runs from uniform starts tell how often a plain descent
+    lands on a true ±x_i and how low far (spurious) minima go.
     """
     X, xp = _check_sphere(X)
     n, d = X.shape
     V, act = _weights_act(model, xp, d)
     p = int(V.shape[0])
     cons = minimize_residual(X, model, starts=starts, delta=delta, max_iter=max_iter, seed=seed)
+    if extra_starts is not None and len(extra_starts):
+        init = retract_to_sphere(xp.asarray(check_matrix(extra_starts, "extra_starts", cols=d, cols_name="d"),
+                                            dtype=np.float64))
+        more = minimize_residual(X, model, starts=int(init.shape[0]), delta=delta, max_iter=max_iter, seed=seed,
+                                 init=init)
+        cons = ResidualMinima(*(xp.concatenate([a, b]) if k < 6 else a + b
+                                for k, (a, b) in enumerate(zip(cons, more))))
     feas = to_numpy(cons.feasible).astype(bool)
     R = to_numpy(cons.residual)
     if feas.any():
@@ -295,6 +307,42 @@ def spurious_gap(
         p=p,
         ratio=p / (d * n),
     )
+
+
+def attack_starts(X, model, *, delta: float = DEFAULT_DELTA, theta=None, restarts: int = 2, seed: int = 0):
+    """Far rows of the attack's own reconstructions, as starting points of the Theorem 1 search.
+
+    Below p = n(d + 1) the reconstruction attack on θ reaches loss ≈ 0 with
+    wrong X̂ (θ identifiability fails there); rows of such an X̂ far from every
+    ±x_i are points whose features the attack could fit with span Φ's help,
+    good starts for the constrained search at larger d.  θ is ``theta`` or,
+    if None, the minimum-norm interpolator Φᵀ(ΦΦᵀ)⁻¹y of labels
+    y ~ N(0, I_n) drawn from ``numpy.random.default_rng([seed, 7125])``.  The
+    attack is :func:`rftheory.attack.reconstruct.reconstruct` with n̂ = n,
+    ``restarts`` restarts, seeded by ``seed``, in float64.  Returns an
+    (m, d) NumPy array of the rows with dist(x̂) ≥ δ (m = 0 when p ≥ n(d + 1),
+    when none is far, or when ``model`` is not a RandomFeatures, which the
+    attack needs).
+    """
+    from ...attack.options import AttackOptions  # noqa: PLC0415
+    from ...attack.reconstruct import reconstruct  # noqa: PLC0415
+    from ...models.random_features import RandomFeatures  # noqa: PLC0415
+
+    X, xp = _check_sphere(X)
+    n, d = X.shape
+    V, act = _weights_act(model, xp, d)
+    p = int(V.shape[0])
+    if p >= n * (d + 1) or p < n or not isinstance(model, RandomFeatures):
+        return np.empty((0, d))
+    if theta is None:
+        Phi = _features(X, V, act)
+        y = xp.asarray(np.random.default_rng([seed, 7125]).standard_normal(n))
+        theta = Phi.T @ xp.linalg.solve(Phi @ Phi.T, y)
+    res = reconstruct(xp.asarray(theta, dtype=np.float64), model, n,
+                      AttackOptions(restarts=restarts, seed=seed, dtype="float64"))
+    Xh = res.X_hat
+    far = to_numpy(sign_aware_distance(Xh, X).distance) >= delta
+    return to_numpy(Xh)[far]
 
 
 def kernel_spurious_gap(
