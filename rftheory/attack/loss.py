@@ -139,6 +139,16 @@ def _relu_surrogate(z):
     return (z > 0).astype(z.dtype)
 
 
+def _features_and_derivative(act, Z, with_grad: bool, derivative: str):
+    """(F, D) = (σ(Z), σ'(Z)) for one block of pre-activations Z = X̂V_bᵀ; D is the ReLU surrogate
+    1[z > 0] when ``derivative`` is "relu", and None without the gradient."""
+    if not with_grad:
+        return act.fn(Z), None
+    if derivative == "relu":
+        return act.fn(Z), _relu_surrogate(Z)
+    return fused_value_and_derivative(act, Z)
+
+
 def projection_loss(X_hat, theta, model, *, with_grad: bool = True, derivative: str = "true",
                     tangent: bool = False) -> LossResult:
     """L(X̂) = ‖θ − P_{rowspan Φ̂} θ‖² / ‖θ‖² and its gradient with respect to X̂.
@@ -212,14 +222,7 @@ def _blas_loss(X_hat, theta64, theta_sq, model, with_grad, derivative, tangent):
     A = xp.zeros((R, n_hat, n_hat), dtype=np.float64)
     kept = []
     for rows, Vb in model.weight_blocks():
-        Z = X_flat @ Vb.T
-        if with_grad:
-            if derivative == "relu":
-                F, D = act.fn(Z), _relu_surrogate(Z)
-            else:
-                F, D = fused_value_and_derivative(act, Z)
-        else:
-            F, D = act.fn(Z), None
+        F, D = _features_and_derivative(act, X_flat @ Vb.T, with_grad, derivative)
         F64 = F.astype(np.float64) if low else F  # (R·n̂, p_b)
         v += (F64 @ theta64[rows]).reshape(R, n_hat)
         if R == 1:  # plain 2-D product: BLAS syrk/gemm, faster than a stacked matmul
@@ -273,14 +276,7 @@ def _blas_loss_matrix(X_hat, Theta, theta_sq, model, with_grad, derivative, tang
     A = xp.zeros((R, n_hat, n_hat), dtype=np.float64)
     kept = []
     for rows, Vb in model.weight_blocks():
-        Z = X_flat @ Vb.T
-        if with_grad:
-            if derivative == "relu":
-                F, D = act.fn(Z), _relu_surrogate(Z)
-            else:
-                F, D = fused_value_and_derivative(act, Z)
-        else:
-            F, D = act.fn(Z), None
+        F, D = _features_and_derivative(act, X_flat @ Vb.T, with_grad, derivative)
         F64 = (F.astype(np.float64) if low else F).reshape(R, n_hat, -1)
         v += F64 @ Theta[rows]
         A += F64 @ F64.transpose(0, 2, 1)
