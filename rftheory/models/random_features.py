@@ -87,6 +87,25 @@ def random_weights(seed: int, p: int, d: int, dtype=np.float64, start: int = 0, 
     return out
 
 
+def with_dtype(model, dtype, array_attr: str):
+    """``model`` itself if it already computes in ``dtype``, else a shallow copy whose ``dtype`` is
+    ``dtype`` and whose stored weight array ``array_attr`` (unless None) is cast to it.
+
+    The copy shares everything else (seed, θ, activation), so it is the same map in another
+    precision; a cast of float64 weights to float32 is exact rounding of each entry.
+    """
+    dtype = check_float_dtype(dtype)
+    if dtype == model.dtype:
+        return model
+    other = type(model).__new__(type(model))
+    other.__dict__.update(model.__dict__)
+    other.dtype = dtype
+    weights = getattr(model, array_attr)
+    if weights is not None:
+        setattr(other, array_attr, weights.astype(dtype))
+    return other
+
+
 class RandomFeatures:
     """Random features model φ(x) = σ(Vx) with V ~ N(0, 1/d) from a seed.
 
@@ -177,15 +196,7 @@ class RandomFeatures:
         Used by the attack to work in float32 on a model trained in float64:
         V₃₂ = fl32(V₆₄) exactly, because V is always drawn in float64.
         """
-        dtype = check_float_dtype(dtype)
-        if dtype == self.dtype:
-            return self
-        other = RandomFeatures.__new__(RandomFeatures)
-        other.__dict__.update(self.__dict__)
-        other.dtype = dtype
-        if self._V is not None:
-            other._V = self._V.astype(dtype)
-        return other
+        return with_dtype(self, dtype, "_V")
 
     # -- features --------------------------------------------------------------
 

@@ -23,7 +23,8 @@ import math
 import numpy as np
 
 from ..backend import array_namespace
-from ..validation import check_float_dtype, check_matrix
+from ..validation import check_matrix
+from .random_features import with_dtype
 
 __all__ = ["orthonormal_basis", "SubspaceRandomFeatures"]
 
@@ -95,14 +96,7 @@ class SubspaceRandomFeatures:
 
     def astype(self, dtype) -> "SubspaceRandomFeatures":
         """The same map with W cast to ``dtype`` (the attack's working precision)."""
-        dtype = check_float_dtype(dtype)
-        if dtype == self.dtype:
-            return self
-        other = SubspaceRandomFeatures.__new__(SubspaceRandomFeatures)
-        other.__dict__.update(self.__dict__)
-        other.dtype = dtype
-        other._W = self._W.astype(dtype)
-        return other
+        return with_dtype(self, dtype, "_W")
 
     def weight_blocks(self):
         yield slice(0, self.p), self._W
