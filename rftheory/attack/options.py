@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AttackOptions", "OPTIMIZERS", "DERIVATIVES"]
+__all__ = ["AttackOptions", "OPTIMIZERS", "DERIVATIVES", "STRATEGIES"]
 
 OPTIMIZERS = ("lbfgs", "momentum")
+STRATEGIES = ("restarts", "overparam", "birthdeath")
 DERIVATIVES = ("true", "relu")
 _DTYPES = {"float32": np.float32, "float64": np.float64, "model": None}
 
@@ -54,6 +55,21 @@ class AttackOptions:
         The Gram matrix, α, r and L are accumulated in float64 either way.
     batch_restarts : bool
         Run the restarts together, sharing each pass over V (random-features models, L-BFGS).
+    strategy : "birthdeath", "restarts" or "overparam"
+        The global search around the local optimiser (:mod:`rftheory.attack.moves`): random
+        starts, each followed, while L > tol, by up to ``moves`` birth-death moves (default:
+        on benchmarks/bench_threshold.py it recovers at least every cell plain restarts recover);
+        independent random starts only (the behaviour before the moves); or each start
+        over-parameterised with n̂ + k rows, optimised, then pruned to n̂ rows.  A restart
+        that reaches tol is the same run under "birthdeath" and "restarts".
+    extra_rows : int
+        k of "overparam"; 0 picks it from the counting limit (see :func:`rftheory.attack.moves.extra_rows_for`).
+    moves : int
+        Birth-death moves per restart ("birthdeath"), each accepted only if it lowers L; they come
+        on top of ``max_iter``, each re-optimisation capped at min(300, max_iter) iterations.
+    merge_cos : float
+        Two rows with |cos| above this are a near-duplicate pair (a derivative feature, not two
+        samples): the moves drop one of them first and never accept a state holding one.
     """
 
     restarts: int = 3
@@ -69,11 +85,22 @@ class AttackOptions:
     stop_at_tol: bool = True
     dtype: str = "float32"
     batch_restarts: bool = False
+    strategy: str = "birthdeath"
+    extra_rows: int = 0
+    moves: int = 30
+    merge_cos: float = 0.99
 
     def __post_init__(self):
         for name in ("restarts", "max_iter", "reseed_candidates"):
             _check_int(name, getattr(self, name), low=1)
         _check_int("seed", self.seed, low=0)
+        _check_int("extra_rows", self.extra_rows, low=0)
+        _check_int("moves", self.moves, low=0)
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
+        if (isinstance(self.merge_cos, bool) or not isinstance(self.merge_cos, (int, float, np.floating))
+                or not 0 < self.merge_cos < 1):
+            raise ValueError(f"merge_cos must be a number in (0, 1), got {self.merge_cos!r}")
         for name in ("tol", "lr"):
             val = getattr(self, name)
             if isinstance(val, bool) or not isinstance(val, (int, float, np.floating, np.integer)):

@@ -1,7 +1,7 @@
 """The reconstruction attack: minimise the projection loss over X̂ on the
 product of √d-spheres.
 
-Problem (DESIGN.md): given θ (or Δθ), V (through the model) and n̂, find
+Problem (docs/design.md): given θ (or Δθ), V (through the model) and n̂, find
 X̂ ∈ R^{n̂×d} with ‖x̂_i‖ = √d minimising
 
     L(X̂) = ‖θ − Φ̂ᵀ(Φ̂Φ̂ᵀ)⁻¹Φ̂θ‖² / ‖θ‖²,    Φ̂ = σ(X̂Vᵀ).
@@ -27,6 +27,19 @@ L-BFGS on that row alone (the loss as a function of one row).  It uses only
 what the attacker knows (θ, V, σ, n̂).  A restart gives up after
 MAX_FRUITLESS_RESEEDS consecutive re-seeds that lower its loss by less than 0.1 %.
 
+Global strategy (``options.strategy``, moves in :mod:`rftheory.attack.moves`):
+``"birthdeath"`` (default) follows each restart that ends above tol by up to
+``moves`` birth-death moves (add a random row, re-optimise jointly, drop the
+least useful row or one of a near-duplicate pair, accept if L falls);
+``"restarts"`` runs the above from independent random starts only;
+``"overparam"`` starts each restart from n̂ + k rows optimised jointly and
+pruned to n̂.  The moves draw after all starts are drawn, so a restart that
+reaches tol is the same run under "birthdeath" and "restarts".
+
+Stopping words: ``loss_at_tol`` says only that L ≤ tol; ``stop_reason`` says
+why the optimiser stopped; :meth:`ReconstructionResult.verdict_words` states
+what a loss at tolerance is evidence of, from p, d and n̂ alone.
+
 Settings come in one record, :class:`rftheory.attack.options.AttackOptions`.
 Nothing here reads the true X.  L = 0 does not mean success: below
 p ≈ dn many wrong X̂ reach L = 0 (see :mod:`rftheory.attack.metrics`).
@@ -35,6 +48,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,10 +58,11 @@ from ..linalg import gram_solve
 from ..optim.lbfgs import riemannian_lbfgs, stalled
 from ..optim.sphere import random_sphere, retract_to_sphere, riemannian_gradient, step_on_sphere
 from .loss import PreparedProjectionLoss, blas_for, projection_loss  # blas_for: the engine's thread rule
+from . import moves as _moves
 from .options import OPTIMIZERS, AttackOptions
 from ..validation import check_count, check_finite, check_matrix, check_vector
 
-__all__ = ["ReconstructionResult", "reconstruct", "random_sphere", "OPTIMIZERS"]
+__all__ = ["ReconstructionResult", "reconstruct", "random_sphere", "OPTIMIZERS", "stopping_words"]
 
 MAX_FRUITLESS_RESEEDS = 4  # stop a restart after this many re-seeds in a row that lower L by < 0.1 %
 LBFGS_MEMORY = 20  # curvature pairs: enough for the n̂·d-dimensional problems here, cheap next to an evaluation
@@ -66,7 +81,8 @@ class ReconstructionResult:
     loss : float
         Final projection loss L(X̂) of the best restart.
     loss_history : list of float
-        L after every iteration of the best restart.
+        L after every iteration of the best restart, then after each accepted move
+        (the moves' own re-optimisations are not recorded).
     iterations : int
         Optimiser iterations of the best restart (all re-seeding rounds).
     evaluations : int
@@ -75,8 +91,9 @@ class ReconstructionResult:
         Final loss of every restart run.
     reseeds : int
         Greedy re-seeding steps in the best restart.
-    converged : bool
-        Whether the best restart reached L ≤ tol.
+    loss_at_tol : bool
+        Whether the best restart reached L ≤ tol.  Only that: below the
+        counting limit p ≈ n(d + 1) wrong X̂ reach L = 0 too (see :meth:`verdict_words`).
     wall_time : float
         Seconds for the whole call.
     options : AttackOptions
@@ -84,7 +101,12 @@ class ReconstructionResult:
     stop_reason : str
         Why the best restart's last optimiser round stopped: one of
         :data:`rftheory.optim.lbfgs.STOP_REASONS` ("tol", "stalled", "max_iter",
-        "line_search", "callback", ...).
+        "line_search", "callback", ...), or "moves" when the birth-death moves
+        of strategy "birthdeath" ran out above tol.
+    p, d : int
+        Features and input dimension of the attacked model (for :meth:`verdict_words`).
+    moves : int
+        Accepted birth-death moves in the best restart (strategy "birthdeath").
     """
 
     X_hat: object
@@ -94,10 +116,48 @@ class ReconstructionResult:
     evaluations: int = 0
     restarts: list = field(default_factory=list)
     reseeds: int = 0
-    converged: bool = False
+    loss_at_tol: bool = False
     wall_time: float = 0.0
     options: AttackOptions | None = None
     stop_reason: str = ""
+    p: int = 0
+    d: int = 0
+    moves: int = 0
+
+    @property
+    def converged(self) -> bool:
+        """Deprecated alias of :attr:`loss_at_tol` (a loss at tolerance is not a recovery)."""
+        warnings.warn("ReconstructionResult.converged is deprecated: it only says L ≤ tol; use loss_at_tol, "
+                      "stop_reason and verdict_words()", DeprecationWarning, stacklevel=2)
+        return self.loss_at_tol
+
+    def verdict_words(self) -> str:
+        """What the stop means, from what the attacker knows (p, d, n̂): :func:`stopping_words`."""
+        tol = self.options.tol if self.options is not None else None
+        return stopping_words(self.loss, tol, self.loss_at_tol, self.stop_reason, self.p, self.d,
+                              int(self.X_hat.shape[0]))
+
+
+def stopping_words(loss: float, tol, loss_at_tol: bool, stop_reason: str, p: int, d: int, n_hat: int) -> str:
+    """One sentence on a stopped attack that never calls it converged or successful on the loss alone.
+
+    Counting (docs/design.md, Identifiability): θ = Σ α_i φ(x̂_i) is p equations
+    in n̂(d + 1) unknowns, so a loss at tolerance can single out the training set
+    only when p ≥ n̂(d + 1), i.e. p/(dn̂) ≥ 1 + 1/d; below it wrong X̂ reach L = 0.
+    The sentence states p/(dn̂) and that limit and, with the true X unknown,
+    never more than "evidence".
+    """
+    ratio = p / (d * n_hat) if d and n_hat else math.nan
+    limit = 1.0 + 1.0 / d if d else math.nan
+    tol_text = f" ≤ tol {tol:g}" if tol is not None else ""
+    numbers = f"(here p/(dn) = {ratio:.3g}, counting limit 1 + 1/d = {limit:.3g})"
+    if loss_at_tol:
+        side = ("p is above the limit" if ratio >= limit else
+                "p is below the limit, so wrong X̂ reach this loss too: no evidence of recovery")
+        return (f"loss at tolerance (L = {loss:.2e}{tol_text}); evidence of recovery only above "
+                f"p ≈ n(d+1) {numbers}: {side}")
+    return (f"loss above tolerance (L = {loss:.2e}, optimiser stopped: {stop_reason or 'unknown'}); "
+            f"no evidence of recovery {numbers}")
 
 
 class _Counter:
@@ -260,7 +320,8 @@ def reconstruct(theta, model, n: int, options: AttackOptions | None = None, *, i
     options : AttackOptions, optional
         The attack's settings (default ``AttackOptions()``): restarts, max_iter,
         tol, optimizer, lr, momentum, reseed, reseed_candidates, seed,
-        derivative, stop_at_tol, dtype, batch_restarts; see
+        derivative, stop_at_tol, dtype, batch_restarts, strategy, extra_rows,
+        moves, merge_cos; see
         :class:`rftheory.attack.options.AttackOptions`.
     **overrides
         Any of those fields by name (e.g. ``restarts=5``, ``dtype=np.float64``
@@ -276,7 +337,7 @@ def reconstruct(theta, model, n: int, options: AttackOptions | None = None, *, i
         restart); returning True stops the whole attack at once (e.g. to
         measure time to recovery against known data in a benchmark).
 
-    With ``batch_restarts`` (L-BFGS, random-features models) the restarts are
+    With ``batch_restarts`` (strategy "restarts", L-BFGS, random-features models) the restarts are
     solved together: their R·n̂ candidates share one pass over V per
     evaluation, each restart keeping its own memory and line search; the best
     one then continues alone with re-seeding if it has not reached ``tol``.
@@ -291,8 +352,8 @@ def reconstruct(theta, model, n: int, options: AttackOptions | None = None, *, i
     check_count(n, "n")
     if n > model.p:
         raise ValueError(f"n̂={n} > p={model.p}: the features of more than p samples are always linearly dependent")
-    if getattr(theta, "ndim", 1) == 2 and not hasattr(model, "weight_blocks"):
-        theta = check_matrix(theta, "theta", rows=model.p, rows_name="p")  # multi-output head Θ (p×C)
+    if getattr(theta, "ndim", 1) == 2:
+        theta = check_matrix(theta, "theta", rows=model.p, rows_name="p")  # multi-output Θ (p×C), RF or adapter
     else:
         theta = check_vector(theta, "theta", length=model.p, length_name="p")
     xp = array_namespace(theta)
@@ -325,7 +386,12 @@ def _reconstruct(theta, model, n, options: AttackOptions, init, progress, callba
               for r in range(o.restarts)]
     histories = [None] * len(starts)
     reasons = [""] * len(starts)
-    if o.batch_restarts and o.optimizer == "lbfgs" and len(starts) > 1 and hasattr(model, "weight_blocks"):
+    stacked = hasattr(model, "weight_blocks")  # the loss takes stacks (k, m, d): leave-one-out in one evaluation
+    if o.strategy == "overparam":
+        k_extra = _moves.extra_rows_for(n, model.d, model.p, o.extra_rows)
+        starts = [None] * o.restarts  # made per restart below (their draws follow the previous restart's)
+    if (o.strategy == "restarts" and o.batch_restarts and o.optimizer == "lbfgs" and len(starts) > 1
+            and stacked):
         # phase 1 together; phase 2 (re-seeding) per restart, best first
         res = riemannian_lbfgs(fun.stack, xp.stack(starts), max_iter=o.max_iter, tol=o.tol, memory=LBFGS_MEMORY,
                                stop_all_at_tol=o.stop_at_tol,
@@ -336,9 +402,21 @@ def _reconstruct(theta, model, n, options: AttackOptions, init, progress, callba
         reasons = [res.stop_reason[k] for k in order]
     for r, X in enumerate(starts):
         history: list = []
-        iters_left, reseeds, total_iters = o.max_iter, 0, 0
+        iters_left, reseeds, total_iters, accepted_moves = o.max_iter, 0, 0, 0
         L = math.inf
         reason = reasons[r]
+
+        def local(Y, iters):  # the moves' re-optimisations: their losses are not the restart's history
+            return _lbfgs(fun, Y, iters, o.tol, [])
+
+        if X is None:  # "overparam": n + k rows optimised together, pruned to n
+            first = init if (r == 0 and init is not None) else None
+            X, L, it, reason = _moves.overparameterised_start(fun, local, model, n, k_extra, rng, o.max_iter,
+                                                              o.merge_cos, stacked, first=first)
+            total_iters += it
+            history.append(L)
+            if L <= o.tol or fun.stopped:
+                iters_left = 0
         if histories[r] is not None:
             history = list(histories[r])
             total_iters = len(history) - 1
@@ -369,12 +447,25 @@ def _reconstruct(theta, model, n, options: AttackOptions, init, progress, callba
         if best_X is not None and best_round < L:
             X, L = best_X, best_round
             history.append(L)  # the returned X̂ is the best round's, not the last
+        if o.strategy == "birthdeath" and o.optimizer == "lbfgs" and L > o.tol and not fun.stopped:
+            for _ in range(o.moves):
+                Z, LZ, it, ok = _moves.birth_death_move(fun, local, model, X, rng, o.merge_cos, stacked,
+                                                        iters=min(_moves.MOVE_ITERATIONS, o.max_iter))
+                total_iters += it
+                if ok and LZ < L:
+                    X, L, accepted_moves = Z, LZ, accepted_moves + 1
+                    history.append(L)  # the history records the accepted states only
+                if L <= o.tol or fun.stopped:
+                    break
+            reason = "tol" if L <= o.tol else ("callback" if fun.stopped else "moves")
+        if fun.stopped and L > o.tol:
+            reason = "callback"
         check_finite(X, "X_hat")
         finals.append(float(L))
         if best is None or L < best.loss:
             best = ReconstructionResult(
                 X_hat=X, loss=float(L), loss_history=history, iterations=total_iters,
-                reseeds=reseeds, converged=bool(L <= o.tol), stop_reason=reason,
+                reseeds=reseeds, loss_at_tol=bool(L <= o.tol), stop_reason=reason, moves=accepted_moves,
             )
         if progress is not None:
             progress(r, float(L))
@@ -383,8 +474,9 @@ def _reconstruct(theta, model, n, options: AttackOptions, init, progress, callba
     if model is not caller_model:  # report X̂ and L in the caller's precision
         best.X_hat = retract_to_sphere(best.X_hat.astype(caller_model.dtype))
         best.loss = projection_loss(best.X_hat, theta, caller_model, with_grad=False).loss
-        best.converged = bool(best.loss <= o.tol)
+        best.loss_at_tol = bool(best.loss <= o.tol)
     best.restarts = finals
+    best.p, best.d = int(model.p), int(model.d)
     best.evaluations = fun.evaluations
     best.options = options
     best.wall_time = time.perf_counter() - start

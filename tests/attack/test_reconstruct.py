@@ -72,7 +72,7 @@ def test_init_is_used_and_truth_is_a_fixed_point():
     ds = synthetic_sphere(5, 6, seed=2)
     model = RandomFeatures(800, 6, "tanh", seed=3).fit(ds.X, ds.y)
     result = reconstruct(model.theta, model, 5, init=ds.X, restarts=1)
-    assert result.iterations == 0 and result.converged
+    assert result.iterations == 0 and result.loss_at_tol
     np.testing.assert_allclose(result.X_hat, ds.X)
 
 
@@ -105,7 +105,7 @@ def test_bad_theta():
 
 def test_batched_restarts_recover_and_are_reproducible():
     ds, model, result, errs = _attack(1, ratio=20, batch_restarts=True, restarts=3)
-    assert result.converged and np.all(errs.sign_aware < 0.05)
+    assert result.loss_at_tol and np.all(errs.sign_aware < 0.05)
     again = _attack(1, ratio=20, batch_restarts=True, restarts=3)[2]
     assert np.array_equal(result.X_hat, again.X_hat)
 
@@ -122,7 +122,7 @@ def test_callback_sees_iterates_and_can_stop_the_attack():
 
     result = reconstruct(model.theta, model, 5, restarts=3, callback=stop_after_five)
     assert len(seen) == 5 and result.iterations == 5 and len(result.restarts) == 1
-    assert result.stop_reason == "callback" and not result.converged
+    assert result.stop_reason == "callback" and not result.loss_at_tol
 
 
 def test_batched_callback_stops_the_joint_phase():
@@ -161,6 +161,36 @@ def test_options_record_and_keyword_overrides_are_the_same_run():
 
 def test_stop_reason_names_why_the_best_restart_stopped():
     _, _, done, _ = _attack(0, ratio=20, restarts=1)
-    assert done.converged and done.stop_reason == "tol"
-    _, _, short, _ = _attack(0, ratio=20, restarts=1, max_iter=3)
-    assert not short.converged and short.stop_reason == "max_iter" and short.iterations == 3
+    assert done.loss_at_tol and done.stop_reason == "tol"
+    _, _, short, _ = _attack(0, ratio=20, restarts=1, max_iter=3, strategy="restarts")
+    assert not short.loss_at_tol and short.stop_reason == "max_iter" and short.iterations == 3
+    _, _, moved, _ = _attack(0, ratio=20, restarts=1, max_iter=3, moves=2)
+    assert moved.loss_at_tol or moved.stop_reason == "moves"
+
+
+def test_converged_is_a_deprecated_alias_of_loss_at_tol():
+    _, _, result, _ = _attack(0, ratio=20, restarts=1)
+    with pytest.warns(DeprecationWarning, match="loss_at_tol"):
+        assert result.converged is result.loss_at_tol is True
+
+
+def test_stopping_words_never_claim_recovery_on_the_loss_alone():
+    """A loss at tolerance is 'evidence of recovery only above p ≈ n(d+1)', with p/(dn) and 1 + 1/d printed;
+    below the limit it is no evidence; a loss above tolerance names why the optimiser stopped."""
+    from rftheory.attack.reconstruct import stopping_words
+
+    _, _, result, _ = _attack(0, ratio=20, restarts=1)
+    words = result.verdict_words()
+    assert words.startswith("loss at tolerance") and "evidence of recovery only above p ≈ n(d+1)" in words
+    assert "p/(dn) = 20" in words and "1 + 1/d = 1.05" in words and "above the limit" in words
+    below = stopping_words(1e-12, 1e-10, True, "tol", p=50, d=20, n_hat=10)
+    assert "p/(dn) = 0.25" in below and "no evidence of recovery" in below
+    above_tol = stopping_words(1e-3, 1e-10, False, "stalled", p=4000, d=20, n_hat=10)
+    assert above_tol.startswith("loss above tolerance") and "stalled" in above_tol
+    for text in (words, below, above_tol):
+        assert "converged" not in text and "success" not in text
+
+
+def test_result_records_p_and_d_for_the_counting_limit():
+    _, model, result, _ = _attack(0, ratio=20, restarts=1)
+    assert (result.p, result.d) == (model.p, model.d)

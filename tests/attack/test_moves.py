@@ -1,0 +1,144 @@
+"""The attack's global moves (rftheory.attack.moves) on tiny problems, and the strategies through reconstruct."""
+import numpy as np
+import pytest
+
+from rftheory.attack import moves
+from rftheory.attack.loss import PreparedProjectionLoss
+from rftheory.attack.metrics import reconstruction_errors
+from rftheory.attack.options import STRATEGIES, AttackOptions
+from rftheory.attack.reconstruct import _lbfgs, reconstruct
+from rftheory.data.synthetic import synthetic_sphere
+from rftheory.models.random_features import RandomFeatures
+from rftheory.optim.sphere import random_sphere
+
+
+class _Fun:
+    """The attack's evaluator as the moves see it: fun(X, with_grad), .single for L-BFGS, .stopped."""
+
+    def __init__(self, theta, model):
+        self.loss = PreparedProjectionLoss(theta, model, tangent=True)
+        self.callback, self.stopped, self.evaluations = None, False, 0
+
+    def __call__(self, X, with_grad=True):
+        return self.loss(X, with_grad=with_grad)
+
+    def single(self, Xs):
+        res = self.loss(Xs[0])
+        return (res.loss,), res.grad[None]
+
+
+def _problem(n=4, d=6, p=600, seed=0):
+    ds = synthetic_sphere(n, d, seed=seed)
+    model = RandomFeatures(p, d, "relu+tanh", seed=seed + 1000, dtype=np.float64).fit(ds.X, ds.y)
+    fun = _Fun(model.theta, model)
+    return ds, model, fun, (lambda X, iters: _lbfgs(fun, X, iters, 1e-14, []))
+
+
+def test_extra_rows_stay_below_the_counting_limit():
+    assert moves.extra_rows_for(20, 40, 1200) == min(20, 1200 // 41 - 21) == 8
+    assert moves.extra_rows_for(10, 20, 4000) == 10  # capped at n
+    assert moves.extra_rows_for(20, 40, 880) == 1  # at least one
+    assert moves.extra_rows_for(5, 4, 7, requested=9) == 2  # n + k ≤ p
+    for n, d, p in [(20, 40, 1000), (10, 100, 1500), (6, 12, 200)]:
+        k = moves.extra_rows_for(n, d, p)
+        assert k == 1 or (n + k) * (d + 1) < p
+
+
+def test_near_duplicate_pair_is_found_by_absolute_cosine():
+    rng = np.random.default_rng(0)
+    X = random_sphere(4, 6, rng)
+    assert moves.near_duplicate_pair(X, 0.99) is None
+    X[3] = -X[1] + 1e-3 * rng.standard_normal(6)  # antiparallel counts too
+    i, j, c = moves.near_duplicate_pair(X, 0.99)
+    assert {i, j} == {1, 3} and c > 0.99
+    assert moves.near_duplicate_pair(X[:1], 0.99) is None
+
+
+def test_leave_one_out_losses_stacked_equal_one_by_one():
+    ds, model, fun, _ = _problem()
+    X = np.vstack([ds.X, random_sphere(1, 6, np.random.default_rng(1))])
+    stacked = moves.leave_one_out_losses(fun, X, stacked=True)
+    single = moves.leave_one_out_losses(fun, X, stacked=False)
+    np.testing.assert_allclose(stacked, single, rtol=1e-10, atol=1e-15)
+    assert stacked[-1] < 1e-20 < stacked[:-1].min()  # the truth without the extra row still fits θ
+
+
+def test_row_to_drop_prefers_a_near_duplicate_pair_over_the_least_useful_row():
+    ds, model, fun, _ = _problem()
+    extra = random_sphere(1, 6, np.random.default_rng(2))[0]
+    X = np.vstack([ds.X, extra])
+    assert moves.row_to_drop(fun, X, 0.99, stacked=True) == 4  # the useless extra row
+    twin = ds.X[0] + 1e-4 * np.random.default_rng(3).standard_normal(6)
+    X = np.vstack([ds.X, twin * np.sqrt(6) / np.linalg.norm(twin)])
+    assert moves.row_to_drop(fun, X, 0.99, stacked=True) in (0, 4)
+
+
+def test_prune_removes_the_extra_rows_and_keeps_the_truth():
+    ds, model, fun, local = _problem()
+    X = np.vstack([ds.X, random_sphere(2, 6, np.random.default_rng(4))])
+    X_hat, L, iterations, _ = moves.prune(fun, local, X, 4, 0.99, stacked=True)
+    assert X_hat.shape == (4, 6) and L < 1e-12
+    assert np.all(reconstruction_errors(ds.X, X_hat).sign_aware < 1e-6)
+
+
+def test_overparameterised_start_recovers_a_tiny_problem_and_is_deterministic():
+    ds, model, fun, local = _problem()
+    runs = [moves.overparameterised_start(fun, local, model, 4, 2, np.random.default_rng(5), 500, 0.99, True)
+            for _ in range(2)]
+    (X, L, it, _), (X2, L2, _, _) = runs
+    assert X.shape == (4, 6) and it > 0 and L < 1e-10
+    assert np.all(reconstruction_errors(ds.X, X).recovered)
+    np.testing.assert_array_equal(X, X2)
+
+
+def test_birth_death_move_returns_n_rows_and_flags_duplicates():
+    ds, model, fun, local = _problem()
+    X0 = random_sphere(4, 6, np.random.default_rng(6))
+    X, L, _, _ = local(X0, 50)
+    Z, LZ, it, ok = moves.birth_death_move(fun, local, model, X, np.random.default_rng(7), 0.99, True)
+    assert Z.shape == (4, 6) and it > 0 and np.isfinite(LZ)
+    assert ok == (moves.near_duplicate_pair(Z, 0.99) is None)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_recovers_an_easy_problem_reproducibly(strategy):
+    ds = synthetic_sphere(5, 8, seed=1)
+    model = RandomFeatures(1200, 8, "relu+tanh", seed=1001).fit(ds.X, ds.y)
+    a = reconstruct(model.theta, model, 5, strategy=strategy, restarts=2)
+    b = reconstruct(model.theta, model, 5, strategy=strategy, restarts=2)
+    np.testing.assert_array_equal(a.X_hat, b.X_hat)
+    assert a.loss_at_tol and np.all(reconstruction_errors(ds.X, a.X_hat).recovered)
+    assert a.options.strategy == strategy
+
+
+def test_strategy_options_are_checked():
+    with pytest.raises(ValueError, match="unknown strategy"):
+        AttackOptions(strategy="annealing")
+    with pytest.raises(ValueError, match="merge_cos"):
+        AttackOptions(merge_cos=1.0)
+    with pytest.raises(ValueError, match="extra_rows"):
+        AttackOptions(extra_rows=-1)
+    with pytest.raises(TypeError, match="moves"):
+        AttackOptions(moves=1.5)
+
+
+def test_birth_death_recovers_a_near_limit_cell_that_plain_restarts_miss():
+    """n=20, d=40, p = 2dn (issue 22's benchmark cell, seed 1): the default restarts stop with one sample
+    unrecovered at L ≈ 5e-7; birth-death moves from the same seed recover all 20."""
+    ds = synthetic_sphere(20, 40, seed=1, noise=0.1)
+    model = RandomFeatures(1600, 40, "relu+tanh", seed=1001, dtype=np.float64).fit(ds.X, ds.y)
+    plain = reconstruct(model.theta, model, 20, strategy="restarts")
+    moved = reconstruct(model.theta, model, 20, strategy="birthdeath")
+    assert not np.all(reconstruction_errors(ds.X, plain.X_hat).recovered) and not plain.loss_at_tol
+    assert moved.loss_at_tol and np.all(reconstruction_errors(ds.X, moved.X_hat).recovered)
+
+
+def test_default_strategy_is_birth_death_and_equals_restarts_when_the_first_restart_reaches_tol():
+    assert AttackOptions().strategy == "birthdeath"
+    ds = synthetic_sphere(10, 20, seed=0)
+    model = RandomFeatures(4000, 20, "relu+tanh", seed=1000, dtype=np.float64).fit(ds.X, ds.y)
+    a = reconstruct(model.theta, model, 10)
+    b = reconstruct(model.theta, model, 10, strategy="restarts")
+    assert a.loss_at_tol and a.moves == 0
+    np.testing.assert_array_equal(a.X_hat, b.X_hat)
+    assert a.loss == b.loss and a.loss_history == b.loss_history
