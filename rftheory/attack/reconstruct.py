@@ -105,6 +105,8 @@ class ReconstructionResult:
         of strategy "birthdeath" ran out above tol.
     p, d : int
         Features and input dimension of the attacked model (for :meth:`verdict_words`).
+    outputs : int
+        C, the columns of the attacked Θ (1 for a vector θ).
     moves : int
         Accepted birth-death moves in the best restart (strategy "birthdeath").
     """
@@ -123,6 +125,7 @@ class ReconstructionResult:
     p: int = 0
     d: int = 0
     moves: int = 0
+    outputs: int = 1
 
     @property
     def converged(self) -> bool:
@@ -135,27 +138,31 @@ class ReconstructionResult:
         """What the stop means, from what the attacker knows (p, d, n̂): :func:`stopping_words`."""
         tol = self.options.tol if self.options is not None else None
         return stopping_words(self.loss, tol, self.loss_at_tol, self.stop_reason, self.p, self.d,
-                              int(self.X_hat.shape[0]))
+                              int(self.X_hat.shape[0]), self.outputs)
 
 
-def stopping_words(loss: float, tol, loss_at_tol: bool, stop_reason: str, p: int, d: int, n_hat: int) -> str:
+def stopping_words(loss: float, tol, loss_at_tol: bool, stop_reason: str, p: int, d: int, n_hat: int,
+                   outputs: int = 1) -> str:
     """One sentence on a stopped attack that never calls it converged or successful on the loss alone.
 
     Counting (docs/design.md, Identifiability): θ = Σ α_i φ(x̂_i) is p equations
     in n̂(d + 1) unknowns, so a loss at tolerance can single out the training set
     only when p ≥ n̂(d + 1), i.e. p/(dn̂) ≥ 1 + 1/d; below it wrong X̂ reach L = 0.
-    The sentence states p/(dn̂) and that limit and, with the true X unknown,
-    never more than "evidence".
+    With C outputs the attacker holds C vectors of the span: C(p − n̂) ≥ n̂d, i.e.
+    p/(dn̂) ≥ 1/d + 1/C (the same limit at C = 1).  The sentence states p/(dn̂)
+    and that limit and, with the true X unknown, never more than "evidence".
     """
     ratio = p / (d * n_hat) if d and n_hat else math.nan
-    limit = 1.0 + 1.0 / d if d else math.nan
+    limit = 1.0 / d + 1.0 / outputs if d else math.nan
     tol_text = f" ≤ tol {tol:g}" if tol is not None else ""
-    numbers = f"(here p/(dn) = {ratio:.3g}, counting limit 1 + 1/d = {limit:.3g})"
+    formula = "1 + 1/d" if outputs == 1 else f"1/d + 1/C with C = {outputs}"
+    numbers = f"(here p/(dn) = {ratio:.3g}, counting limit {formula} = {limit:.3g})"
     if loss_at_tol:
         side = ("p is above the limit" if ratio >= limit else
                 "p is below the limit, so wrong X̂ reach this loss too: no evidence of recovery")
+        where = "p ≈ n(d+1)" if outputs == 1 else "p ≈ n + nd/C"
         return (f"loss at tolerance (L = {loss:.2e}{tol_text}); evidence of recovery only above "
-                f"p ≈ n(d+1) {numbers}: {side}")
+                f"{where} {numbers}: {side}")
     return (f"loss above tolerance (L = {loss:.2e}, optimiser stopped: {stop_reason or 'unknown'}); "
             f"no evidence of recovery {numbers}")
 
@@ -477,6 +484,7 @@ def _reconstruct(theta, model, n, options: AttackOptions, init, progress, callba
         best.loss_at_tol = bool(best.loss <= o.tol)
     best.restarts = finals
     best.p, best.d = int(model.p), int(model.d)
+    best.outputs = int(theta.shape[1]) if getattr(theta, "ndim", 1) == 2 else 1
     best.evaluations = fun.evaluations
     best.options = options
     best.wall_time = time.perf_counter() - start

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from ..backend import to_numpy
-from ..data import digits, synthetic_sphere
+from ..data import digits, photos, synthetic_sphere
 from ..attack.metrics import DEFAULT_THRESHOLD, chance_levels, reconstruction_errors
 from ..models.random_features import RandomFeatures
 from ..attack.reconstruct import reconstruct
@@ -29,6 +29,8 @@ from ._types import (add_activation_option, add_attack_options, add_feature_coun
 
 DEFAULT_D = 20  # --d of synthetic data
 DIGITS_D = 64
+PHOTOS_D = 3072  # --data photos: 32×32×3 images, CIFAR's resolution
+DATA_D = {"digits": DIGITS_D, "photos": PHOTOS_D}  # fixed input dimension of each image set
 DEFAULT_TRAIN_STEPS = 20000
 DIGIT_CLASSES = (0, 1, 2, 3)  # the classes of --data digits (rftheory.data.digits' default)
 
@@ -49,9 +51,12 @@ def add_parser(sub):
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--data", choices=("synthetic", "digits"), default="synthetic",
+    p.add_argument("--data", choices=("synthetic", "digits", "photos"), default="synthetic",
                    help="synthetic: rows uniform on the √d-sphere with linear labels; digits: "
-                        "scikit-learn's bundled 8×8 digits (d=64), pixel-standardised, rows on the √d-sphere")
+                        "scikit-learn's bundled 8×8 digits (d=64), pixel-standardised, rows on the √d-sphere; "
+                        "photos: scikit-image's bundled colour photographs at 32×32×3 (d=3072; random 128-px "
+                        "crops when n > 7), pixel-standardised, rows on the √d-sphere (use a small --ratio, "
+                        "e.g. 2: V has p·d entries)")
     p.add_argument("--n", type=positive_int, default=10, help="number of training samples")
     p.add_argument("--d", type=positive_int, default=None,
                    help=f"input dimension, at least 2 (synthetic only, default {DEFAULT_D}; digits have d={DIGITS_D})")
@@ -90,10 +95,11 @@ def add_parser(sub):
 def _check_options(args) -> None:
     """Refuse options that the chosen data or model would ignore, and sizes that cannot run, before
     any data is drawn."""
-    if args.data == "digits" and args.d is not None:
-        raise ValueError(f"--d {args.d} applies to --data synthetic only (the digits have d={DIGITS_D}); drop --d")
+    if args.data in DATA_D and args.d is not None:
+        raise ValueError(f"--d {args.d} applies to --data synthetic only (the {args.data} have d={DATA_D[args.data]}); "
+                         "drop --d")
     if args.d is None:
-        args.d = DEFAULT_D if args.data == "synthetic" else DIGITS_D
+        args.d = DATA_D.get(args.data, DEFAULT_D)
     if args.data == "synthetic" and args.d < 2:
         raise ValueError(f"--d {args.d}: expected d ≥ 2 (the sphere in one dimension is the two points ±1, so the "
                          "samples repeat and the Gram is singular)")
@@ -107,8 +113,8 @@ def _check_options(args) -> None:
         if getattr(args, dest, None) is not None and model not in models:
             raise ValueError(f"{option} applies to --model {'/'.join(models)} only, not --model {model}")
     if getattr(args, "save_images", None) is not None:
-        if args.data != "digits":
-            raise ValueError(f"--save-images needs image data (e.g. --data digits); --data {args.data} rows are "
+        if args.data not in DATA_D:
+            raise ValueError(f"--save-images needs image data (--data digits or photos); --data {args.data} rows are "
                              "not images")
         check_output_dir(args.save_images, "--save-images")
 
@@ -161,6 +167,10 @@ def run(args) -> int:
             raise ValueError(f"--outputs {outputs}: the digits have {len(DIGIT_CLASSES)} classes {DIGIT_CLASSES}; give "
                              f"--outputs 1 (scalar labels) or {len(DIGIT_CLASSES)} (one-hot labels, one output per class)")
         ds = digits(args.n, classes=DIGIT_CLASSES, seed=args.seed, one_hot=outputs > 1)
+    elif args.data == "photos":
+        if outputs != 1:
+            raise ValueError(f"--outputs {outputs}: --data photos has one label per image; give --outputs 1")
+        ds = photos(args.n, seed=args.seed)
     elif _subspace_data_rank(args) is not None:
         if outputs > 1:
             raise ValueError("--outputs > 1 applies to full-dimensional synthetic data or digits, not to "
@@ -200,6 +210,7 @@ def run(args) -> int:
                                                           progress=progress))
     print(f"  loss        {result.loss:.3e} after {result.iterations} iterations "
           f"({result.evaluations} evaluations, {result.reseeds} re-seeds, {result.wall_time:.1f} s)")
+    print(f"  stopped     {result.stop_reason}; {result.verdict_words()}")
     if n_guess != n:
         print(f"  metrics     skipped: n̂={n_guess} ≠ n={n} (one-to-one matching needs n̂ = n)")
         if getattr(args, "save_images", None):
@@ -370,6 +381,7 @@ def _run_network(args, ds, start) -> int:
     result = _diverged_is_an_error(args, lambda: reconstruct(theta, model, n_guess, options, progress=progress))
     print(f"  loss        {result.loss:.3e} after {result.iterations} iterations "
           f"({result.evaluations} evaluations, {result.reseeds} re-seeds, {result.wall_time:.1f} s)")
+    print(f"  stopped     {result.stop_reason}; {result.verdict_words()}")
     if n_guess != n:
         print(f"  metrics     skipped: n̂={n_guess} ≠ n={n} (one-to-one matching needs n̂ = n)")
     else:

@@ -437,7 +437,7 @@ def run_cell(config: CellConfig | dict, blas_threads: int | None = 1) -> dict:
                         sign_aware_mean=summ["sign_aware_mean"], sign_aware_max=summ["sign_aware_max"],
                         signed_mean=summ["signed_mean"], signed_max=summ["signed_max"],
                         entrywise_abs_mean=summ["entrywise_abs_mean"],
-                        loss=float(res.loss), converged=bool(res.converged),
+                        loss=float(res.loss), converged=bool(res.loss_at_tol),
                         restart_losses=";".join(repr(float(v)) for v in res.restarts),
                         iterations=int(res.iterations), evaluations=int(res.evaluations),
                         reseeds=int(res.reseeds),

@@ -730,7 +730,7 @@ def compare_activations(
         sa = sign_agreement(ds.X, to_numpy(res.X_hat), threshold)
         e = sa.errors
         row = ComparisonRow(
-            activation=act.name, prediction=pred.prediction, loss=float(res.loss), converged=bool(res.converged),
+            activation=act.name, prediction=pred.prediction, loss=float(res.loss), converged=bool(res.loss_at_tol),
             iterations=int(res.iterations), wall_time=wall,
             signed_mean=float(e.signed.mean()), sign_aware_mean=float(e.sign_aware.mean()),
             entrywise_abs_mean=float(e.entrywise_abs.mean()), recovered=int(e.recovered.sum()),

@@ -194,3 +194,16 @@ def test_stopping_words_never_claim_recovery_on_the_loss_alone():
 def test_result_records_p_and_d_for_the_counting_limit():
     _, model, result, _ = _attack(0, ratio=20, restarts=1)
     assert (result.p, result.d) == (model.p, model.d)
+
+
+def test_stopping_words_use_the_multi_output_counting_limit():
+    """With C outputs the counting limit is p/(dn) ≥ 1/d + 1/C: at p/(dn) = 0.5, d = 10, the words say
+    'above' for C = 4 (limit 0.35) and 'below ... no evidence' for C = 1 (limit 1.1)."""
+    from rftheory.attack.reconstruct import stopping_words
+
+    n, d = 6, 10
+    p = n * d // 2
+    four = stopping_words(1e-11, 1e-10, True, "tol", p, d, n, outputs=4)
+    one = stopping_words(1e-11, 1e-10, True, "tol", p, d, n)
+    assert "1/d + 1/C with C = 4 = 0.35" in four and "p is above the limit" in four
+    assert "1 + 1/d = 1.1" in one and "no evidence of recovery" in one
