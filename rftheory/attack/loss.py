@@ -50,6 +50,7 @@ with θ a vector or Θ a matrix as above.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,11 +107,16 @@ def _check_theta(theta64, p: int) -> None:
                          f"column per output, got shape {tuple(theta64.shape)}")
 
 
-def _check_candidates(X_hat, d: int) -> None:
-    """X̂ must be (n̂, d) or (R, n̂, d) with n̂ ≥ 1 (the compiled kernels index by these shapes), and finite."""
+def _check_shape(X_hat, d: int) -> None:
+    """X̂ must be (n̂, d) or (R, n̂, d) with n̂ ≥ 1 (the compiled kernels index by these shapes)."""
     if X_hat.ndim not in (2, 3) or X_hat.shape[-1] != d or X_hat.shape[-2] < 1 or X_hat.shape[0] < 1:
         raise ValueError(f"X_hat must have shape (n̂, d) or (R, n̂, d) with d = {d} (the model's input "
                          f"dimension) and n̂ ≥ 1, got {tuple(X_hat.shape)}")
+
+
+def _check_candidates(X_hat, d: int) -> None:
+    """X̂ of a valid shape (:func:`_check_shape`) and finite."""
+    _check_shape(X_hat, d)
     _check_finite(X_hat, "X_hat")
 
 
@@ -337,7 +343,9 @@ class PreparedProjectionLoss:
     def __call__(self, X_hat, with_grad: bool = True) -> LossResult:
         panel = self._panel
         if panel is not None and type(X_hat) is np.ndarray and X_hat.dtype == self._dtype:
-            _check_candidates(X_hat, self.model.d)
+            _check_shape(X_hat, self.model.d)
+            if not math.isfinite(X_hat.sum()):  # one reduction: NaN/inf propagate through a sum (the compiled
+                _check_finite(X_hat, "X_hat")  # kernels' fast-math clamps would not); then name the entry
             batched = X_hat.ndim == 3
             return _result(*panel(X_hat if batched else X_hat[None], with_grad), batched)
         return projection_loss(X_hat, self.theta, self.model, with_grad=with_grad, derivative=self.derivative,
