@@ -26,6 +26,8 @@ MAX_RESEED_CANDIDATES = 1_000_000
 # Outputs C of a multi-output model: Θ is p×C and each evaluation solves for C right-hand sides;
 # C ≥ n already gives the span statement (C(p − n) ≥ nd for every p ≥ n + d), so 10⁴ is far beyond use.
 MAX_OUTPUTS = 10_000
+# Birth-death moves per restart: each is a joint re-optimisation of n̂ + 1 rows, as costly as a short attack.
+MAX_MOVES = 100_000
 
 
 def _integer(text: str):
@@ -193,7 +195,7 @@ def add_attack_options(parser) -> None:
     """The attack's settings, one option per field of AttackOptions except ``seed`` (each command
     has its own --seed/--seeds), with AttackOptions' defaults.  A boolean field that is on by
     default gets ``--no-<name>``, one that is off gets ``--<name>``."""
-    from ..attack.options import DERIVATIVES, OPTIMIZERS, AttackOptions  # noqa: PLC0415
+    from ..attack.options import DERIVATIVES, OPTIMIZERS, STRATEGIES, AttackOptions  # noqa: PLC0415
 
     default = AttackOptions()
     parser.add_argument("--restarts", type=bounded_int(1, MAX_RESTARTS, "each restart is a complete attack"),
@@ -230,6 +232,19 @@ def add_attack_options(parser) -> None:
     _flag(parser, "batch_restarts", default.batch_restarts,
           on="run the restarts together, sharing each pass over V (L-BFGS, random features)",
           off="run the restarts one after the other")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=default.strategy,
+                        help="birthdeath: each restart followed, while above --tol, by birth-death moves (add a "
+                             "random row, optimise all jointly, drop the least useful row); restarts: independent "
+                             "restarts only; overparam: n̂ + k rows optimised, then pruned to n̂")
+    parser.add_argument("--moves", metavar="M", default=default.moves,
+                        type=bounded_int(0, MAX_MOVES, "each move re-optimises all rows"),
+                        help="birth-death moves per restart (--strategy birthdeath)")
+    parser.add_argument("--extra-rows", metavar="K", default=default.extra_rows,
+                        type=bounded_int(0, MAX_INT, "extra candidate rows"),
+                        help="k extra rows of --strategy overparam (0: the largest k below the counting limit)")
+    parser.add_argument("--merge-cos", metavar="C", default=default.merge_cos,
+                        type=positive_below(1.0, "a cosine in (0, 1)"),
+                        help="two rows with |cos| above this count as one (a near-duplicate pair is refused)")
 
 
 def _momentum(text: str) -> float:

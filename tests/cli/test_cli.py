@@ -54,6 +54,14 @@ def test_attack_options_are_one_record_with_its_defaults():
                               "--momentum", "0.5", "--no-stop-at-tol", "--reseed-candidates", "16"])
     assert attack_options(args) == AttackOptions(max_iter=7, reseed=False, dtype="float64", batch_restarts=True,
                                                  momentum=0.5, stop_at_tol=False, reseed_candidates=16)
+    args = parser.parse_args(["reconstruct", "--strategy", "overparam", "--moves", "5", "--extra-rows", "2",
+                              "--merge-cos", "0.9"])
+    assert attack_options(args) == AttackOptions(strategy="overparam", moves=5, extra_rows=2, merge_cos=0.9)
+    # every field of the record but the seed has an option (a new field cannot be forgotten)
+    import dataclasses
+    fields = {f.name for f in dataclasses.fields(AttackOptions)} - {"seed"}
+    assert fields <= set(vars(parser.parse_args(["reconstruct"]))), fields - set(vars(parser.parse_args(["law"])))
+    assert fields <= set(vars(parser.parse_args(["law"])))
     # the same options, defaults included, in both commands (law adds its own --threshold and --noise)
     law, rec = _attack_flags("law"), _attack_flags("reconstruct")
     assert {k: v for k, v in law.items() if k not in ("--threshold", "--noise")} == rec
