@@ -30,7 +30,10 @@ class AttackOptions:
     restarts : int
         Independent random initialisations; the lowest final loss wins.
     max_iter : int
-        Iteration cap per restart (all re-seeding rounds together).
+        Iteration cap of a restart's local search (all re-seeding rounds together).  The
+        birth-death moves of strategy "birthdeath" come on top: each re-optimises for at most
+        min(max_iter, :data:`rftheory.attack.moves.MOVE_ITERATIONS`) iterations, so a restart
+        runs at most max_iter + moves·min(max_iter, MOVE_ITERATIONS) iterations.
     tol : float
         A restart stops once the projection loss L ≤ tol.  L ≤ tol is evidence of
         recovery only above the identifiability limit p ≥ n(d + 1): below it wrong
