@@ -349,8 +349,8 @@ def reconstruct(theta, model, n: int, options: AttackOptions | None = None, *, i
     evaluation, each restart keeping its own memory and line search; the best
     one then continues alone with re-seeding if it has not reached ``tol``.
     Sequential restarts (default) stop early once one succeeds, which is
-    cheaper when the first restart usually does.  The big products X̂Vᵀ and
-    (·)V run in ``options.dtype``; the Gram matrix, α, r and L are float64, and
+    cheaper when the first restart usually does.  The big products, X̂Vᵀ and
+    the gradient's product with V, run in ``options.dtype``; the Gram matrix, α, r and L are float64, and
     the reported ``loss`` is re-evaluated in the model's own dtype at the end.
     """
     options = AttackOptions() if options is None else options

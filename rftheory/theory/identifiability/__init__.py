@@ -14,8 +14,8 @@ features are recomputed in float64.  The random starts of the searches are
 drawn on the host from ``numpy.random.default_rng([seed, tag])`` (one fixed
 tag per search), so NumPy and CuPy runs start alike.
 
-Modules
--------
+The package's modules:
+
 * :mod:`.common` — models (:class:`FixedWeights`), the sphere check, the
   sign-aware distance dist(x̂) = min_i min_{s=±1} ‖x̂ − s·x_i‖/‖x_i‖ and the
   cap cosine c(δ) = 1 − δ²/2, the verdict record :class:`Check`;
