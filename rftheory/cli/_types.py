@@ -63,22 +63,21 @@ def bounded_int(minimum: int, maximum: int, why: str):
     """An argparse type for integers in [minimum, maximum]; ``why`` states the reason for the bound."""
     what = "a positive integer" if minimum == 1 else "a non-negative integer" if minimum == 0 else \
         f"an integer ≥ {minimum}"
-
-    def parse(text: str) -> int:
-        value = _number(text, int, minimum, False, what)
-        if value > maximum:
-            raise argparse.ArgumentTypeError(f"expected {what} of at most {maximum:g} ({why}), got {text!r}")
-        return value
-
-    return parse
+    return _bounded(int, minimum, maximum, why, False, what)
 
 
 def bounded_float(minimum: float, maximum: float, why: str, strict: bool = True):
     """An argparse type for finite numbers in (minimum, maximum] ([minimum, …] unless ``strict``)."""
     what = "a positive number" if (minimum == 0 and strict) else f"a number ≥ {minimum:g}"
+    return _bounded(float, minimum, maximum, why, strict, what)
 
-    def parse(text: str) -> float:
-        value = _number(text, float, minimum, strict, what)
+
+def _bounded(kind, minimum, maximum, why: str, strict: bool, what: str):
+    """The parser of :func:`bounded_int` and :func:`bounded_float`: ``kind`` above ``minimum`` (strictly if
+    ``strict``) and at most ``maximum``, ``why`` stating the reason for the bound."""
+
+    def parse(text: str):
+        value = _number(text, kind, minimum, strict, what)
         if value > maximum:
             raise argparse.ArgumentTypeError(f"expected {what} of at most {maximum:g} ({why}), got {text!r}")
         return value
