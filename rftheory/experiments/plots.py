@@ -55,9 +55,9 @@ def plot_phase_diagram(
 ):
     """Draw the phase diagram of sweep ``rows``; save it to ``path`` (format
     from the suffix: .png, .svg or .pdf) if given.  ``critical`` is a list of
-    :class:`rftheory.experiments.law.CriticalRatio` (pooled per activation) to mark.
+    :class:`rftheory.experiments.critical.CriticalRatio` (pooled per activation) to mark.
     Returns the matplotlib Figure."""
-    from .law import summarize  # noqa: PLC0415
+    from .critical import summarize  # noqa: PLC0415
 
     rows = list(rows)
     if not rows:
@@ -182,7 +182,7 @@ def plot_phase_diagram(
 
 def _counting_panel(ax, sizes, outputs, activations, critical, colors):
     """Measured r_c against C, with the counting curve 1/d + 1/C and the span limit (n + d + 1)/(dn)."""
-    from .law import counting_ratio, span_ratio  # noqa: PLC0415
+    from .cells import counting_ratio, span_ratio  # noqa: PLC0415
 
     c_hi = max(max(outputs), max(n for n, _ in sizes), 2)
     grid = np.geomspace(1.0, c_hi * 1.2, 200)

@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from .cells import COLUMNS, KEY_COLUMNS, LEGACY_COLUMN_NAMES
+
 __all__ = ["FORMAT", "SQLITE_MAGIC", "SweepStore", "is_store", "looks_like_sqlite", "remove_store", "STORE_SUFFIXES"]
 
 FORMAT = "rftheory-law-store"
@@ -49,16 +51,8 @@ STORE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 BUSY_TIMEOUT_S = 120.0  # a writer waits this long for another's transaction (one row each: milliseconds)
 
 
-def _columns():
-    from .law import COLUMNS, KEY_COLUMNS  # noqa: PLC0415  (law imports this module lazily)
-
-    return COLUMNS, KEY_COLUMNS
-
-
-def _legacy_signature() -> str:
-    from .law import LEGACY_COLUMN_NAMES  # noqa: PLC0415
-
-    return ",".join(LEGACY_COLUMN_NAMES)
+SIGNATURE = ",".join(name for name, _ in COLUMNS)  # the column list, as the marker table records it
+LEGACY_SIGNATURE = ",".join(LEGACY_COLUMN_NAMES)  # the column list before ``outputs``
 
 
 def looks_like_sqlite(path) -> bool:
@@ -68,11 +62,6 @@ def looks_like_sqlite(path) -> bool:
             return fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
     except OSError:
         return False
-
-
-def _signature() -> str:
-    columns, _ = _columns()
-    return ",".join(name for name, _ in columns)
 
 
 def is_store(path) -> bool:
@@ -141,7 +130,7 @@ class SweepStore:
                                  "choose another file")
         elif self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.columns, self.key_columns = _columns()
+        self.columns, self.key_columns = COLUMNS, KEY_COLUMNS
         self.names = tuple(name for name, _ in self.columns)
         self.migrated = False
         self.con = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -192,7 +181,7 @@ class SweepStore:
             try:
                 con.execute("CREATE TABLE IF NOT EXISTS rftheory_store (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
                 con.execute("INSERT OR IGNORE INTO rftheory_store VALUES ('format', ?)", (FORMAT,))
-                con.execute("INSERT OR IGNORE INTO rftheory_store VALUES ('columns', ?)", (_signature(),))
+                con.execute("INSERT OR IGNORE INTO rftheory_store VALUES ('columns', ?)", (SIGNATURE,))
                 con.execute(f"CREATE TABLE IF NOT EXISTS cells ({columns}, PRIMARY KEY ({key}))")
                 con.execute("COMMIT")
             except BaseException:
@@ -207,7 +196,7 @@ class SweepStore:
         if marker.get("format") != FORMAT:
             raise ValueError(f"{self.path} is not a sweep store of rftheory; choose another file")
         columns = marker.get("columns")
-        if columns == _signature() or (allow_legacy and columns == _legacy_signature()):
+        if columns == SIGNATURE or (allow_legacy and columns == LEGACY_SIGNATURE):
             return
         have = (columns or "").split(",")
         missing = [n for n in self.names if n not in have]
@@ -222,10 +211,10 @@ class SweepStore:
         con.execute("BEGIN IMMEDIATE")
         try:
             marker = dict(con.execute("SELECT key, value FROM rftheory_store").fetchall())
-            if marker.get("columns") != _legacy_signature():  # current already (or migrated by another opener)
+            if marker.get("columns") != LEGACY_SIGNATURE:  # current already (or migrated by another opener)
                 con.execute("COMMIT")
                 return
-            legacy = _legacy_signature().split(",")
+            legacy = LEGACY_SIGNATURE.split(",")
             columns = ", ".join(f"{self._q(name)} {_SQL_TYPES[kind]}" for name, kind in self.columns)
             key = ", ".join(self._q(k) for k in self.key_columns)
             con.execute("ALTER TABLE cells RENAME TO cells_before_outputs")
@@ -233,7 +222,7 @@ class SweepStore:
             names = ", ".join(self._q(n) for n in legacy)
             con.execute(f"INSERT INTO cells ({self._q('outputs')}, {names}) SELECT 1, {names} FROM cells_before_outputs")
             con.execute("DROP TABLE cells_before_outputs")
-            con.execute("UPDATE rftheory_store SET value = ? WHERE key = 'columns'", (_signature(),))
+            con.execute("UPDATE rftheory_store SET value = ? WHERE key = 'columns'", (SIGNATURE,))
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

@@ -4,7 +4,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from rftheory.experiments.law import (COLUMN_NAMES, KEY_COLUMNS, LEGACY_COLUMN_NAMES, counting_ratio,
+from rftheory.experiments.cells import LEGACY_COLUMN_NAMES
+from rftheory.experiments.law import (COLUMN_NAMES, KEY_COLUMNS, counting_ratio,
                                       critical_ratio, make_grid, read_table, run_cell, span_ratio, sweep,
                                       write_table)
 from rftheory.experiments.store import SweepStore
