@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from rftheory.backend import cupy_available
+from rftheory.backend import NUMBA_DEFAULT, cupy_available
 
 settings.register_profile("ci", max_examples=25, deadline=None)
 settings.load_profile("ci")
@@ -42,3 +42,11 @@ def pytest_sessionfinish(session, exitstatus):
     """An empty selection must never pass: turn "no tests collected" (5) into a failure."""
     if exitstatus == 5:
         session.exitstatus = 1
+
+
+@pytest.fixture
+def blas_path(monkeypatch):
+    """Context in which the loss takes the BLAS path (the engine's panel kernel switched off)."""
+    def off():
+        monkeypatch.setitem(NUMBA_DEFAULT, "panel", False)
+    return off
