@@ -50,3 +50,40 @@ def blas_path(monkeypatch):
     def off():
         monkeypatch.setitem(NUMBA_DEFAULT, "panel", False)
     return off
+
+
+@pytest.fixture(scope="module")
+def private_hermite_cache(tmp_path_factory):
+    """A fresh Hermite cache folder (and an empty memory cache) for one test module, so that its
+    numbers are computed there and no other module's cache is read or written."""
+    from rftheory.theory.hermite import clear_cache
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RFTHEORY_CACHE_DIR", str(tmp_path_factory.mktemp("rfcache")))
+        clear_cache()
+        yield
+        clear_cache()
+
+
+@pytest.fixture(scope="module")
+def small_problem():
+    """Subspace data (n=3, d=12, r=3) and a fitted random-features model (p=50)."""
+    from rftheory.data.subspace import synthetic_subspace
+    from rftheory.models.random_features import RandomFeatures
+
+    ds = synthetic_subspace(3, 12, 3, seed=1)
+    model = RandomFeatures(50, 12, "relu+tanh", seed=7).fit(ds.X, ds.y)
+    return ds, model
+
+
+@pytest.fixture(scope="module")
+def gd_problem():
+    """Generic data (r = d = 6), a random-features model (p=400) and its GD from a seeded θ₀."""
+    from rftheory.data.subspace import synthetic_subspace
+    from rftheory.models.random_features import RandomFeatures
+    from rftheory.models.training import rf_gradient_descent
+
+    ds = synthetic_subspace(3, 6, 6, seed=2)  # r = d: generic data
+    model = RandomFeatures(400, 6, "relu+tanh", seed=5)
+    gd = rf_gradient_descent(model, ds.X, ds.y, init_seed=3, tol=1e-12)
+    return ds, model, gd

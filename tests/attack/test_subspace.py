@@ -27,13 +27,6 @@ def _in_span_residual(X, U):
 # -- attack in a known subspace -----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def small_problem():
-    ds = synthetic_subspace(3, 12, 3, seed=1)
-    model = RandomFeatures(50, 12, "relu+tanh", seed=7).fit(ds.X, ds.y)
-    return ds, model
-
-
 def test_subspace_loss_and_gradient_chain_rule(small_problem):
     """L_U(Z) = L(√(d/r) Z Uᵀ) and ∂L_U/∂Z = √(d/r) (∂L/∂X̂) U (chain rule)."""
     ds, model = small_problem
@@ -86,14 +79,6 @@ def test_known_subspace_recovers_at_4rn_where_full_search_fails(seed):
 
 
 # -- Δθ objective -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def gd_problem():
-    ds = synthetic_subspace(3, 6, 6, seed=2)  # r = d: generic data
-    model = RandomFeatures(400, 6, "relu+tanh", seed=5)
-    gd = rf_gradient_descent(model, ds.X, ds.y, init_seed=3, tol=1e-12)
-    return ds, model, gd
 
 
 def test_delta_theta_objective_and_attack(gd_problem):

@@ -96,16 +96,7 @@ def _alarm(signum, frame):
     raise Hang(f"no answer within {ALARM_S} s")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    """The Hermite cache of these runs in a folder of their own."""
-    old = os.environ.get("RFTHEORY_CACHE_DIR")
-    os.environ["RFTHEORY_CACHE_DIR"] = str(tmp_path_factory.mktemp("hermite-cache"))
-    yield
-    if old is None:
-        os.environ.pop("RFTHEORY_CACHE_DIR", None)
-    else:
-        os.environ["RFTHEORY_CACHE_DIR"] = old
+pytestmark = pytest.mark.usefixtures("private_hermite_cache")
 
 
 def _check_outcome(argv):

@@ -4,16 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from rftheory.data.subspace import synthetic_subspace
 from rftheory.models.random_features import RandomFeatures
 from rftheory.models.subspace import SubspaceRandomFeatures, orthonormal_basis
-
-
-@pytest.fixture(scope="module")
-def small_problem():
-    ds = synthetic_subspace(3, 12, 3, seed=1)
-    model = RandomFeatures(50, 12, "relu+tanh", seed=7).fit(ds.X, ds.y)
-    return ds, model
 
 
 def test_subspace_features_equal_rf_features_of_lifted_points(small_problem):

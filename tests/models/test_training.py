@@ -11,14 +11,6 @@ from rftheory.models.random_features import RandomFeatures
 from rftheory.models.training import dual_coefficients, rf_gradient_descent, rowspan_residual, train_two_layer
 
 
-@pytest.fixture(scope="module")
-def gd_problem():
-    ds = synthetic_subspace(3, 6, 6, seed=2)  # r = d: generic data
-    model = RandomFeatures(400, 6, "relu+tanh", seed=5)
-    gd = rf_gradient_descent(model, ds.X, ds.y, init_seed=3, tol=1e-12)
-    return ds, model, gd
-
-
 def test_gd_from_theta0_stays_in_rowspan_and_reaches_closed_form(gd_problem):
     ds, model, gd = gd_problem
     Phi = model.features(ds.X)

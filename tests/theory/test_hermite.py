@@ -22,7 +22,6 @@ from rftheory.theory.hermite import (
     DEGENERATE_AFFINE,
     SIGN_SYMMETRIC,
     HermiteExpansion,
-    clear_cache,
     hermite_coefficients,
     orthonormal_hermite,
     parity_report,
@@ -30,14 +29,7 @@ from rftheory.theory.hermite import (
 from rftheory.theory.hermite.spec import resolve
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    """A fresh Hermite cache folder (and an empty memory cache) for this module: numbers computed here."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RFTHEORY_CACHE_DIR", str(tmp_path_factory.mktemp("rfcache")))
-        clear_cache()
-        yield
-        clear_cache()
+pytestmark = pytest.mark.usefixtures("private_hermite_cache")
 
 
 ALL = sorted(set(known_activations()) | {"step"})

@@ -10,14 +10,7 @@ from rftheory.models.activations import known_activations
 from rftheory.theory.hermite import cache_dir, clear_cache, hermite_coefficients
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    """A fresh Hermite cache folder (and an empty memory cache) for this module: numbers computed here."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RFTHEORY_CACHE_DIR", str(tmp_path_factory.mktemp("rfcache")))
-        clear_cache()
-        yield
-        clear_cache()
+pytestmark = pytest.mark.usefixtures("private_hermite_cache")
 
 
 ALL = sorted(set(known_activations()) | {"step"})

@@ -8,17 +8,10 @@ import pytest
 
 from rftheory.backend import cupy_available, get_cupy
 from rftheory.models.random_features import RandomFeatures
-from rftheory.theory.hermite import KernelLimit, clear_cache, hermite_coefficients, kernel_limit
+from rftheory.theory.hermite import KernelLimit, hermite_coefficients, kernel_limit
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    """A fresh Hermite cache folder (and an empty memory cache) for this module: numbers computed here."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RFTHEORY_CACHE_DIR", str(tmp_path_factory.mktemp("rfcache")))
-        clear_cache()
-        yield
-        clear_cache()
+pytestmark = pytest.mark.usefixtures("private_hermite_cache")
 
 
 # --- limiting kernel --------------------------------------------------------------

@@ -9,20 +9,12 @@ from rftheory.theory.hermite import (
     DEGENERATE_AFFINE,
     IDENTIFIABLE,
     SIGN_SYMMETRIC,
-    clear_cache,
     hermite_coefficients,
     parity_report,
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    """A fresh Hermite cache folder (and an empty memory cache) for this module: numbers computed here."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RFTHEORY_CACHE_DIR", str(tmp_path_factory.mktemp("rfcache")))
-        clear_cache()
-        yield
-        clear_cache()
+pytestmark = pytest.mark.usefixtures("private_hermite_cache")
 
 
 # --- parity report --------------------------------------------------------------
