@@ -39,7 +39,7 @@ from ..backend import array_namespace, to_numpy
 from ..optim.sphere import random_sphere
 
 __all__ = ["extra_rows_for", "near_duplicate_pair", "leave_one_out_losses", "row_to_drop", "prune",
-           "overparameterised_start", "birth_death_move", "PRUNE_ITERATIONS", "MOVE_ITERATIONS"]
+           "least_useful_row", "delete_row", "overparameterised_start", "birth_death_move", "PRUNE_ITERATIONS", "MOVE_ITERATIONS"]
 
 PRUNE_ITERATIONS = 200  # re-optimisation after each pruned row: the others are already near a minimum
 MOVE_ITERATIONS = 300  # each joint re-optimisation of a birth-death move (the prototype's budget per move)
@@ -72,25 +72,30 @@ def near_duplicate_pair(X, merge_cos: float):
 
 def leave_one_out_losses(fun, X, stacked: bool) -> np.ndarray:
     """L(X̂ without row i) for every row i (float64 host array)."""
-    xp = array_namespace(X)
-    k = X.shape[0]
-    keeps = [xp.asarray([j for j in range(k) if j != i]) for i in range(k)]
+    reduced = [delete_row(X, i) for i in range(X.shape[0])]
     if stacked:
-        return np.asarray(to_numpy(fun(xp.stack([X[keep] for keep in keeps]), with_grad=False).loss), dtype=np.float64)
-    return np.array([fun(X[keep], with_grad=False).loss for keep in keeps], dtype=np.float64)
+        xp = array_namespace(X)
+        return np.asarray(to_numpy(fun(xp.stack(reduced), with_grad=False).loss), dtype=np.float64)
+    return np.array([fun(Y, with_grad=False).loss for Y in reduced], dtype=np.float64)
+
+
+def least_useful_row(fun, X, stacked: bool) -> int:
+    """The row whose removal raises the loss least (argmin of :func:`leave_one_out_losses`); 0 for one row."""
+    return 0 if X.shape[0] == 1 else int(np.argmin(leave_one_out_losses(fun, X, stacked)))
 
 
 def row_to_drop(fun, X, merge_cos: float, stacked: bool) -> int:
     """The row to remove: of a near-duplicate pair the one whose removal costs less; else the least useful row."""
-    losses = leave_one_out_losses(fun, X, stacked)
     pair = near_duplicate_pair(X, merge_cos)
-    if pair is not None:
-        i, j, _ = pair
-        return i if losses[i] <= losses[j] else j
-    return int(np.argmin(losses))
+    if pair is None:
+        return least_useful_row(fun, X, stacked)
+    losses = leave_one_out_losses(fun, X, stacked)
+    i, j, _ = pair
+    return i if losses[i] <= losses[j] else j
 
 
-def _delete_row(X, i):
+def delete_row(X, i):
+    """X̂ without row i."""
     xp = array_namespace(X)
     return X[xp.asarray([j for j in range(X.shape[0]) if j != i])]
 
@@ -103,7 +108,7 @@ def prune(fun, local, X, n: int, merge_cos: float, stacked: bool, iters: int = P
     """
     total, L, reason = 0, math.nan, ""
     while X.shape[0] > n:
-        X = _delete_row(X, row_to_drop(fun, X, merge_cos, stacked))
+        X = delete_row(X, row_to_drop(fun, X, merge_cos, stacked))
         X, L, it, reason = local(X, iters)
         total += it
     return X, L, total, reason
@@ -132,7 +137,7 @@ def birth_death_move(fun, local, model, X, rng, merge_cos: float, stacked: bool,
     n = X.shape[0]
     Y = xp.concatenate([X, random_sphere(1, model.d, rng, xp, model.dtype)], axis=0)
     Y, _, it1, _ = local(Y, iters)
-    Z = _delete_row(Y, row_to_drop(fun, Y, merge_cos, stacked))
+    Z = delete_row(Y, row_to_drop(fun, Y, merge_cos, stacked))
     Z, L, it2, _ = local(Z, iters)
     assert Z.shape[0] == n
     return Z, L, it1 + it2, near_duplicate_pair(Z, merge_cos) is None

@@ -235,19 +235,6 @@ def _momentum(fun, X, max_iter, tol, lr, beta, history, stall_rtol=1e-4):
     return X, L, it, "tol" if L <= tol else "max_iter"
 
 
-def _least_useful_row(fun, X, L) -> int:
-    """Index of the candidate whose removal increases the loss least."""
-    xp = array_namespace(X)
-    n = X.shape[0]
-    if n == 1:
-        return 0
-    increases = []
-    for i in range(n):
-        keep = xp.asarray([j for j in range(n) if j != i])
-        increases.append(fun(X[keep], with_grad=False).loss - L)
-    return int(np.argmin(increases))
-
-
 class _OneRow:
     """The loss as a function of row ``i`` of X̂ alone (the other rows frozen), as the optimiser's objective."""
 
@@ -287,9 +274,7 @@ def _refit_row(fun, model, X, i, theta, rng, n_candidates, iters, chunk=128):
 
 def _best_candidate(model, X, i, theta, rng, n_candidates, chunk, xp):
     """The random sphere point of largest score ⟨P⊥φ(c), r⟩²/‖P⊥φ(c)‖² (see :func:`_refit_row`)."""
-    n = X.shape[0]
-    keep = xp.asarray([j for j in range(n) if j != i])
-    F_o = model.features(X[keep]).astype(np.float64) if n > 1 else None
+    F_o = model.features(_moves.delete_row(X, i)).astype(np.float64) if X.shape[0] > 1 else None
     if F_o is not None:
         A_o = F_o @ F_o.T
         resid = theta - F_o.T @ gram_solve(A_o, F_o @ theta)
@@ -448,7 +433,7 @@ def _reconstruct(theta, model, n, options: AttackOptions, init, progress, callba
             if L <= o.tol or not o.reseed or iters_left <= 0 or fruitless > MAX_FRUITLESS_RESEEDS or fun.stopped:
                 break
             # greedy re-seeding of the least useful candidate
-            i = _least_useful_row(fun, X, L)
+            i = _moves.least_useful_row(fun, X, stacked=False)  # one evaluation per reduced set, as re-seeding always did
             X = _refit_row(fun, model, X, i, theta, rng, o.reseed_candidates, REFIT_ITERATIONS)
             reseeds += 1
         if best_X is not None and best_round < L:
