@@ -195,3 +195,13 @@ def same_file(a, b) -> bool:
     except OSError:
         pass
     return os.path.realpath(a) == os.path.realpath(b)
+
+
+def require_matplotlib(option: str = "--plot") -> None:
+    """Refuse ``option`` before any work when matplotlib (the ``plot`` extra) cannot be imported."""
+    import importlib  # noqa: PLC0415
+
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError:
+        raise RuntimeError(f"{option} needs matplotlib: pip install 'rftheory[plot]'") from None

@@ -31,7 +31,7 @@ from ..experiments.law import (
 )
 from ..data.synthetic import synthetic_sphere
 from ..attack.metrics import DEFAULT_THRESHOLD, chance_levels
-from ._resources import check_output_file, check_rf_resources, same_file
+from ._resources import check_output_file, check_rf_resources, require_matplotlib, same_file
 from ._types import (MAX_INT, activation_spec, add_attack_options, attack_options, bounded_float, bounded_int,
                      output_count, positive_below, positive_float, positive_int, seed_int)
 
@@ -223,10 +223,7 @@ def _check_outputs(args):
                 raise ValueError(f"--plot {args.plot} is the same file as the table {path}; give the figure "
                                  "another name")
         check_output_file(args.plot, "--plot", create_folder=True)
-        try:
-            import matplotlib  # noqa: F401, PLC0415
-        except ImportError:
-            raise RuntimeError("--plot needs matplotlib: pip install 'rftheory[plot]'") from None
+        require_matplotlib()
     return Path(store_path), export
 
 

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from ..models.activations import known_activations
-from ._resources import check_output_file, check_rf_resources
+from ._resources import check_output_file, check_rf_resources, require_matplotlib
 from ._types import MAX_RESTARTS, add_feature_count_options, bounded_int, feature_count
 from ._types import nonneg_float as _nonneg_float
 from ._types import positive_float as _positive_float
@@ -357,10 +357,7 @@ def _check_options(args) -> None:
         if not str(args.plot).lower().endswith(PLOT_SUFFIXES):
             raise ValueError(f"--plot must end in {', '.join(PLOT_SUFFIXES)}, got {args.plot!r}")
         check_output_file(args.plot, "--plot")
-        try:
-            import matplotlib  # noqa: F401, PLC0415
-        except ImportError:
-            raise RuntimeError("--plot needs matplotlib: pip install 'rftheory[plot]'") from None
+        require_matplotlib()
 
 
 def run(args) -> int:
