@@ -45,3 +45,24 @@ def test_only_the_loss_module_imports_the_engine():
     users = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "rftheory").rglob("*.py")
                    if "_engine" not in path.parts and pattern.search(path.read_text()))
     assert users == ["rftheory/attack/loss.py"]
+
+
+def test_one_lbfgs_implementation():
+    """The two-loop recursion and the curvature memory live in rftheory/optim only: any L-BFGS-named
+    function elsewhere is a wrapper that calls the optimiser of rftheory.optim.lbfgs."""
+    import ast
+
+    pattern = re.compile(r"lbfgs|two_loop|curvature", re.I)
+    wrappers, stray = [], []
+    for path in (ROOT / "rftheory").rglob("*.py"):
+        if "optim" in path.relative_to(ROOT / "rftheory").parts:
+            continue
+        tree = ast.parse(path.read_text())
+        optim_names = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                       and (node.module or "").endswith("optim.lbfgs") for a in node.names}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and pattern.search(node.name):
+                calls = {c.func.id for c in ast.walk(node) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}
+                (wrappers if calls & optim_names else stray).append(f"{path.name}:{node.name}")
+    assert not stray, f"L-BFGS code outside rftheory/optim: {stray}"
+    assert wrappers  # the attack and the identifiability searches do call it
