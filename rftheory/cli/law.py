@@ -1,9 +1,12 @@
 """``rftheory law``: the phase diagram of the law of data reconstruction.
 
 Sweeps p/(dn) over a grid of (activation, n, d, seed), attacks every trained
-RF model, stores one row per cell in an SQLite store (resumable, safe for
+RF model, classifies every failure (optimiser or not identifiable), runs the
+identifiability probe (the local optimiser from the truth rotated by fixed
+angles), stores one row per cell in an SQLite store (resumable, safe for
 concurrent sweeps), exports it as a tidy CSV, prints success rates and the
-estimated critical ratio with a bootstrap interval, and optionally plots.
+estimated critical ratios of the attack and of the probe with bootstrap
+intervals, and optionally plots.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from pathlib import Path
 
 from ..experiments.law import (
     DEFAULT_ACTIVATIONS,
+    DEFAULT_PROBE_ANGLES,
     DEFAULT_RATIOS,
     DEFAULT_SEEDS,
     DEFAULT_SIZES,
@@ -43,7 +47,9 @@ MAX_N_BOOT = 100_000
 MAX_NOISE = 1e6
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
-HELP = "phase diagram: reconstruction success vs p/(dn), critical ratio with bootstrap interval"
+HELP = "phase diagram: attack and identifiability-probe success vs p/(dn), critical ratios with bootstrap intervals"
+CLASS_LETTERS = {"recovered": "r", "optimiser": "o", "not_identifiable": "n", "truth_not_zero": "z",
+                 "no_attack": "-", "unclassified": "?"}
 
 
 def size_pair(text: str) -> tuple[int, int]:
@@ -62,6 +68,7 @@ seed_value = seed_int  # a seed: an integer in [0, 2^62]
 
 
 level_value = positive_below(1.0, "a level in (0, 1)")
+probe_angle = bounded_float(0.0, 90.0, "the angle between a start row and its true row")
 
 
 def add_parser(sub):
@@ -76,12 +83,18 @@ def add_parser(sub):
             "match the reconstruction to the data. A cell succeeds when every sample is recovered "
             "(sign-aware relative error ≤ --threshold), never judged by the loss: for n ≤ p ≲ dn "
             "wrong reconstructions reach loss 0. Cells with p < n cannot be trained and count as "
-            "failures. Each cell is committed to the store (an SQLite database, see --out) as soon as it "
+            "failures. A failed cell is classed 'optimiser' when the attack's loss stays above --tol while "
+            "the true data have loss ≤ --tol, 'not_identifiable' when the attack reaches loss ≤ --tol at a "
+            "wrong reconstruction. The identifiability probe (--probe-angles) runs the attack's local "
+            "optimiser alone from the truth with every row rotated by a fixed angle: its success rate "
+            "estimates the identifiability threshold, the attack's success rate the attack's own. "
+            "Each cell is committed to the store (an SQLite database, see --out) as soon as it "
             "finishes (Ctrl-C or a kill keeps every finished cell; the same command resumes, running only "
-            "the missing cells; concurrent sweeps into one store keep all their rows). Prints success rates, the median "
-            "error and the critical ratio r_c where success becomes likely, with a bootstrap "
-            "interval over seeds. The default grid is relu+tanh, (n,d) = 4x8 5x9 6x10, 12 ratios "
-            "and 4 seeds: 144 cells."
+            "the missing cells; concurrent sweeps into one store keep all their rows). Prints success rates, "
+            "the median error, the failure classes and the critical ratios r_c of the attack and of the probe, "
+            "with bootstrap intervals over seeds. The default grid is relu+tanh, (n,d) = "
+            f"{' '.join(f'{n}x{d}' for n, d in DEFAULT_SIZES)}, {len(DEFAULT_RATIOS)} ratios and "
+            f"{len(DEFAULT_SEEDS)} seeds: {len(DEFAULT_SIZES) * len(DEFAULT_RATIOS) * len(DEFAULT_SEEDS)} cells."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -110,6 +123,13 @@ def add_parser(sub):
                         "a cell succeeds when all its samples are")
     a.add_argument("--noise", type=bounded_float(0.0, MAX_NOISE, "labels are O(1)", strict=False), default=0.1,
                    help=f"label noise of the synthetic data (at most {MAX_NOISE:g})")
+    pr = p.add_argument_group("identifiability probe (per cell, after the attack)")
+    pr.add_argument("--probe-angles", nargs="*", type=probe_angle, default=list(DEFAULT_PROBE_ANGLES),
+                    metavar="DEG",
+                    help="angles (degrees, in (0, 90], at most two) of the identifiability probe: the attack's local "
+                         "optimiser alone (one start, no re-seeding, no moves) from the true data with every row "
+                         "rotated by DEG toward a random orthogonal direction; give the option with no value to "
+                         "run no probe")
     e = p.add_argument_group("execution and output")
     e.add_argument("--out", default="rftheory_law.csv", metavar="FILE.csv",
                    help="results: FILE.sqlite/.sqlite3/.db is the store itself (an SQLite database, one row per "
@@ -155,11 +175,18 @@ def _fmt_err(v):
     return f"{v:6.3f}" if v >= 0.01 else f"{v:6.0e}"
 
 
+def _fmt_classes(v):
+    """Counts of the failure classes as letters, e.g. ``2r1o1n``."""
+    if not v:
+        return "-"
+    return "".join(f"{count}{CLASS_LETTERS[name]}" for name, count in v.items() if name != "no_attack") or "-"
+
+
 def _print_matrix(summary, ratios, key, fmt, title, extra=None):
     groups: dict = {}
     for s in summary:
-        groups.setdefault((s["activation"], s["n"], s["d"], s["outputs"]), {})[s["ratio"]] = s[key]
-    width = max(len(fmt(0.0)), 5)
+        groups.setdefault((s["activation"], s["n"], s["d"], s["outputs"]), {})[s["ratio"]] = s.get(key)
+    width = max([len(fmt(0.0)), 5] + [len(fmt(v)) for g in groups.values() for v in g.values()])
     print(f"  {title}")
     head = "    " + f"{'σ, n, d, C':<22}" + "".join(f"{r:>{width + 1}g}" for r in ratios)
     if extra is not None:
@@ -237,6 +264,7 @@ def run(args) -> int:
     grid_kw = dict(
         activations=args.activation, sizes=sizes, ratios=args.ratios, seeds=args.seeds, n=n_list, d=d_list,
         attack=options, threshold=args.threshold, noise=args.noise, outputs=args.outputs,
+        probe_angles=tuple(args.probe_angles),
     )
     cells = make_grid(**grid_kw)  # validates before anything is written
     _check_resources(args, cells, options)
@@ -257,6 +285,12 @@ def run(args) -> int:
     per_cell = options.describe().replace(f", seed={options.seed},", ", seed=the cell's seed,")
     print(f"  attack      {per_cell}")
     print(f"  success     every sample's sign-aware error ≤ {args.threshold:g} (not the loss)")
+    angles = cells[0].probe_angles
+    if angles:
+        print(f"  probe       the attack's local optimiser alone (restarts=1, strategy=restarts, no reseed) from the "
+              f"truth rotated by {', '.join(f'{a:g}°' for a in angles)} per row")
+    else:
+        print("  probe       none")
     where = f"{export} (store {store_path})" if export is not None else f"store {store_path}"
     print(f"  output      {where}  ({executor})", flush=True)
 
@@ -300,51 +334,74 @@ def run(args) -> int:
     summary = summarize(rows)
     print()
     _print_matrix(summary, ratios, "success_rate", _fmt_rate,
-                  "success rate (fraction of seeds with every sample recovered); columns p/(dn)")
+                  "attack: success rate (fraction of seeds with every sample recovered); columns p/(dn)")
+    print("  classes     r recovered; o optimiser: loss > tol while the truth's loss ≤ tol; n not identifiable: "
+          "loss ≤ tol at a wrong X̂; z the truth's loss > tol; - no attack (p < n)")
+    _print_matrix(summary, ratios, "classes", _fmt_classes, "attack: cells per class")
+    for k, angle in enumerate(angles, start=1):
+        _print_matrix(summary, ratios, f"probe{k}_classes", _fmt_classes,
+                      f"probe {angle:g}° (local optimiser from the truth rotated by {angle:g}°): cells per class")
     chance = {}
     for n, d in used_sizes:  # random sphere points matched like a reconstruction
         X = synthetic_sphere(n, d, seed=0, noise=args.noise).X
         chance[(n, d)] = chance_levels(X, trials=50, seed=0, threshold=args.threshold)["sign_aware"]
     _print_matrix(summary, ratios, "sign_aware_mean", _fmt_err,
-                  "mean sign-aware relative error ('-' = no attack, p < n); last column: chance level",
+                  "attack: mean sign-aware relative error ('-' = no attack, p < n); last column: chance level",
                   extra=("chance", chance))
     _print_matrix(summary, ratios, "loss_median", lambda v: "     -" if v is None or math.isnan(v) else f"{v:6.0e}",
-                  "median final loss (≈ 0 also where reconstruction fails: loss is not success)")
+                  "attack: median final loss (≈ 0 also where reconstruction fails: loss is not success)")
+    bad = [r for r in rows if r["failure_class"] == "truth_not_zero"]
+    if bad:
+        worst = max(bad, key=lambda r: r["true_loss"] if not math.isnan(r["true_loss"]) else math.inf)
+        print(f"  WARNING     {len(bad)} cell(s) where the true data's loss L(X) exceeds --tol (largest "
+              f"{worst['true_loss']:.2e} at n={worst['n']}, d={worst['d']}, p/(dn)={worst['ratio']:g}): "
+              "the min-norm interpolator puts θ in the span of the true features, so L(X) should be ≈ 0; "
+              "their failures are not classed (class z). Check the Gram conditioning or raise --tol.")
     print()
-    crs = critical_ratio(rows, method=args.method, level=args.level, n_boot=args.n_boot, seed=args.boot_seed)
-    per = critical_ratio(rows, method=args.method, level=args.level, n_boot=args.n_boot, seed=args.boot_seed,
-                         per_size=True) if len(used_sizes) > 1 else []
+    outcomes = ["attack"] + [f"probe{k}" for k in range(1, len(angles) + 1)]
+    fits = {o: critical_ratio(rows, method=args.method, level=args.level, n_boot=args.n_boot, seed=args.boot_seed,
+                              outcome=o) for o in outcomes}
+    per = {o: critical_ratio(rows, method=args.method, level=args.level, n_boot=args.n_boot, seed=args.boot_seed,
+                             per_size=True, outcome=o) if len(used_sizes) > 1 else [] for o in outcomes}
     pct = f"{args.level:.0%}"
+    crs = fits["attack"]
     for cr in crs:
         where = ", ".join(f"({n},{d})" for n, d in cr.sizes)
         counting = ", ".join(f"{counting_ratio(d, cr.outputs):.3g}" for n, d in cr.sizes)
         span = ", ".join(f"{span_ratio(n, d):.3g}" for n, d in cr.sizes)
-        what = f"σ={cr.activation}, C={cr.outputs} (pooled over (n,d) = {where})"
-        if math.isfinite(cr.estimate):
-            interval = (f"[{cr.low:.3g}, {cr.high:.3g}]" if math.isfinite(cr.low) else "[no interval]")
-            print(f"  critical p/(dn) for {what}: {cr.estimate:.3g}, {pct} bootstrap interval {interval}")
-            print(f"      {cr.method} fit over {cr.cells} cells; {cr.n_boot_valid}/{cr.n_boot} resamples of "
-                  f"{cr.seeds} seeds usable{'; ' + cr.note if cr.note else ''}")
-        else:
-            print(f"  critical p/(dn) for {what}: not estimated: {cr.note}")
+        print(f"  critical p/(dn) for σ={cr.activation}, C={cr.outputs} (pooled over (n,d) = {where}):")
+        for o in outcomes:
+            for c in fits[o]:
+                if c.activation != cr.activation or c.outputs != cr.outputs:
+                    continue
+                name = f"{c.label:<10}"
+                if math.isfinite(c.estimate):
+                    interval = (f"[{c.low:.3g}, {c.high:.3g}]" if math.isfinite(c.low) else "[no interval]")
+                    print(f"      {name} {c.estimate:.3g}, {pct} bootstrap interval {interval}")
+                    print(f"      {'':<10} {c.method} fit over {c.cells} cells; {c.n_boot_valid}/{c.n_boot} "
+                          f"resamples of {c.seeds} seeds usable{'; ' + c.note if c.note else ''}")
+                else:
+                    print(f"      {name} not estimated: {c.note}")
+                for cs in per[o]:
+                    if cs.activation != c.activation or cs.outputs != c.outputs or not (
+                            cs.angle == c.angle or o == "attack"):
+                        continue
+                    (n, d), = cs.sizes
+                    if math.isfinite(cs.estimate):
+                        print(f"      {'':<10}   n={n}, d={d}: {cs.estimate:.3g} [{cs.low:.3g}, {cs.high:.3g}]")
+                    else:
+                        print(f"      {'':<10}   n={n}, d={d}: not estimated ({cs.note})")
         print(f"      counting: 1/d + 1/C = {counting} (p = n + nd/C); span limit (n + d + 1)/(dn) = {span}")
-        for cs in per:
-            if cs.activation != cr.activation or cs.outputs != cr.outputs:
-                continue
-            (n, d), = cs.sizes
-            if math.isfinite(cs.estimate):
-                print(f"      n={n}, d={d}: {cs.estimate:.3g} [{cs.low:.3g}, {cs.high:.3g}]")
-            else:
-                print(f"      n={n}, d={d}: not estimated ({cs.note})")
     print("  regimes     p < n: no interpolation; n ≤ p ≲ dn: interpolation, not identifiable; "
-          "p ≳ dn: reconstruction (the law predicts r_c ≈ 1 up to the attack's reach)")
+          "p ≳ dn: reconstruction (the law predicts r_c ≈ 1 + 1/d; the probe estimates the identifiability "
+          "threshold, the attack its own)")
     if len({c.outputs for c in cells}) > 1 or cells[0].outputs > 1:
         print("  outputs     with C outputs θ identifiability needs C(p − n) ≥ nd, i.e. p/(dn) ≥ 1/d + 1/C; "
               "span identifiability needs p ≥ n + d + 1 whatever C")
     if args.plot is not None:
         from ..experiments.plots import plot_phase_diagram  # noqa: PLC0415
 
-        plot_phase_diagram(rows, args.plot, critical=crs)
+        plot_phase_diagram(rows, args.plot, critical=[c for o in outcomes for c in fits[o]])
         print(f"  figure      {args.plot}")
     if export is not None:
         written = f"{export}" + (f" and {result.parquet}" if result.parquet else " (Parquet: pyarrow not installed)")

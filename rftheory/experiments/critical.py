@@ -1,6 +1,11 @@
 """The critical ratio r_c of a sweep: aggregation over seeds, a logistic fit and its bootstrap interval.
 
-See :func:`critical_ratio` for the two estimators and the cluster bootstrap over seeds.
+See :func:`critical_ratio` for the two estimators and the cluster bootstrap over seeds.  The
+same estimate is made for two outcomes of a cell: the attack's success (``outcome="attack"``,
+the column ``success``), which locates the threshold of the attack, and the identifiability
+probe's (``outcome="probe1"`` or ``"probe2"``, the columns ``probe1_success``,
+``probe2_success``), which locates the threshold of identifiability as the local optimiser sees
+it (:func:`rftheory.experiments.cells.run_probe`).
 """
 from __future__ import annotations
 
@@ -10,7 +15,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .cells import FAILURE_CLASSES, PROBE_SLOTS
+
 K_MAX = 100.0  # largest logistic slope in ln r (transition width ≈ 1/K_MAX)
+OUTCOMES = ("attack", "probe1", "probe2")  # what critical_ratio fits: the attack's or a probe's success
 
 
 def _group(rows, by):
@@ -27,7 +35,14 @@ def summarize(rows: Iterable[dict], by: Sequence[str] = ("activation", "n", "d",
     samples recovered), means over cells of ``recovered_fraction``,
     ``sign_aware_mean``, ``signed_mean``, ``iterations``, ``wall_time``, the
     median ``loss``, and ``attacked`` (cells where the attack ran).  NaN
-    entries (cells without an attack) are left out of the means."""
+    entries (cells without an attack) are left out of the means.
+
+    Rows with the failure classes and the probe also give ``classes`` (a dict: how many cells
+    of each :data:`~rftheory.experiments.cells.FAILURE_CLASSES` value occur) and, for each
+    probe slot k, ``probe{k}_angle`` (the group's angle; NaN when the slot is unused or the
+    group mixes angles), ``probe{k}_success_rate`` (fraction of cells whose probe at that
+    angle recovered every sample; NaN without a probe) and ``probe{k}_classes`` (the probes'
+    classes counted like ``classes``)."""
 
     def mean(vals):
         vals = [v for v in vals if not math.isnan(v)]
@@ -52,6 +67,21 @@ def summarize(rows: Iterable[dict], by: Sequence[str] = ("activation", "n", "d",
             iterations=mean([float(r["iterations"]) for r in group]),
             wall_time=mean([r["wall_time"] for r in group]),
         )
+        if all("failure_class" in r for r in group):
+            entry["classes"] = {c: n for c in FAILURE_CLASSES
+                                if (n := sum(r["failure_class"] == c for r in group))}
+        for k in range(1, PROBE_SLOTS + 1):
+            name = f"probe{k}_angle"
+            if not all(name in r for r in group):
+                continue
+            angles = {r[name] for r in group}
+            angle = angles.pop() if len(angles) == 1 else float("nan")
+            entry[name] = angle if angle > 0 else float("nan")
+            entry[f"probe{k}_success_rate"] = (float(np.mean([bool(r[f"probe{k}_success"]) for r in group]))
+                                               if angle > 0 else float("nan"))
+            if angle > 0 and all(f"probe{k}_class" in r for r in group):
+                entry[f"probe{k}_classes"] = {c: n for c in FAILURE_CLASSES
+                                              if (n := sum(r[f"probe{k}_class"] == c for r in group))}
         out.append(entry)
     return out
 
@@ -63,7 +93,9 @@ class CriticalRatio:
 
     ``estimate``/``low``/``high`` are NaN when the data (or too few bootstrap
     resamples) show no transition; ``note`` says why.  ``slope`` is the
-    fitted logistic slope k in ln r (NaN for ``"interpolate"``).
+    fitted logistic slope k in ln r (NaN for ``"interpolate"``).  ``outcome``
+    says whose success was fitted (:data:`OUTCOMES`: the attack, or the probe
+    in slot 1 or 2) and ``angle`` the probe's angle in degrees (NaN for the attack).
     """
 
     activation: str
@@ -80,6 +112,13 @@ class CriticalRatio:
     seeds: int = 0
     note: str = ""
     outputs: int = 1
+    outcome: str = "attack"
+    angle: float = math.nan
+
+    @property
+    def label(self) -> str:
+        """``"attack"`` or ``"probe 30°"``: whose threshold this is."""
+        return "attack" if self.outcome == "attack" else f"probe {self.angle:g}°"
 
 
 def _logistic_objective(beta, x, y):
@@ -210,6 +249,7 @@ def critical_ratio(
     n_boot: int = 1000,
     seed: int = 0,
     per_size: bool = False,
+    outcome: str = "attack",
 ) -> list[CriticalRatio]:
     """Critical ratio r_c per (activation, outputs C) (pooled over the (n, d)
     sizes, the law's claim being that r = p/(dn) is the right scale), or per
@@ -220,9 +260,18 @@ def critical_ratio(
     interval of the estimate over ``n_boot`` cluster-bootstrap resamples of
     the seeds (resamples without a transition are dropped and counted in
     ``n_boot - n_boot_valid``).  Deterministic given ``seed``.
+
+    ``outcome`` picks the indicator: ``"attack"`` (column ``success``) or
+    ``"probe1"``/``"probe2"`` (column ``probe1_success``/``probe2_success``, the
+    identifiability probe at the angle in ``probe1_angle``/``probe2_angle``).
+    For a probe, rows whose slot is unused (angle 0) are left out and the
+    groups are also split by the angle; cells without a trained model (p < n)
+    count as failures, as they do for the attack.
     """
     if method not in ("logistic", "interpolate"):
         raise ValueError(f"method must be 'logistic' or 'interpolate', got {method!r}")
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     n_boot = int(n_boot)
@@ -230,10 +279,15 @@ def critical_ratio(
         raise ValueError(f"n_boot must be non-negative, got {n_boot}")
     rows = list(rows)
     by = ("activation", "outputs", "n", "d") if per_size else ("activation", "outputs")
+    column, angle_column = "success", None
+    if outcome != "attack":
+        column, angle_column = f"{outcome}_success", f"{outcome}_angle"
+        rows = [r for r in rows if r.get(angle_column, 0.0) > 0]
+        by = by + (angle_column,)
     results = []
     for key, group in sorted(_group(rows, by).items()):
         x = np.log(np.array([r["ratio"] for r in group], dtype=np.float64))
-        y = np.array([1.0 if r["success"] else 0.0 for r in group])
+        y = np.array([1.0 if r[column] else 0.0 for r in group])
         sd = np.array([r["seed"] for r in group])
         sizes = tuple(sorted({(r["n"], r["d"]) for r in group}))
         uniq = np.unique(sd)
@@ -277,6 +331,7 @@ def critical_ratio(
         results.append(CriticalRatio(
             activation=key[0], sizes=sizes, estimate=float(np.exp(m)) if math.isfinite(m) else float("nan"),
             low=low, high=high, level=level, method=method, n_boot=n_boot, n_boot_valid=int(boots.size),
-            slope=k, cells=len(group), seeds=len(uniq), note=note, outputs=int(key[1]),
+            slope=k, cells=len(group), seeds=len(uniq), note=note, outputs=int(key[1]), outcome=outcome,
+            angle=float(key[-1]) if angle_column is not None else math.nan,  # math.nan: one object, so == holds
         ))
     return results

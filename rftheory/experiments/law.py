@@ -24,7 +24,21 @@ A cell is one complete experiment:
              cell's :class:`~rftheory.attack.options.AttackOptions` with its seed set to
              the cell's seed: the same run as a direct ``reconstruct`` call with that
              record (and the defaults of ``rftheory reconstruct``);
-4. metrics   ``reconstruction_errors(X, X̂, threshold)``.
+4. metrics   ``reconstruction_errors(X, X̂, threshold)``;
+5. truth     the true loss L(X) and the cell's failure class
+             (:func:`~rftheory.experiments.cells.failure_class`);
+6. probe     the identifiability probe at each of ``probe_angles`` (default 30°
+             and 60°): the attack's local optimiser alone, started at the truth
+             with every row rotated by that angle
+             (:func:`~rftheory.experiments.cells.run_probe`).
+
+Two thresholds are measured, not one.  The attack's success rate against r
+locates the threshold of *this attack* (its global search included); the
+probe's success rate locates the threshold of identifiability as the local
+optimiser sees it, independent of the global search.  Where they differ the
+failure classes say why: ``"optimiser"`` (the attack's loss stays above its
+tolerance while L(X) ≈ 0) or ``"not_identifiable"`` (the attack reaches loss
+≈ 0 at a wrong X̂).
 
 Multi-output cells (``outputs`` = C > 1) measure the counting picture between
 the law and span identifiability (docs/design.md): the attacker holds C
@@ -94,10 +108,11 @@ from pathlib import Path
 from typing import Callable
 
 
-from .cells import (ATTACK_COLUMNS, COLUMN_NAMES, COLUMNS, DEFAULT_ACTIVATIONS, DEFAULT_RATIOS, DEFAULT_SEEDS,
-                    DEFAULT_SIZES, KEY_COLUMNS, TIMING_COLUMNS, CellConfig, _positive_int,
-                    counting_ratio, make_grid, regime, run_cell, span_ratio)
-from .critical import K_MAX, CriticalRatio, critical_ratio, summarize
+from .cells import (ATTACK_COLUMNS, COLUMN_NAMES, COLUMNS, DEFAULT_ACTIVATIONS, DEFAULT_PROBE_ANGLES,
+                    DEFAULT_RATIOS, DEFAULT_SEEDS, DEFAULT_SIZES, FAILURE_CLASSES, KEY_COLUMNS, LEGACY_SCHEMAS,
+                    TIMING_COLUMNS, CellConfig, _positive_int, counting_ratio, failure_class, make_grid, regime,
+                    rotated_start, run_cell, run_probe, span_ratio)
+from .critical import K_MAX, OUTCOMES, CriticalRatio, critical_ratio, summarize
 from .store import STORE_SUFFIXES, SweepStore, is_store, remove_store
 from .table import _row_key, is_table, merge_tables, read_table, write_table
 
@@ -111,6 +126,12 @@ __all__ = [
     "DEFAULT_SIZES",
     "DEFAULT_RATIOS",
     "DEFAULT_SEEDS",
+    "DEFAULT_PROBE_ANGLES",
+    "FAILURE_CLASSES",
+    "OUTCOMES",
+    "failure_class",
+    "rotated_start",
+    "run_probe",
     "SweepResult",
     "CriticalRatio",
     "make_grid",
@@ -306,7 +327,7 @@ def _is_parquet_table(path) -> bool:
     try:
         import pyarrow.parquet as pq  # noqa: PLC0415
 
-        return tuple(pq.read_schema(path).names) == COLUMN_NAMES
+        return tuple(pq.read_schema(path).names) in (COLUMN_NAMES, *LEGACY_SCHEMAS)
     except Exception:  # noqa: BLE001 - anything unreadable is not ours to delete
         return False
 
@@ -371,6 +392,10 @@ def sweep(
     threshold : float
         A sample is recovered when its sign-aware error is ≤ threshold; a
         cell succeeds when all are.
+    probe_angles : sequence of float
+        Angles (degrees) of the identifiability probe of every cell (default
+        :data:`~rftheory.experiments.cells.DEFAULT_PROBE_ANGLES`, 30 and 60; at most two; ``()``:
+        no probe), see :func:`~rftheory.experiments.cells.run_probe`.
     noise : float
         Label noise of :func:`rftheory.data.synthetic.synthetic_sphere`.
     out : path, optional
@@ -421,8 +446,9 @@ def sweep(
         if db.migrated:
             import warnings  # noqa: PLC0415
 
-            warnings.warn(f"{store_path}: a store written before the 'outputs' column was migrated to the current "
-                          "schema; its rows are cells with one output (C = 1)", stacklevel=2)
+            warnings.warn(f"{store_path}: a store of an earlier table version was migrated to the current schema "
+                          "(converged → loss_at_tol; old rows: one output C = 1, no probe, true loss not measured, "
+                          "failure class 'unclassified' unless recovered or not attacked)", stacklevel=2)
     try:
         if db is not None and imported:
             db.add_many(imported)

@@ -3,7 +3,11 @@
 Two panels sharing a logarithmic x axis r = p/(dn):
 
 * top: success probability (fraction of seeds whose cell recovered every
-  sample, sign-aware error ≤ threshold) per (activation, n, d);
+  sample, sign-aware error ≤ threshold) per (activation, n, d): the attack
+  (solid) and the identifiability probe at each of its angles (dashed, then
+  dotted; :func:`rftheory.experiments.cells.run_probe`), with the counting
+  limit of θ identifiability p/(dn) = 1/C + 1/d (1 + 1/d for one output) as
+  a thin dash-dotted line per (d, C);
 * middle: mean over seeds of the mean sign-aware relative error (solid) and of
   the signed error (dotted), log scale, with the recovery threshold;
 * bottom (its own x axis, the number of outputs C): the measured critical
@@ -17,7 +21,8 @@ The regimes of the law are shaded: p < n (r < 1/d, no interpolation),
 n ≤ p ≲ dn (1/d ≤ r ≲ 1, interpolation without identifiability) and p ≳ dn
 (r ≳ 1, reconstruction).  With several d the p < n band is drawn once per d
 (lighter where only some sizes are in it).  A critical-ratio estimate, if
-given, is a vertical line with its bootstrap interval shaded.
+given, is a vertical line with its bootstrap interval shaded (solid for the
+attack, dashed for a probe), its values listed in a box.
 
 matplotlib is imported only when a figure is drawn (``pip install
 'rftheory[plot]'``); no pyplot state is touched (object-oriented Figure with
@@ -34,6 +39,8 @@ import numpy as np
 __all__ = ["plot_phase_diagram", "FORMATS"]
 
 FORMATS = ("png", "svg", "pdf")
+PROBE_STYLES = ("--", ":")  # line styles of probe slots 1 and 2
+OUTCOME_COLORS = {"attack": "k", "probe1": "0.4", "probe2": "0.6"}  # r_c marks: greys, apart from the sizes' colours
 
 
 def _matplotlib():
@@ -57,6 +64,7 @@ def plot_phase_diagram(
     from the suffix: .png, .svg or .pdf) if given.  ``critical`` is a list of
     :class:`rftheory.experiments.critical.CriticalRatio` (pooled per activation) to mark.
     Returns the matplotlib Figure."""
+    from .cells import PROBE_SLOTS  # noqa: PLC0415
     from .critical import summarize  # noqa: PLC0415
 
     rows = list(rows)
@@ -68,6 +76,7 @@ def plot_phase_diagram(
         if fmt not in FORMATS:
             raise ValueError(f"plot file must end in one of {', '.join('.' + f for f in FORMATS)}, got {path.name!r}")
     Figure, FigureCanvasAgg = _matplotlib()
+    from matplotlib.lines import Line2D  # noqa: PLC0415
 
     summary = summarize(rows)
     curves: dict = {}
@@ -109,8 +118,9 @@ def plot_phase_diagram(
     cmap = _cmap(len(sizes))
     for i, size in enumerate(sizes):
         colors[size] = cmap[i]
-    styles = ["-", "--", "-.", ":"]
     markers = ["o", "s", "^", "D"]
+    slots = [k for k in range(1, PROBE_SLOTS + 1)
+             if any(np.isfinite(pt.get(f"probe{k}_success_rate", np.nan)) for pts in curves.values() for pt in pts)]
     for (act, n, d, C), pts in sorted(curves.items()):
         ai = activations.index(act) * len(outputs) + outputs.index(C)
         x = np.array([pt["ratio"] for pt in pts])
@@ -119,38 +129,61 @@ def plot_phase_diagram(
         sgn = np.array([pt["signed_mean"] for pt in pts])
         label = (f"n={n}, d={d}" + (f", C={C}" if len(outputs) > 1 or C > 1 else "")
                  + (f", σ={act}" if len(activations) > 1 else ""))
-        kw = dict(color=colors[(n, d)], ls=styles[ai % len(styles)], marker=markers[ai % len(markers)], ms=4)
-        ax_s.plot(x, succ, label=label, **kw)
+        kw = dict(color=colors[(n, d)], marker=markers[ai % len(markers)], ms=4)
+        ax_s.plot(x, succ, label=label, ls="-", **kw)
+        for k in slots:
+            prob = np.array([pt.get(f"probe{k}_success_rate", np.nan) for pt in pts])
+            ok = np.isfinite(prob)
+            ax_s.plot(x[ok], prob[ok], ls=PROBE_STYLES[(k - 1) % len(PROBE_STYLES)], lw=1.1, alpha=0.85,
+                      color=colors[(n, d)], marker=markers[ai % len(markers)], ms=2.5, mfc="none")
         ok = np.isfinite(err)
-        ax_e.plot(x[ok], np.maximum(err[ok], 1e-8), **kw)
+        ax_e.plot(x[ok], np.maximum(err[ok], 1e-8), ls="-", **kw)
         ok = np.isfinite(sgn)
         ax_e.plot(x[ok], np.maximum(sgn[ok], 1e-8), color=colors[(n, d)], ls=":", lw=0.9, alpha=0.8)
+    # the counting limit of θ identifiability, p/(dn) = 1/C + 1/d, once per (d, C)
+    from .cells import counting_ratio  # noqa: PLC0415
+
+    for (d, C) in sorted({(k[2], k[3]) for k in curves}):
+        color = colors[next(size for size in sizes if size[1] == d)] if sum(sz[1] == d for sz in sizes) == 1 else "0.3"
+        for ax in (ax_s, ax_e):
+            ax.axvline(counting_ratio(d, C), color=color, lw=0.9, ls="-.", alpha=0.9)
     for t in thresholds:
         ax_e.axhline(t, color="k", lw=0.8, ls="--")
         ax_e.text(hi / 1.05, t * 1.15, f"threshold {t:g}", ha="right", va="bottom", fontsize=8)
 
+    lines = []
     for cr in critical or ():
         if not math.isfinite(cr.estimate):
             continue
         c_out = getattr(cr, "outputs", 1)
-        ls = (styles[(activations.index(cr.activation) * len(outputs) + outputs.index(c_out)) % len(styles)]
-              if cr.activation in activations and c_out in outputs else "-")
+        outcome = getattr(cr, "outcome", "attack")
+        ls = "-" if outcome == "attack" else PROBE_STYLES[(int(outcome[-1]) - 1) % len(PROBE_STYLES)]
+        color = OUTCOME_COLORS.get(outcome, "k")
         for ax in (ax_s, ax_e):
             if math.isfinite(cr.low) and math.isfinite(cr.high) and cr.high > cr.low:
-                ax.axvspan(cr.low, cr.high, color="k", alpha=0.10, lw=0)
-            ax.axvline(cr.estimate, color="k", lw=1.4, ls=ls)
-        right = cr.high if math.isfinite(cr.high) else cr.estimate
-        ax_s.text(right * 1.06, 0.5, f"r_c ≈ {cr.estimate:.3g}\n[{cr.low:.3g}, {cr.high:.3g}]"
-                  + (f"\nC={c_out}" if len(outputs) > 1 else "")
-                  + (f"\n{cr.activation}" if len(activations) > 1 else ""),
-                  fontsize=8, va="center", ha="left",
-                  bbox=dict(boxstyle="round,pad=0.25", fc="white", ec="0.6", alpha=0.9))
+                ax.axvspan(cr.low, cr.high, color=color, alpha=0.10 if outcome == "attack" else 0.07, lw=0)
+            ax.axvline(cr.estimate, color=color, lw=1.5, ls=ls)
+        label = getattr(cr, "label", "attack")
+        lines.append((f"r_c {label}: {cr.estimate:.3g} [{cr.low:.3g}, {cr.high:.3g}]"
+                      + (f", C={c_out}" if len(outputs) > 1 else "")
+                      + (f", {cr.activation}" if len(activations) > 1 else ""), color))
+    for i, (text, color) in enumerate(reversed(lines)):  # one box per estimate, in its line's colour
+        ax_s.text(0.99, 0.04 + 0.08 * i, text, color=color, transform=ax_s.transAxes, fontsize=7.5, va="bottom",
+                  ha="right", bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="0.7", alpha=0.9))
 
     ax_s.set_xscale("log")
     ax_s.set_xlim(lo, hi)
     ax_s.set_ylim(-0.04, ymax)
     ax_s.set_ylabel("success probability\n(all samples recovered)")
-    ax_s.legend(loc="upper left", fontsize=8, framealpha=0.9, bbox_to_anchor=(0.0, 0.93))
+    sizes_legend = ax_s.legend(loc="upper left", fontsize=8, framealpha=0.9, bbox_to_anchor=(0.0, 0.93))
+    style_handles = [Line2D([], [], color="0.2", ls="-", label="attack")]
+    angles = {k: sorted({r.get(f"probe{k}_angle", 0.0) for r in rows} - {0.0}) for k in slots}
+    for k in slots:
+        style_handles.append(Line2D([], [], color="0.2", ls=PROBE_STYLES[(k - 1) % len(PROBE_STYLES)], lw=1.1,
+                                    label=f"probe {', '.join(f'{a:g}' for a in angles[k])}°"))
+    style_handles.append(Line2D([], [], color="0.3", ls="-.", lw=0.9, label="counting 1/C + 1/d"))
+    ax_s.legend(handles=style_handles, loc="upper left", fontsize=7.5, framealpha=0.9, bbox_to_anchor=(0.0, 0.55))
+    ax_s.add_artist(sizes_legend)  # the sizes stay; get_legend() returns the styles
     ax_e.set_yscale("log")
     ax_e.set_ylabel("relative error (mean)\n— sign-aware, ··· signed")
     ax_e.set_xlabel("p / (d n)")
@@ -168,7 +201,8 @@ def plot_phase_diagram(
     if title is None:
         acts = ", ".join(activations)
         title = (f"Law of data reconstruction: random features, σ = {acts}, {len(seeds)} seeds per point\n"
-                 f"success = every sample recovered (sign-aware error ≤ {thresholds[0]:g})"
+                 f"success = every sample recovered (sign-aware error ≤ {thresholds[0]:g})\n"
+                 "attack: global search from random starts; probe: its local optimiser from the truth rotated per row"
                  + (f"\nr_c: {critical[0].method} estimate, {critical[0].level:.0%} bootstrap interval over seeds"
                     if critical else ""))
     _counting_panel(ax_c, sizes, outputs, activations, critical or (), colors)
@@ -193,6 +227,7 @@ def _counting_panel(ax, sizes, outputs, activations, critical, colors):
         ax.axhline(span_ratio(n, d), color=colors[(n, d)], lw=1.0, ls=":",
                    label=f"span limit (n+d+1)/(dn), n={n}, d={d}")
     markers = ["o", "s", "^", "D"]
+    labelled = set()
     for cr in critical:
         c_out = getattr(cr, "outputs", 1)
         if not math.isfinite(cr.estimate):
@@ -200,16 +235,24 @@ def _counting_panel(ax, sizes, outputs, activations, critical, colors):
         low = cr.estimate - cr.low if math.isfinite(cr.low) else 0.0
         high = cr.high - cr.estimate if math.isfinite(cr.high) else 0.0
         ai = activations.index(cr.activation) if cr.activation in activations else 0
-        ax.errorbar([c_out], [cr.estimate], yerr=[[max(low, 0.0)], [max(high, 0.0)]], color="k",
-                    marker=markers[ai % len(markers)], ms=5, capsize=3, lw=1.0,
-                    label="measured r_c (bootstrap interval)" + (f", σ={cr.activation}" if len(activations) > 1 else "")
-                    if c_out == min(getattr(c, "outputs", 1) for c in critical if c.activation == cr.activation) else None)
+        label = getattr(cr, "label", "attack")
+        attack = getattr(cr, "outcome", "attack") == "attack"
+        key = (label, cr.activation)
+        # probes a little to the right of their C, open markers, so the bars do not hide each other
+        shift = 1.0 if attack else 1.06 ** int(getattr(cr, "outcome", "probe1")[-1])
+        color = OUTCOME_COLORS.get(getattr(cr, "outcome", "attack"), "k")
+        text = f"measured r_c, {label} (bootstrap interval)" + (f", σ={cr.activation}" if len(activations) > 1 else "")
+        ax.errorbar([c_out * shift], [cr.estimate], yerr=[[max(low, 0.0)], [max(high, 0.0)]],
+                    color=color, marker=markers[ai % len(markers)], ms=5, capsize=3, lw=1.0,
+                    mfc=color if attack else "white", ls="none", label=text if key not in labelled else None)
+        labelled.add(key)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlim(0.8, c_hi * 1.25)
     ax.set_xlabel("outputs C")
     ax.set_ylabel("critical p / (d n)")
-    ax.legend(loc="upper right", fontsize=7.5, framealpha=0.9)
+    entries = len(ax.get_legend_handles_labels()[1])
+    ax.legend(loc="upper right", fontsize=7.5 if entries <= 6 else 6.5, framealpha=0.9, ncol=1 if entries <= 6 else 2)
 
 
 def _metadata(path):

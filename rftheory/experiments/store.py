@@ -21,12 +21,16 @@ A store is recognised by its table ``rftheory_store`` holding
 (:data:`FORMAT`), so that ``--fresh`` deletes only a file this package wrote.
 
 Schema versions: the column list in the marker is the store's schema.  A store
-written before the ``outputs`` column (the number of label columns C, part of
-the cell key) existed is *migrated* when opened for writing: in one
-transaction its table is rebuilt with the new key and every old row gets
-C = 1 (what every cell then had), and the marker is updated; ``migrated`` is
-then True.  A store of any other column list is refused with a message
-naming the missing and unexpected columns.
+of an earlier version (:data:`~rftheory.experiments.cells.LEGACY_SCHEMAS`:
+before the failure classes and the probe, when ``loss_at_tol`` was called
+``converged``; or before the ``outputs`` column) is *migrated* when opened:
+in one transaction its table is rebuilt with the current columns and key,
+every old row is read as the current version by
+:func:`~rftheory.experiments.cells.upgrade_row` (one output, no probe, true
+loss not measured), and the marker is updated; ``migrated`` is then True.
+Old rows keep their cells (their probe angles are 0), so a sweep with the
+probe runs its cells anew beside them.  A store of any other column list is
+refused with a message naming the missing and unexpected columns.
 
 Values: SQLite stores Python ints as 64-bit integers, floats as IEEE doubles
 (exactly) and NaN as NULL; booleans go in as 0/1.  :meth:`SweepStore.rows`
@@ -41,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from .cells import COLUMNS, KEY_COLUMNS, LEGACY_COLUMN_NAMES
+from .cells import COLUMNS, KEY_COLUMNS, LEGACY_SCHEMAS, legacy_type, upgrade_row
 
 __all__ = ["FORMAT", "SQLITE_MAGIC", "SweepStore", "is_store", "looks_like_sqlite", "remove_store", "STORE_SUFFIXES"]
 
@@ -52,7 +56,7 @@ BUSY_TIMEOUT_S = 120.0  # a writer waits this long for another's transaction (on
 
 
 SIGNATURE = ",".join(name for name, _ in COLUMNS)  # the column list, as the marker table records it
-LEGACY_SIGNATURE = ",".join(LEGACY_COLUMN_NAMES)  # the column list before ``outputs``
+LEGACY_SIGNATURES = {",".join(names): names for names in LEGACY_SCHEMAS}  # column lists of earlier versions
 
 
 def looks_like_sqlite(path) -> bool:
@@ -139,8 +143,7 @@ class SweepStore:
         except BaseException:
             self.con.close()
             raise
-        placeholders = ", ".join("?" for _ in self.names)
-        self._insert = f"INSERT OR IGNORE INTO cells ({', '.join(self._q(n) for n in self.names)}) VALUES ({placeholders})"
+        self._insert = self._insert_sql()
 
     @staticmethod
     def _q(name: str) -> str:
@@ -196,7 +199,7 @@ class SweepStore:
         if marker.get("format") != FORMAT:
             raise ValueError(f"{self.path} is not a sweep store of rftheory; choose another file")
         columns = marker.get("columns")
-        if columns == SIGNATURE or (allow_legacy and columns == LEGACY_SIGNATURE):
+        if columns == SIGNATURE or (allow_legacy and columns in LEGACY_SIGNATURES):
             return
         have = (columns or "").split(",")
         missing = [n for n in self.names if n not in have]
@@ -205,29 +208,35 @@ class SweepStore:
                          f"unexpected {extra}); choose another file or pass --fresh")
 
     def _migrate(self):
-        """Rebuild a store of the column list before ``outputs`` with the current key, old rows at C = 1
-        (one transaction: a concurrent opener sees the old store or the migrated one, never half)."""
+        """Rebuild a store of an earlier column list with the current columns and key, its rows read by
+        :func:`~rftheory.experiments.cells.upgrade_row` (one transaction: a concurrent opener sees the
+        old store or the migrated one, never half)."""
         con = self.con
         con.execute("BEGIN IMMEDIATE")
         try:
             marker = dict(con.execute("SELECT key, value FROM rftheory_store").fetchall())
-            if marker.get("columns") != LEGACY_SIGNATURE:  # current already (or migrated by another opener)
+            legacy = LEGACY_SIGNATURES.get(marker.get("columns"))
+            if legacy is None:  # current already (or migrated by another opener)
                 con.execute("COMMIT")
                 return
-            legacy = LEGACY_SIGNATURE.split(",")
+            old = [{name: _from_sql(v, legacy_type(name)) for name, v in zip(legacy, rec)}
+                   for rec in con.execute(f"SELECT {', '.join(self._q(n) for n in legacy)} FROM cells").fetchall()]
             columns = ", ".join(f"{self._q(name)} {_SQL_TYPES[kind]}" for name, kind in self.columns)
             key = ", ".join(self._q(k) for k in self.key_columns)
-            con.execute("ALTER TABLE cells RENAME TO cells_before_outputs")
+            con.execute("DROP TABLE cells")
             con.execute(f"CREATE TABLE cells ({columns}, PRIMARY KEY ({key}))")
-            names = ", ".join(self._q(n) for n in legacy)
-            con.execute(f"INSERT INTO cells ({self._q('outputs')}, {names}) SELECT 1, {names} FROM cells_before_outputs")
-            con.execute("DROP TABLE cells_before_outputs")
+            con.executemany(self._insert_sql(), [tuple(_to_sql(r[n]) for n in self.names)
+                                                 for r in map(upgrade_row, old)])
             con.execute("UPDATE rftheory_store SET value = ? WHERE key = 'columns'", (SIGNATURE,))
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         self.migrated = True
+
+    def _insert_sql(self) -> str:
+        placeholders = ", ".join("?" for _ in self.names)
+        return f"INSERT OR IGNORE INTO cells ({', '.join(self._q(n) for n in self.names)}) VALUES ({placeholders})"
 
     def add(self, row: dict) -> bool:
         """Store one row in its own transaction; False when its cell was already stored."""

@@ -13,7 +13,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .cells import _TYPES, COLUMN_NAMES, COLUMNS, KEY_COLUMNS, LEGACY_COLUMN_NAMES
+from .cells import COLUMN_NAMES, COLUMNS, KEY_COLUMNS, LEGACY_SCHEMAS, legacy_type, upgrade_row
 
 
 def _format(value) -> str:
@@ -60,15 +60,18 @@ def is_table(path) -> bool:
             first = fh.readline(64 * 1024)
     except OSError:
         return False
-    return first.rstrip(b"\r\n") in (",".join(COLUMN_NAMES).encode(), ",".join(LEGACY_COLUMN_NAMES).encode())
+    return first.rstrip(b"\r\n") in {",".join(names).encode() for names in (COLUMN_NAMES, *LEGACY_SCHEMAS)}
 
 
 def read_table(path) -> list[dict]:
     """Rows of a sweep CSV, typed per :data:`COLUMNS` (file order).
 
-    A truncated last line (a write cut short) is ignored.  A table written
-    before the ``outputs`` column existed (:data:`LEGACY_COLUMN_NAMES`) is
-    read with ``outputs`` = 1, what every cell then had.  Raises ValueError
+    A truncated last line (a write cut short) is ignored.  A table of an
+    earlier version (:data:`~rftheory.experiments.cells.LEGACY_SCHEMAS`: before
+    the failure classes and the probe, or before the ``outputs`` column) is
+    read as the current version by :func:`~rftheory.experiments.cells.upgrade_row`
+    (``converged`` becomes ``loss_at_tol``; one output, no probe, true loss
+    NaN).  Raises ValueError
     if the file is not UTF-8 text, if the header is not this version's column
     list, or (naming the line and column) if a cell cannot be read as its
     column's type.
@@ -88,7 +91,7 @@ def read_table(path) -> list[dict]:
         raise ValueError(f"{path} is not a sweep table ({exc}); choose another output file") from None
     if header is None:
         return []
-    legacy = tuple(header) == LEGACY_COLUMN_NAMES
+    legacy = tuple(header) in LEGACY_SCHEMAS
     if tuple(header) != COLUMN_NAMES and not legacy:
         missing = [c for c in COLUMN_NAMES if c not in header]
         extra = [c for c in header if c not in COLUMN_NAMES]
@@ -101,15 +104,15 @@ def read_table(path) -> list[dict]:
         for record in reader:
             if None in record or None in record.values():  # DictReader's marks of too many / too few fields
                 raise ValueError(f"{path}:{reader.line_num}: expected {len(header)} fields")
-            row = {"outputs": 1} if legacy else {}
-            for name in (LEGACY_COLUMN_NAMES if legacy else COLUMN_NAMES):
-                kind = _TYPES[name]
+            row = {}
+            for name in header:
+                kind = legacy_type(name)
                 try:
                     row[name] = _PARSERS[kind](record[name])
                 except ValueError:
                     raise ValueError(f"{path}:{reader.line_num}: column {name}: cannot read {record[name]!r} "
                                      f"as {kind.__name__}") from None
-            rows.append({name: row[name] for name in COLUMN_NAMES})
+            rows.append(upgrade_row(row) if legacy else row)
     except csv.Error as exc:
         raise ValueError(f"{path}:{reader.line_num}: not a valid CSV line ({exc})") from None
     return rows

@@ -436,7 +436,12 @@ def test_plot_writes_png_and_svg(tiny_serial, tmp_path, suffix, magic):
     assert path.read_bytes().startswith(magic)
     ax_s, ax_e, ax_c = fig.axes
     assert ax_s.get_xscale() == "log" and ax_e.get_yscale() == "log"
-    assert len(ax_s.get_legend().get_texts()) == 2  # one curve per (n, d)
+    from matplotlib.legend import Legend
+
+    legends = [[t.get_text() for t in a.get_texts()] for a in ax_s.get_children() if isinstance(a, Legend)]
+    assert ["n=2, d=4", "n=3, d=4"] in legends  # one colour per (n, d)
+    # the styles: the attack, the probe at each angle, the counting limit
+    assert ["attack", "probe 30°", "probe 60°", "counting 1/C + 1/d"] in legends
     with pytest.raises(ValueError, match="must end in"):
         plot_phase_diagram(tiny_serial.rows, tmp_path / "law.jpg")
 
@@ -493,12 +498,18 @@ def test_cli_bad_input_is_one_line_error(argv, msg, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_default_grid_shows_the_transition(tmp_path):
-    """The default grid: success at large p/(dn), none at p/(dn) ≤ 1/2."""
+    """The default grid: success at large p/(dn), none at p/(dn) ≤ 1/2; a shape with d ≥ 30; every failure
+    classed (no true loss above tol); the probe's threshold below the attack's."""
     res = sweep(out=tmp_path / "default.csv")
+    assert max(r["d"] for r in res.rows) >= 30
     by_ratio = {}
     for r in res.rows:
         by_ratio.setdefault(r["ratio"], []).append(r["success"])
     assert not any(by_ratio[0.5]) and not any(by_ratio[0.25])
     assert np.mean(by_ratio[8.0]) >= 0.9
+    assert all(r["failure_class"] in ("not_identifiable", "no_attack") for r in res.rows if r["ratio"] <= 0.5)
+    assert not any(r["failure_class"] == "truth_not_zero" for r in res.rows)
     (cr,) = critical_ratio(res.rows)
     assert 0.5 < cr.estimate < 8
+    (probe,) = critical_ratio(res.rows, outcome="probe1")
+    assert probe.angle == 30.0 and 0.5 < probe.estimate < cr.estimate

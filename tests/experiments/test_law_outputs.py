@@ -6,8 +6,7 @@ import pytest
 
 from rftheory.experiments.cells import LEGACY_COLUMN_NAMES
 from rftheory.experiments.law import (COLUMN_NAMES, KEY_COLUMNS, counting_ratio,
-                                      critical_ratio, make_grid, read_table, run_cell, span_ratio, sweep,
-                                      write_table)
+                                      critical_ratio, make_grid, read_table, run_cell, span_ratio, sweep)
 from rftheory.experiments.store import SweepStore
 
 
@@ -26,34 +25,47 @@ def test_run_cell_with_outputs_trains_theta_matrix():
     assert row["outputs"] == 3 and row["status"] == "ok" and row["success"]
 
 
-def _legacy_store(path, rows):
+def legacy_row(row, names=LEGACY_COLUMN_NAMES):
+    """A current row as an earlier table version wrote it (``loss_at_tol`` was ``converged``)."""
+    old = {**row, "converged": row["loss_at_tol"]}
+    return {c: old[c] for c in names}
+
+
+def legacy_store(path, rows, names=LEGACY_COLUMN_NAMES):
+    """A store of an earlier table version (column list ``names``) holding ``rows`` (current rows)."""
     con = sqlite3.connect(path)
-    cols = ", ".join(f'"{c}"' for c in LEGACY_COLUMN_NAMES)
+    cols = ", ".join(f'"{c}"' for c in names)
     con.execute("CREATE TABLE rftheory_store (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     con.execute("INSERT INTO rftheory_store VALUES ('format', 'rftheory-law-store')")
-    con.execute("INSERT INTO rftheory_store VALUES ('columns', ?)", (",".join(LEGACY_COLUMN_NAMES),))
+    con.execute("INSERT INTO rftheory_store VALUES ('columns', ?)", (",".join(names),))
     con.execute(f"CREATE TABLE cells ({cols})")
     for r in rows:
-        con.execute(f"INSERT INTO cells VALUES ({', '.join('?' for _ in LEGACY_COLUMN_NAMES)})",
-                    tuple(int(r[c]) if isinstance(r[c], bool) else r[c] for c in LEGACY_COLUMN_NAMES))
+        r = legacy_row(r, names)
+        con.execute(f"INSERT INTO cells VALUES ({', '.join('?' for _ in names)})",
+                    tuple(int(r[c]) if isinstance(r[c], bool) else r[c] for c in names))
     con.commit()
     con.close()
+
+
+def legacy_csv(path, rows, names=LEGACY_COLUMN_NAMES):
+    """A CSV export of an earlier table version: header ``names``, the rows' values in them."""
+    from rftheory.experiments.table import _format
+
+    lines = [",".join(names)] + [",".join(_format(legacy_row(r, names)[c]) for c in names) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def test_old_store_is_migrated_and_old_csv_read(tmp_path):
     row = run_cell(make_grid(sizes=[(2, 3)], ratios=[0.1], seeds=[0])[0])  # p < n: no attack, fast
     path = tmp_path / "old.sqlite"
-    _legacy_store(path, [row])
+    legacy_store(path, [row])
     with pytest.warns(UserWarning, match="migrated"):
-        res = sweep(sizes=[(2, 3)], ratios=[0.1], seeds=[0], out=str(path), workers=1)
+        res = sweep(sizes=[(2, 3)], ratios=[0.1], seeds=[0], out=str(path), workers=1, probe_angles=())
     assert res.resumed == 1 and res.computed == 0 and res.rows[0]["outputs"] == 1
     with SweepStore(path) as db:
         assert not db.migrated and db.rows()[0]["outputs"] == 1
     csv = tmp_path / "old.csv"
-    write_table([row], csv)
-    text = csv.read_text().splitlines()
-    k = COLUMN_NAMES.index("outputs")
-    csv.write_text("\n".join(",".join(c for j, c in enumerate(line.split(",")) if j != k) for line in text) + "\n")
+    legacy_csv(csv, [row])
     assert read_table(csv)[0]["outputs"] == 1
 
 
