@@ -248,11 +248,13 @@ def test_npz_sequential_keys_prefix_map_and_missing_init(tmp_path, rng):
     sd = state_dict(model)
     seq = {"0.weight": sd["hidden.weight"], "0.bias": sd["hidden.bias"], "2.weight": sd["head.weight"],
            "2.bias": sd["head.bias"]}
-    export_state_dict_npz(tmp_path / "seq.npz", seq, seq, meta={"activation": "tanh"})
+    seq_init = dict(seq, **{"2.weight": seq["2.weight"] + 0.5})
+    export_state_dict_npz(tmp_path / "seq.npz", seq, seq_init, meta={"activation": "tanh"})
     back = load_npz(tmp_path / "seq.npz")
     X = rng.standard_normal((2, 4))
     np.testing.assert_array_equal(back.forward(X), model.forward(X))
-    assert np.all(back.delta_theta() == 0)
+    np.testing.assert_array_equal(back.delta_theta(), (seq["2.weight"] - seq_init["2.weight"]).T)
+    np.testing.assert_array_equal(back.init_params["hidden.weight"], sd["hidden.weight"])  # init.* renamed too
 
     fc = {"fc1.weight": sd["hidden.weight"], "fc1.bias": sd["hidden.bias"], "fc2.weight": sd["head.weight"]}
     export_state_dict_npz(tmp_path / "fc.npz", fc)
@@ -283,7 +285,7 @@ def test_npz_sequential_keys_prefix_map_and_missing_init(tmp_path, rng):
 def test_npz_resnet_needs_image_shape_and_consistent_head(tmp_path):
     model = SmallResNet((1, 4, 4), 2, 1, 1, "relu", seed=0)
     sd = state_dict(model)
-    export_state_dict_npz(tmp_path / "r.npz", sd, sd, meta={"activation": "relu"})
+    export_state_dict_npz(tmp_path / "r.npz", sd, _shifted_head(sd), meta={"activation": "relu"})
     with pytest.raises(ValueError, match="image"):
         load_npz(tmp_path / "r.npz")
     assert load_npz(tmp_path / "r.npz", image_shape=(4, 4)).pool == "flatten"
@@ -295,6 +297,11 @@ def test_npz_resnet_needs_image_shape_and_consistent_head(tmp_path):
 def _mlp_sd():
     model = TwoLayerMLP(4, 6, 2, "tanh", seed=0)
     return state_dict(model)
+
+
+def _shifted_head(sd):
+    """An init state_dict equal to ``sd`` but for the head (so that Θ = W_L − W_L^init ≠ 0)."""
+    return dict(sd, **{"head.weight": sd["head.weight"] + 1.0})
 
 
 def test_npz_1d_hidden_weight_names_key_and_shape(tmp_path):
@@ -335,7 +342,7 @@ def test_npz_decompressed_size_capped_before_loading(tmp_path):
     with pytest.raises(ValueError, match=r"bomb.npz.*32768.0 MiB.*max_bytes"):
         load_npz(tmp_path / "bomb.npz", activation="tanh", missing_init="zeros")
     sd = _mlp_sd()
-    export_state_dict_npz(tmp_path / "ok.npz", sd, sd, meta={"activation": "tanh"})
+    export_state_dict_npz(tmp_path / "ok.npz", sd, _shifted_head(sd), meta={"activation": "tanh"})
     need = 2 * (24 + 6 + 12 + 2) * 8 + 4 * 4  # trained and init float64 parameters, meta.activation "tanh"
     with pytest.raises(ValueError, match=r"ok.npz: its arrays need \d+ bytes.*above max_bytes"):
         load_npz(tmp_path / "ok.npz", max_bytes=need - 1)

@@ -108,6 +108,9 @@ class FeatureMapModel:
     (∂⟨G, h(X)⟩/∂X, n×d, hand-written).  Subclasses set ``params`` and
     ``init_params`` (dicts name → array, PyTorch state_dict names and
     layouts) and implement ``_body_forward`` / ``_body_backward``.
+    ``origin`` names where the weights came from when they are not the
+    seeded initialisation (:func:`~rftheory.models.adapters.torch_io.load_npz`
+    sets it to "loaded from PATH"); :meth:`describe` reports it.
 
     ``X`` rows are inputs in R^d (images flattened channel-major, as
     ``torch.flatten`` of an N×C×H×W batch).  The attack keeps candidates on
@@ -117,6 +120,7 @@ class FeatureMapModel:
     params: dict
     init_params: dict
     chunk_rows = 256  # features() of many rows (re-seeding candidates) runs in chunks
+    origin: str | None = None  # where the weights came from ("loaded from PATH"); None: the seeded init
 
     # ---- protocol --------------------------------------------------------------------------
     @property
@@ -213,6 +217,11 @@ class FeatureMapModel:
         """N(0, std²) entries drawn on the host from (seed, tag): same values on any backend."""
         a = self._rng(tag).standard_normal(shape) * std
         return self.xp.asarray(a, dtype=self.dtype)
+
+    def _origin_words(self) -> str:
+        """The weights' origin for :meth:`describe`: ``origin`` if set (e.g. "loaded from PATH"),
+        else the seed of the initialisation."""
+        return self.origin if self.origin else f"init seed={self.seed}"
 
     def _freeze_init(self):
         self.init_params = {k: v.copy() for k, v in self.params.items()}

@@ -103,7 +103,7 @@ class TwoLayerMLP(FeatureMapModel):
     def describe(self) -> str:
         return (f"two-layer MLP d={self.d} → width m={self.p} (σ={self.activation.name}"
                 f"{', bias' if 'hidden.bias' in self.params else ''}) → C={self.outputs}, "
-                f"init seed={self.seed}, total p={self.n_params}")
+                f"{self._origin_words()}, total p={self.n_params}")
 
     # z = X W₁ᵀ + b₁, h = σ(z)
     def _body_forward(self, X, keep: bool):

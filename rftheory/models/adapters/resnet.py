@@ -13,8 +13,10 @@ stride 1, zero padding 1, so every map stays H×W):
          or mean_{H,W}(a) ∈ R^c     (pool="avg", global average pooling)
     f(x) = W_L h(x) + b_L ∈ R^C                       ["head.weight", "head.bias"]
 
-so p_L = c·H·W (flatten) or c (avg).  No batch normalisation (a trained BN
-in eval mode folds into the convolution's weight and bias).
+so p_L = c·H·W (flatten) or c (avg).  No batch normalisation: a BN after a
+convolution, in eval mode, is an affine map per channel and folds into that
+convolution's weight and bias
+(:func:`~rftheory.models.adapters.torch_io.load_npz` does so on import).
 
 Convolution as a matrix product (im2col): with zero-padded maps, column
 (ci, kh, kw) of the patch matrix P ∈ R^{nHW × 9c_in} holds
@@ -160,7 +162,7 @@ class SmallResNet(FeatureMapModel):
         c0, H, W = self.image_shape
         return (f"ResNet input {c0}×{H}×{W}, stem 3×3 conv → {self.channels} channels, {self.blocks} residual "
                 f"block(s) of two 3×3 convs, σ={self.activation.name}, {self.pool} → p_L={self.p} → C={self.outputs}, "
-                f"init seed={self.seed}, total p={self.n_params}")
+                f"{self._origin_words()}, total p={self.n_params}")
 
     # ---- body ---------------------------------------------------------------------------
     def _body_forward(self, X, keep: bool):
