@@ -359,6 +359,9 @@ def feature_map_loss(X_hat, theta, model, *, with_grad: bool = True) -> LossResu
     v = Φ̂Θ, A = Φ̂Φ̂ᵀ, α = A⁻¹v, r = Θ − Φ̂ᵀα, L = ‖r‖_F²/‖Θ‖_F², and the
     gradient is model.features_vjp(X̂, −2αrᵀ/‖Θ‖_F²).  One n̂×n̂ Cholesky
     solve serves all C outputs (the Gram of the stacked Jacobian is A ⊗ I_C).
+    A model that defines ``multipliers(A, B)`` constrains α: it replaces A⁻¹B
+    (e.g. :class:`rftheory.attack.unified.KKTHead`); the gradient formula holds
+    at a constrained minimiser too (Danskin's theorem).
     """
     xp = array_namespace(X_hat, theta)
     X_hat = _real_array(xp, X_hat, "X_hat", model.dtype)
@@ -369,7 +372,8 @@ def feature_map_loss(X_hat, theta, model, *, with_grad: bool = True) -> LossResu
         Theta = Theta[:, None]
     theta_sq = _theta_sq(Theta)
     F = model.features(X_hat).astype(np.float64)
-    alpha = gram_solve(F @ F.T, F @ Theta)
+    solve = getattr(model, "multipliers", None)
+    alpha = solve(F @ F.T, F @ Theta) if callable(solve) else gram_solve(F @ F.T, F @ Theta)
     r = Theta - F.T @ alpha
     loss = float(xp.sum(r * r)) / theta_sq
     grad = None

@@ -190,13 +190,14 @@ def feature_count(args, d: int, n: int) -> int:
     return features_for_ratio(args.ratio, d, n)
 
 
-def add_attack_options(parser) -> None:
+def add_attack_options(parser, default=None) -> None:
     """The attack's settings, one option per field of AttackOptions except ``seed`` (each command
-    has its own --seed/--seeds), with AttackOptions' defaults.  A boolean field that is on by
-    default gets ``--no-<name>``, one that is off gets ``--<name>``."""
+    has its own --seed/--seeds), with the defaults of the record ``default`` (AttackOptions()
+    when None).  A boolean field that is on by default gets ``--no-<name>``, one that is off
+    gets ``--<name>``."""
     from ..attack.options import DERIVATIVES, OPTIMIZERS, STRATEGIES, AttackOptions  # noqa: PLC0415
 
-    default = AttackOptions()
+    default = AttackOptions() if default is None else default
     parser.add_argument("--restarts", type=bounded_int(1, MAX_RESTARTS, "each restart is a complete attack"),
                         metavar="R", default=default.restarts,
                         help=f"random restarts of the attack (lowest final loss wins; at most {MAX_RESTARTS})")
