@@ -9,9 +9,10 @@ Exit status 0 when every verdict passes, 1 otherwise.
 
 Two thresholds, never to be confused (docs/design.md, docs/theory.md): span
 identifiability (Theorem 1's conclusion: a far x̂ with φ(x̂) ∈ span Φ) holds by
-counting from n + d + 1 features, θ identifiability (the law: θ alone) from
-n(d + 1).  The runner prints both, and theorem1_spurious_gap measures the
-spurious gap against p at one shape on both sides of the span limit.
+counting on the √d-sphere from n + d features, θ identifiability (the law: θ
+alone) from nd + 1 (rftheory.theory.identifiability.counting_limits).  The
+runner prints both, and theorem1_spurious_gap measures the spurious gap
+against p at one shape on both sides of the span limit.
 """
 from __future__ import annotations
 
@@ -54,9 +55,9 @@ def run_all(size: str = "small", seeds=None, only=None, progress=None) -> list:
 
 
 THRESHOLDS = ("Two thresholds: span identifiability (Theorem 1's conclusion: no far x̂ with φ(x̂) in span Φ) "
-              "from n + d + 1 features by counting; θ identifiability (the law, θ alone) from n(d + 1). "
+              "from n + d features by counting on the sphere; θ identifiability (the law, θ alone) from nd + 1. "
               "theorem1_spurious_gap measures the spurious gap against p at one shape on both sides of "
-              "n + d + 1 (a spurious zero is min R ≤ 1e-6).")
+              "n + d (a spurious zero is min R ≤ 1e-6).")
 
 SUMMARY_HEADERS = ["check", "module", "verdicts passed", "result", "seconds"]
 

@@ -9,6 +9,16 @@ one nonlinear parity plus an affine part: relu, sigmoid, gelu, ...) or visible
 φ(−x_i) on span{φ(x_i), 1, columns of V} (dimension ≤ d + 2 < p), and of φ(−x_i)
 on span Φ of all samples (exactly 0 for purely odd/even σ).
 
+Verdicts: the measured residuals against the parity prediction.  Predicted
+identifiable: the flip residual modulo col([1, V]) is ≥ SIGN_VISIBLE = 1e-3.
+Predicted ambiguous or exactly symmetric: it is ≤ ROUNDOFF_RESIDUAL = 1e-10,
+and for an exact symmetry so is the residual on span Φ — both round-off,
+since then φ(−x) = ±φ(x) (+ a·1 + b·Vx) identically.  These rows therefore
+test the prediction, which reads the Hermite coefficients μ_k for k ≤ 20 and
+counts |μ_k| > 1e-10 + its error bound as non-zero: they fail for a σ whose
+parity-breaking part lies below that tolerance or above that order (e.g.
+|z| + 0.1·h_21(z), read as even; tests/theory/test_sign_verdicts.py).
+
 Run: ``python -m proofs_numeric.sign_lemma_relu [--full]``.
 """
 from __future__ import annotations
@@ -46,6 +56,7 @@ def run(size: str = "small", seeds=None) -> ClaimReport:
     n, d = cfg["n"], cfg["d"]
     rows, checks, notes = [], [], []
     for act in cfg["activations"]:
+        name = act if isinstance(act, str) else act.name  # a name, a sum of names, or an Activation
         aff_all, flip_all, ident_all, pred = [], [], [], None
         for mult in cfg["mults"]:
             p = mult * d
@@ -56,18 +67,19 @@ def run(size: str = "small", seeds=None) -> ClaimReport:
                 flip.append(sl.span_flip_residual)
                 ident.append(sl.identity_error)
                 pred = sl.prediction
-            rows.append([act, pred, p, max(ident), min(aff), max(aff), max(flip)])
+            rows.append([name, pred, p, max(ident), min(aff), max(aff), max(flip)])
             aff_all += aff
             flip_all += flip
             ident_all += ident
-        if act == "relu":  # an identity of floating point (one side is 0): reported, not a verdict
+        if name == "relu":  # an identity of floating point (one side is 0): reported, not a verdict
             notes.append(f"relu: max|φ(x) − φ(−x) − Vx|/max|Vx| = {max(ident_all):.2e} (exact identity, ≤ 4ε)")
         if pred == IDENTIFIABLE:
-            checks.append(Check(f"{act}: min flip residual mod col([1,V])", min(aff_all), SIGN_VISIBLE, ">=", pred))
+            checks.append(Check(f"{name}: min flip residual mod col([1,V])", min(aff_all), SIGN_VISIBLE, ">=", pred))
         else:
-            checks.append(Check(f"{act}: max flip residual mod col([1,V])", max(aff_all), ROUNDOFF_RESIDUAL, "<=", pred))
+            checks.append(Check(f"{name}: max flip residual mod col([1,V])", max(aff_all), ROUNDOFF_RESIDUAL, "<=",
+                                pred))
         if pred == SIGN_SYMMETRIC:
-            checks.append(Check(f"{act}: max residual of φ(−x_i) on span Φ", max(flip_all), ROUNDOFF_RESIDUAL, "<=",
+            checks.append(Check(f"{name}: max residual of φ(−x_i) on span Φ", max(flip_all), ROUNDOFF_RESIDUAL, "<=",
                                 "exact symmetry: the span ignores signs"))
     headers = ["σ", "parity prediction", "p", "|φ(x)−φ(−x)−Vx| rel.", "mod col([1,V]) min", "mod col([1,V]) max",
                "on span Φ max"]

@@ -100,7 +100,7 @@ def test_theorem1_rows_fail_for_duplicated_weights(monkeypatch):
     monkeypatch.setattr(thm1, "seeded_model", _duplicated(6))  # effective p = 6 ≤ n + d − 2 at every p
     rep = thm1.run("tiny")
     assert _failed(rep, "gap/gap∞")
-    assert _failed(rep, "span: min gap over p ≥ n + d + 1")
+    assert _failed(rep, "span: min gap over p ≥ n + d =")
 
 
 def test_theorem1_rank_correlation_fails_on_a_grid_too_short_to_show_growth(monkeypatch):

@@ -1,5 +1,6 @@
 """Every verdict row of ``rftheory check`` (identifiability_checks) can fail: for each, a constructed
-case where it FAILS, beside the ordinary case where it passes."""
+case where it FAILS, beside the ordinary case where it passes (the sign row's "≤ 1e-10" branch, for σ
+predicted sign-ambiguous: tests/theory/test_sign_verdicts.py)."""
 import numpy as np
 import pytest
 

@@ -25,7 +25,7 @@ def test_identifiability_checks_pass_and_fail_where_expected():
                                  theorem2=False)
     gap = [c for c in low.checks if c.quantity.startswith("Thm 1")][0]
     assert not gap.passed and gap.measured <= 1e-6  # p = n + d − 2: spurious zeros on the sphere
-    assert low.limits["span"] == 9 and low.limits["theta"] == 18
+    assert low.limits["span"] == 8 and low.limits["theta"] == 16  # n + d and nd + 1: counting on the sphere
     with pytest.raises(ValueError, match="sphere"):
         identifiability_checks(2 * X, RandomFeatures(240, 5, seed=0))
 
@@ -59,7 +59,7 @@ def test_cli_check_prints_verdicts(capsys):
     assert main(["check", "--n", "3", "--d", "5", "--ratio", "16", "--starts", "8", "--max-iter", "150"]) == 0
     out = capsys.readouterr().out
     assert "spurious gap" in out and "Thm 2" in out and "FAIL" not in out and "9/9 PASS" in out
-    # p ≤ n + d: the search finds a spurious zero, the Theorem 1 row fails and the exit status says so
+    # p = n + d − 2: the search finds a spurious zero, the Theorem 1 row fails and the exit status says so
     assert main(["check", "--n", "3", "--d", "5", "--p", "6", "--starts", "8", "--max-iter", "150",
                  "--no-theorem2"]) == 1
     assert "FAIL" in capsys.readouterr().out
@@ -74,18 +74,20 @@ def _row(out, prefix):
 
 
 def test_cli_check_acceptance_shape(capsys):
-    """n = 12, d = 40: p = 38 (≤ n + d) FAILs Theorem 1's conclusion, p = 240 PASSes it with the hypothesis
-    p ≫ dn not met; both print the counting limits 53 and 492."""
+    """n = 12, d = 40: p = 38 (≤ n + d − 2) FAILs Theorem 1's conclusion, p = 240 PASSes it at p/(dn) = 0.5
+    (the hypothesis printed as that ratio, not judged); both print the counting limits n + d = 52 and
+    nd + 1 = 481."""
     from rftheory.cli import main
 
     assert main(["check", "--n", "12", "--d", "40", "--p", "38", "--no-theorem2"]) == 1
     out = capsys.readouterr().out
-    assert "FAIL" in _row(out, "Thm 1") and "n + d + 1 = 53" in out and "n(d + 1)  = 492" in out
+    assert "FAIL" in _row(out, "Thm 1") and "n + d  = 52" in out and "nd + 1 = 481" in out
     assert main(["check", "--n", "12", "--d", "40", "--p", "240", "--no-theorem2", "--outputs", "4"]) in (0, 1)
     out = capsys.readouterr().out
-    assert "PASS" in _row(out, "Thm 1") and "n + d + 1 = 53" in out and "n(d + 1)  = 492" in out
-    assert "not met" in _row(out, "Theorem 1: p ≫ dn")
-    assert "C(p − n) = 912 ≥ nd = 480" in out
+    assert "PASS" in _row(out, "Thm 1") and "n + d  = 52" in out and "nd + 1 = 481" in out
+    assert _row(out, "Theorem 1: p ≫ dn").split()[-3:] == ["p/(dn)", "=", "0.5"]  # a ratio, no verdict word
+    assert "not met" not in out and ": met" not in out and "no explicit constant" in out
+    assert "C(p − n) = 912 > n(d − 1) = 468" in out
 
 
 def test_check_help_states_the_thresholds(capsys):
@@ -94,4 +96,5 @@ def test_check_help_states_the_thresholds(capsys):
     with pytest.raises(SystemExit):
         main(["check", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "expected to FAIL" not in out and "n + d + 1" in out and "n(d + 1)" in out and "met / not met" in out
+    assert "expected to FAIL" not in out and "n + d" in out and "nd + 1" in out and "no explicit constant" in out
+    assert "n + d + 1" not in out and "n(d + 1)" not in out and "8dn" not in out

@@ -29,8 +29,9 @@ The package's modules:
 * :mod:`.lemmas` — kernel concentration ‖ΦΦᵀ/p − K∞‖, λ_min, feature
   norms, rank and the sign lemma;
 * :mod:`.report` — :func:`identifiability_checks`, the verdict table of
-  ``rftheory check`` (hypotheses met / not met, the counting limits
-  n + d + 1 and n(d + 1), and the verdicts), and its thresholds.
+  ``rftheory check`` (the size hypotheses as measured ratios, the counting
+  limits on the sphere n + d and nd + 1, and the verdicts), and its
+  thresholds.
 """
 from __future__ import annotations
 
@@ -48,7 +49,6 @@ from .lemmas import (
     sign_lemma,
 )
 from .report import (
-    HYPOTHESIS_FACTOR,
     LEVEL,
     MISMATCH_FLOOR,
     SPURIOUS_ZERO,
@@ -110,7 +110,6 @@ __all__ = [
     "Distance",
     "ROUNDOFF_RESIDUAL",
     "SPURIOUS_ZERO",
-    "HYPOTHESIS_FACTOR",
     "LEVEL",
     "Hypothesis",
     "counting_limits",

@@ -11,7 +11,10 @@ P⊥_Φ the orthogonal projector onto the complement of the row span of Φ
     ∂R²/∂x̂ = Vᵀ [σ'(Vx̂) ⊙ ∂R²/∂φ].
 
 Theorem 1 says that for p ≫ dn, with high probability over V, R(x̂) small
-forces x̂ close to some ±x_i.  The *spurious gap* at radius δ is
+forces x̂ close to some ±x_i ("≫" with no explicit constant).  By counting on
+the sphere (x̂ has d − 1 freedoms, φ(x̂) ∈ span Φ is p − n conditions) exact
+spurious zeros R = 0 far from the data exist for p ≤ n + d − 1 and not from
+p = n + d (:func:`~rftheory.theory.identifiability.report.counting_limits`).  The *spurious gap* at radius δ is
 
     gap(δ) = inf { R(x̂) : ‖x̂‖ = √d, dist(x̂) ≥ δ },
 
@@ -312,15 +315,17 @@ def spurious_gap(
 def attack_starts(X, model, *, delta: float = DEFAULT_DELTA, theta=None, restarts: int = 2, seed: int = 0):
     """Far rows of the attack's own reconstructions, as starting points of the Theorem 1 search.
 
-    Below p = n(d + 1) the reconstruction attack on θ reaches loss ≈ 0 with
-    wrong X̂ (θ identifiability fails there); rows of such an X̂ far from every
+    For p ≤ nd the reconstruction attack on θ can reach loss ≈ 0 with wrong
+    X̂ (θ identifiability fails there by counting on the sphere: θ = Φ̂ᵀα is
+    p equations in n(d − 1) + n unknowns,
+    :func:`~rftheory.theory.identifiability.report.counting_limits`); rows of such an X̂ far from every
     ±x_i are points whose features the attack could fit with span Φ's help,
     good starts for the constrained search at larger d.  θ is ``theta`` or,
     if None, the minimum-norm interpolator Φᵀ(ΦΦᵀ)⁻¹y of labels
     y ~ N(0, I_n) drawn from ``numpy.random.default_rng([seed, 7125])``.  The
     attack is :func:`rftheory.attack.reconstruct.reconstruct` with n̂ = n,
     ``restarts`` restarts, seeded by ``seed``, in float64.  Returns an
-    (m, d) NumPy array of the rows with dist(x̂) ≥ δ (m = 0 when p ≥ n(d + 1),
+    (m, d) NumPy array of the rows with dist(x̂) ≥ δ (m = 0 when p > nd,
     when none is far, or when ``model`` is not a RandomFeatures, which the
     attack needs).
     """
@@ -332,7 +337,7 @@ def attack_starts(X, model, *, delta: float = DEFAULT_DELTA, theta=None, restart
     n, d = X.shape
     V, act = _weights_act(model, xp, d)
     p = int(V.shape[0])
-    if p >= n * (d + 1) or p < n or not isinstance(model, RandomFeatures):
+    if p > n * d or p < n or not isinstance(model, RandomFeatures):
         return np.empty((0, d))
     if theta is None:
         Phi = _features(X, V, act)
