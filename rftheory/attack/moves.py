@@ -2,9 +2,11 @@
 
 The attack minimises the projection loss L(X̂) = ‖θ − P_{rowspan Φ̂} θ‖²/‖θ‖²
 over X̂ on the product of √d-spheres (docs/design.md).  Near the counting
-limit p ≈ n(d + 1) a local optimiser started at random stops at genuine local
-minima whose rows mix several true rows; these moves change the set of rows and
-re-optimise all of them jointly.  None of them reads the true X.
+limit p ≈ nd (wrong zero-loss X̂ up to p = nd, none from nd + 1: a row on the
+sphere has d − 1 freedoms, its coefficient one more; docs/theory.md) a local
+optimiser started at random stops at genuine local minima whose rows mix
+several true rows; these moves change the set of rows and re-optimise all of
+them jointly.  None of them reads the true X.
 
 * Leave-one-out cost of row i: L(X̂ without row i) − L(X̂) ≥ 0 (removing a row can
   only shrink the span).  :func:`leave_one_out_losses` evaluates the k reduced
@@ -17,10 +19,12 @@ re-optimise all of them jointly.  None of them reads the true X.
   state holding one.
 * Over-parameterised start (:func:`overparameterised_start`): n̂ + k random rows,
   optimised jointly, then pruned to n̂ rows one at a time (drop the row of least
-  leave-one-out cost, re-optimise).  While (n̂ + k)(d + 1) < p the global
-  minima of the larger problem are the true rows plus k free rows of
-  coefficient 0, a larger target for a random start; above that count wrong
-  sets reach L = 0 as well, so k is kept below it (:func:`extra_rows_for`).
+  leave-one-out cost, re-optimise).  While (n̂ + k)d < p the global minima
+  of the larger problem are the true rows plus k free rows of coefficient 0,
+  a larger target for a random start; at and above that count (p ≤ (n̂ + k)d)
+  wrong sets reach L = 0 as well, so k is kept below it
+  (:func:`extra_rows_for`, which keeps (n̂ + k)(d + 1) < p: one feature per
+  row of margin).
 * Birth-death move (:func:`birth_death_move`): add one random row, optimise the
   n̂ + 1 rows jointly, drop one (as above), re-optimise; the caller accepts the
   result only if it lowers L.
@@ -50,8 +54,12 @@ def extra_rows_for(n: int, d: int, p: int, requested: int = 0) -> int:
 
     ``requested`` > 0 is used as given (capped so that n + k ≤ p).  Otherwise
     k = min(n, ⌊p/(d + 1)⌋ − n − 1), at least 1: the largest count that keeps
-    (n + k)(d + 1) < p (the larger problem still identifiable up to the k free
-    rows), and no more than n (the pruning costs k re-optimisations).
+    (n + k)(d + 1) < p, and no more than n (the pruning costs k
+    re-optimisations).  The larger problem is identifiable up to the k free
+    rows once (n + k)d < p (counting on the sphere: (n + k)(d − 1) directions
+    and n + k coefficients), so the rule is conservative by one feature per
+    row: it implies (n + k)d < p and can give a smaller k than that limit
+    allows.  It is kept as it is so that the attack's runs stay what they were.
     """
     if requested > 0:
         return max(0, min(int(requested), p - n))

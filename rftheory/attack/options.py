@@ -36,8 +36,8 @@ class AttackOptions:
         runs at most max_iter + moves·min(max_iter, MOVE_ITERATIONS) iterations.
     tol : float
         A restart stops once the projection loss L ≤ tol.  L ≤ tol is evidence of
-        recovery only above the identifiability limit p ≥ n(d + 1): below it wrong
-        X̂ reach L = 0 as well.
+        recovery only above the counting limit on the sphere, p ≥ nd + 1 (p > n +
+        n(d − 1)/C with C outputs): up to p = nd wrong X̂ reach L = 0 as well.
     optimizer : "lbfgs" or "momentum"
         Riemannian L-BFGS (no learning rate), or heavy-ball gradient descent with a
         fixed learning rate (the original authors' scheme, kept for comparison).

@@ -92,8 +92,9 @@ class ReconstructionResult:
     reseeds : int
         Greedy re-seeding steps in the best restart.
     loss_at_tol : bool
-        Whether the best restart reached L ≤ tol.  Only that: below the
-        counting limit p ≈ n(d + 1) wrong X̂ reach L = 0 too (see :meth:`verdict_words`).
+        Whether the best restart reached L ≤ tol.  Only that: up to the
+        counting limit p = nd (inputs on the sphere) wrong X̂ reach L = 0 too
+        (see :meth:`verdict_words`).
     wall_time : float
         Seconds for the whole call.
     options : AttackOptions
@@ -145,22 +146,34 @@ def stopping_words(loss: float, tol, loss_at_tol: bool, stop_reason: str, p: int
                    outputs: int = 1) -> str:
     """One sentence on a stopped attack that never calls it converged or successful on the loss alone.
 
-    Counting (docs/design.md, Identifiability): θ = Σ α_i φ(x̂_i) is p equations
-    in n̂(d + 1) unknowns, so a loss at tolerance can single out the training set
-    only when p ≥ n̂(d + 1), i.e. p/(dn̂) ≥ 1 + 1/d; below it wrong X̂ reach L = 0.
-    With C outputs the attacker holds C vectors of the span: C(p − n̂) ≥ n̂d, i.e.
-    p/(dn̂) ≥ 1/d + 1/C (the same limit at C = 1).  The sentence states p/(dn̂)
-    and that limit and, with the true X unknown, never more than "evidence".
+    Counting on the √d-sphere (docs/theory.md, "Counting on the sphere";
+    :func:`rftheory.theory.identifiability.counting_limits`): a row of X̂ has
+    d − 1 freedoms, so θ = Σ α_i φ(x̂_i) is p equations in n̂(d − 1) + n̂ = n̂d
+    unknowns and wrong X̂ reach L = 0 up to p = n̂d; a loss at tolerance can
+    single out the training set only from p = n̂d + 1, i.e. p/(dn̂) > 1.  With
+    C outputs the attacker holds C vectors of the span: C(p − n̂) > n̂(d − 1),
+    i.e. p/(dn̂) > 1/d + (d − 1)/(dC)
+    (:func:`rftheory.theory.identifiability.counting_ratio`; the same limit at
+    C = 1).  The sentence states p/(dn̂) and that limit and, with the true X
+    unknown, never more than "evidence".
     """
+    from ..theory.identifiability.report import counting_limits, counting_ratio  # noqa: PLC0415
+
     ratio = p / (d * n_hat) if d and n_hat else math.nan
-    limit = 1.0 / d + 1.0 / outputs if d else math.nan
+    limit = counting_ratio(d, outputs) if d else math.nan
+    if d and n_hat:
+        lim = counting_limits(n_hat, d, p, outputs)
+        above = lim["equations"] > lim["unknowns"]
+    else:
+        above = False
     tol_text = f" ≤ tol {tol:g}" if tol is not None else ""
-    formula = "1 + 1/d" if outputs == 1 else f"1/d + 1/C with C = {outputs}"
-    numbers = f"(here p/(dn) = {ratio:.3g}, counting limit {formula} = {limit:.3g})"
+    formula = ("p/(dn) > 1, i.e. p ≥ nd + 1" if outputs == 1 else
+               f"p/(dn) > 1/d + (d − 1)/(dC) = {limit:.3g} with C = {outputs}")
+    numbers = f"(here p/(dn) = {ratio:.3g}; counting limit on the sphere {formula})"
     if loss_at_tol:
-        side = ("p is above the limit" if ratio >= limit else
-                "p is below the limit, so wrong X̂ reach this loss too: no evidence of recovery")
-        where = "p ≈ n(d+1)" if outputs == 1 else "p ≈ n + nd/C"
+        side = ("p is above the limit" if above else
+                "p is at or below the limit, so wrong X̂ reach this loss too: no evidence of recovery")
+        where = "p = nd" if outputs == 1 else "p = n + n(d − 1)/C"
         return (f"loss at tolerance (L = {loss:.2e}{tol_text}); evidence of recovery only above "
                 f"{where} {numbers}: {side}")
     return (f"loss above tolerance (L = {loss:.2e}, optimiser stopped: {stop_reason or 'unknown'}); "

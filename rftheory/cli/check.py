@@ -137,7 +137,7 @@ def run(args) -> int:
         ok = lim["equations"] > lim["unknowns"]
         print(f"    {lim['outputs']} outputs              C(p − n) = {lim['equations']} {'>' if ok else '≤'} n(d − 1) = "
               f"{lim['unknowns']}: Θ {'pins' if ok else 'does not pin'} X by counting (for p > n + n(d − 1)/C = "
-              f"{n + n * (d - 1) / lim['outputs']:.4g})")
+              f"{lim['boundary']:.4g})")
     print()
     print("  hypotheses (ratios only: the statements give no explicit constant for ≫, so these are not verdicts;")
     print("  the conclusions below are measured whatever the ratio)")

@@ -109,8 +109,9 @@ def add_parser(sub):
                    help="input dimensions; with --n sweeps the product n × d instead of --sizes")
     g.add_argument("--outputs", nargs="+", type=output_count, default=[1], metavar="C",
                    help="numbers of outputs C swept as an axis: C independent linear label columns, Θ ∈ R^{p×C}; "
-                        "counting predicts the critical p/(dn) = 1/d + 1/C (p = n + nd/C), from the law's 1 + 1/d "
-                        "(C = 1) down to the span limit (n + d + 1)/(dn)")
+                        "counting on the sphere predicts the critical p/(dn) = 1/d + (d − 1)/(dC) "
+                        "(p = n + n(d − 1)/C), from the law's 1 (C = 1) down to the span limit (n + d − 1)/(dn) "
+                        "(C = n)")
     g.add_argument("--ratios", nargs="+", type=positive_float, default=list(DEFAULT_RATIOS), metavar="R",
                    help="values of p/(dn); p = round(R·d·n), R < 1/d gives p < n (no interpolation)")
     g.add_argument("--seeds", nargs="+", type=seed_value, default=list(DEFAULT_SEEDS), metavar="S",
@@ -391,13 +392,14 @@ def run(args) -> int:
                         print(f"      {'':<10}   n={n}, d={d}: {cs.estimate:.3g} [{cs.low:.3g}, {cs.high:.3g}]")
                     else:
                         print(f"      {'':<10}   n={n}, d={d}: not estimated ({cs.note})")
-        print(f"      counting: 1/d + 1/C = {counting} (p = n + nd/C); span limit (n + d + 1)/(dn) = {span}")
+        print(f"      counting on the sphere: 1/d + (d − 1)/(dC) = {counting} (p = n + n(d − 1)/C); "
+              f"span limit (n + d − 1)/(dn) = {span}")
     print("  regimes     p < n: no interpolation; n ≤ p ≲ dn: interpolation, not identifiable; "
-          "p ≳ dn: reconstruction (the law predicts r_c ≈ 1 + 1/d; the probe estimates the identifiability "
-          "threshold, the attack its own)")
+          "p ≳ dn: reconstruction (counting on the sphere predicts r_c ≈ 1: wrong X̂ up to p = nd; "
+          "the probe estimates the identifiability threshold, the attack its own)")
     if len({c.outputs for c in cells}) > 1 or cells[0].outputs > 1:
-        print("  outputs     with C outputs θ identifiability needs C(p − n) ≥ nd, i.e. p/(dn) ≥ 1/d + 1/C; "
-              "span identifiability needs p ≥ n + d + 1 whatever C")
+        print("  outputs     with C outputs θ identifiability needs C(p − n) > n(d − 1), i.e. "
+              "p/(dn) > 1/d + (d − 1)/(dC); span identifiability needs p ≥ n + d whatever C (inputs on the sphere)")
     if args.plot is not None:
         from ..experiments.plots import plot_phase_diagram  # noqa: PLC0415
 

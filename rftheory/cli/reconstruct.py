@@ -196,10 +196,13 @@ def run(args) -> int:
     model.fit(ds.X, ds.y)
     print(f"  train       min-norm interpolator, relative train residual {model.train_residual:.2e}")
     if outputs > 1:
+        from ..theory.identifiability import counting_limits, counting_ratio  # noqa: PLC0415
+
         C = model.outputs
-        print(f"  outputs     Θ is {p}×{C}: counting C(p − n) = {C * (p - n)} vs nd = {n * d} "
-              f"(identifiable by counting from p ≥ n + nd/C = {n + n * d / C:.4g}, p/(dn) ≥ 1/d + 1/C = "
-              f"{1 / d + 1 / C:.3g})")
+        lim = counting_limits(n, d, p, C)
+        print(f"  outputs     Θ is {p}×{C}: counting on the sphere C(p − n) = {lim['equations']} vs n(d − 1) = "
+              f"{lim['unknowns']} (identifiable by counting for p > n + n(d − 1)/C = {lim['boundary']:.4g}, "
+              f"p/(dn) > 1/d + (d − 1)/(dC) = {counting_ratio(d, C):.3g})")
     attack = _subspace_attack(args, ds, model, n)
     print(f"  attack      n̂={n_guess}, {options.describe()}")
 

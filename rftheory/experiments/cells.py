@@ -33,6 +33,7 @@ from typing import Sequence, get_type_hints
 import numpy as np
 
 from ..attack.options import AttackOptions
+from ..theory.identifiability.report import counting_ratio, span_ratio  # noqa: F401  (re-exported by .law)
 from ..validation import check_count
 
 
@@ -203,17 +204,6 @@ def upgrade_row(row: dict) -> dict:
         row["failure_class"] = ("recovered" if row["success"] else
                                 "no_attack" if row["status"] in NO_ATTACK_STATUSES else "unclassified")
     return {name: row[name] for name in COLUMN_NAMES}
-
-
-def counting_ratio(d: int, outputs: int = 1) -> float:
-    """Counting threshold of θ identifiability with C outputs, as p/(dn): C(p − n) ≥ nd ⇔ p ≥ n + nd/C ⇔
-    p/(dn) ≥ 1/d + 1/C (C = 1: the law's 1 + 1/d, i.e. p ≥ n(d + 1))."""
-    return 1.0 / d + 1.0 / outputs
-
-
-def span_ratio(n: int, d: int) -> float:
-    """Span identifiability's counting limit n + d + 1 features, as p/(dn): (n + d + 1)/(dn)."""
-    return (n + d + 1) / (d * n)
 
 
 def regime(n: int, d: int, p: int) -> str:
@@ -388,8 +378,8 @@ def failure_class(status: str, success: bool, loss: float, true_loss: float, tol
         which asks for an exact zero) and is never folded into another class.
     ``"not_identifiable"``
         L(X̂) ≤ tol at a wrong X̂: a wrong reconstruction explains θ to the same tolerance as
-        the truth, so θ does not single out X at this tolerance (below the counting limit
-        p = n(d + 1) this is expected).
+        the truth, so θ does not single out X at this tolerance (at and below the counting
+        limit p = nd, inputs on the sphere, this is expected).
     ``"optimiser"``
         L(X̂) > tol (or NaN: the attack diverged) while L(X) ≤ tol: a better point exists, the
         truth, and the attack did not find it; this says nothing about identifiability.
@@ -439,9 +429,10 @@ def run_probe(theta, model, X, angle: float, attack: AttackOptions, threshold: f
     The probe asks whether the local optimiser, started near the truth (each row ``angle``
     degrees away), returns to it.  It needs no global search, so its success rate against
     p/(dn) estimates where the truth becomes an isolated, attracting zero of L: the
-    identifiability threshold as a local optimiser sees it (counting: p ≥ n(d + 1) for one
-    output, p ≥ n + nd/C for C).  Below that limit the zeros of L form a set of dimension
-    n(d + 1) − p through X, and the optimiser stops on it away from X.  Above it the probe
+    identifiability threshold as a local optimiser sees it (counting on the sphere: p ≥ nd + 1
+    for one output, p > n + n(d − 1)/C for C; :func:`counting_ratio`).  Below that limit the
+    zeros of L form a set of dimension nd − p through X (a row on the sphere has d − 1
+    freedoms, its coefficient one more), and the optimiser stops on it away from X.  Above it the probe
     fails only when the basin of X is narrower than ``angle``; a larger angle asks for more.
     The probe reads the true X (to start near it): it measures the problem, not an attack.
 

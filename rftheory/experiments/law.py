@@ -41,11 +41,12 @@ tolerance while L(X) ≈ 0) or ``"not_identifiable"`` (the attack reaches loss
 ≈ 0 at a wrong X̂).
 
 Multi-output cells (``outputs`` = C > 1) measure the counting picture between
-the law and span identifiability (docs/design.md): the attacker holds C
-vectors of the feature span, counting C(p − n) ≥ nd, i.e. the predicted
-critical ratio p/(dn) = 1/d + 1/C (:func:`counting_ratio`), which falls from
-the law's 1 + 1/d (C = 1) towards the span limit (n + d + 1)/(dn)
-(:func:`span_ratio`) as C grows.
+the law and span identifiability (docs/design.md, docs/theory.md): the
+attacker holds C vectors of the feature span; counting on the sphere, Θ pins X
+for C(p − n) > n(d − 1), i.e. the predicted critical ratio
+p/(dn) = 1/d + (d − 1)/(dC) (:func:`counting_ratio`), which falls from the
+law's 1 (C = 1: wrong X̂ up to p = nd, none from nd + 1) to the span limit
+(n + d − 1)/(dn) at C = n (:func:`span_ratio`).
 
 Because V's rows never depend on p and X depends only on (n, d, seed), the
 cells of one seed at different ratios share X and nest their V (common random

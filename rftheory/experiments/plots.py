@@ -6,16 +6,19 @@ Two panels sharing a logarithmic x axis r = p/(dn):
   sample, sign-aware error ≤ threshold) per (activation, n, d): the attack
   (solid) and the identifiability probe at each of its angles (dashed, then
   dotted; :func:`rftheory.experiments.cells.run_probe`), with the counting
-  limit of θ identifiability p/(dn) = 1/C + 1/d (1 + 1/d for one output) as
-  a thin dash-dotted line per (d, C);
+  limit of θ identifiability on the sphere, p/(dn) = 1/d + (d − 1)/(dC)
+  (1 for one output: wrong X̂ up to p = nd, none from nd + 1), as a thin
+  dash-dotted line per (d, C);
 * middle: mean over seeds of the mean sign-aware relative error (solid) and of
   the signed error (dotted), log scale, with the recovery threshold;
 * bottom (its own x axis, the number of outputs C): the measured critical
   ratios r_c per C with their bootstrap intervals, against the counting curve
-  of θ identifiability with C outputs, C(p − n) ≥ nd, i.e. p = n + nd/C or
-  p/(dn) = 1/d + 1/C (one curve per d; C = 1 gives the law's 1 + 1/d), and the
-  span limit (n + d + 1)/(dn) of span identifiability (dotted, one per (n, d)),
-  which the counting curve reaches at C ≈ n.
+  of θ identifiability with C outputs on the sphere, C(p − n) > n(d − 1), i.e.
+  p > n + n(d − 1)/C or p/(dn) > 1/d + (d − 1)/(dC) (one curve per d; C = 1
+  gives the law's 1), and the span limit (n + d − 1)/(dn) of span
+  identifiability (dotted, one per (n, d); no spurious zeros from p = n + d),
+  which the counting curve reaches at C = n
+  (:func:`rftheory.theory.identifiability.counting_ratio`, :func:`rftheory.theory.identifiability.span_ratio`).
 
 The regimes of the law are shaded: p < n (r < 1/d, no interpolation),
 n ≤ p ≲ dn (1/d ≤ r ≲ 1, interpolation without identifiability) and p ≳ dn
@@ -140,7 +143,7 @@ def plot_phase_diagram(
         ax_e.plot(x[ok], np.maximum(err[ok], 1e-8), ls="-", **kw)
         ok = np.isfinite(sgn)
         ax_e.plot(x[ok], np.maximum(sgn[ok], 1e-8), color=colors[(n, d)], ls=":", lw=0.9, alpha=0.8)
-    # the counting limit of θ identifiability, p/(dn) = 1/C + 1/d, once per (d, C)
+    # the counting limit of θ identifiability on the sphere, p/(dn) = 1/d + (d − 1)/(dC), once per (d, C)
     from .cells import counting_ratio  # noqa: PLC0415
 
     for (d, C) in sorted({(k[2], k[3]) for k in curves}):
@@ -181,7 +184,7 @@ def plot_phase_diagram(
     for k in slots:
         style_handles.append(Line2D([], [], color="0.2", ls=PROBE_STYLES[(k - 1) % len(PROBE_STYLES)], lw=1.1,
                                     label=f"probe {', '.join(f'{a:g}' for a in angles[k])}°"))
-    style_handles.append(Line2D([], [], color="0.3", ls="-.", lw=0.9, label="counting 1/C + 1/d"))
+    style_handles.append(Line2D([], [], color="0.3", ls="-.", lw=0.9, label="counting 1/d + (d−1)/(dC)"))
     ax_s.legend(handles=style_handles, loc="upper left", fontsize=7.5, framealpha=0.9, bbox_to_anchor=(0.0, 0.55))
     ax_s.add_artist(sizes_legend)  # the sizes stay; get_legend() returns the styles
     ax_e.set_yscale("log")
@@ -215,17 +218,18 @@ def plot_phase_diagram(
 
 
 def _counting_panel(ax, sizes, outputs, activations, critical, colors):
-    """Measured r_c against C, with the counting curve 1/d + 1/C and the span limit (n + d + 1)/(dn)."""
+    """Measured r_c against C, with the counting curve 1/d + (d − 1)/(dC) and the span limit (n + d − 1)/(dn)
+    (counting on the sphere)."""
     from .cells import counting_ratio, span_ratio  # noqa: PLC0415
 
     c_hi = max(max(outputs), max(n for n, _ in sizes), 2)
     grid = np.geomspace(1.0, c_hi * 1.2, 200)
     for d in sorted({d for _, d in sizes}):
         ax.plot(grid, [counting_ratio(d, c) for c in grid], color="0.2", lw=1.2,
-                label=f"counting p = n + nd/C (d={d})")
+                label=f"counting p = n + n(d−1)/C (d={d})")
     for n, d in sizes:
         ax.axhline(span_ratio(n, d), color=colors[(n, d)], lw=1.0, ls=":",
-                   label=f"span limit (n+d+1)/(dn), n={n}, d={d}")
+                   label=f"span limit (n+d−1)/(dn), n={n}, d={d}")
     markers = ["o", "s", "^", "D"]
     labelled = set()
     for cr in critical:

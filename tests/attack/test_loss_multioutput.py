@@ -91,7 +91,8 @@ def test_reconstruct_accepts_theta_matrix_small():
 @pytest.mark.slow
 def test_four_outputs_recover_at_ratio_one():
     """n = 20, d = 40, relu+tanh, C = 4, p/(dn) = 1: every sample recovered for at least 3 of 4 seeds
-    (one output recovers none there: the law needs p/(dn) ≥ 1 + 1/d)."""
+    (one output recovers none there: p = nd, and counting on the sphere needs p ≥ nd + 1 for one output;
+    four need p > n + n(d − 1)/4 = 215)."""
     wins = 0
     for s in range(4):
         ds = synthetic_sphere(20, 40, seed=s, outputs=4)

@@ -175,14 +175,16 @@ def test_converged_is_a_deprecated_alias_of_loss_at_tol():
 
 
 def test_stopping_words_never_claim_recovery_on_the_loss_alone():
-    """A loss at tolerance is 'evidence of recovery only above p ≈ n(d+1)', with p/(dn) and 1 + 1/d printed;
-    below the limit it is no evidence; a loss above tolerance names why the optimiser stopped."""
+    """A loss at tolerance is 'evidence of recovery only above p = nd', with p/(dn) and the counting limit on
+    the sphere printed; at or below the limit it is no evidence; a loss above tolerance names why the
+    optimiser stopped."""
     from rftheory.attack.reconstruct import stopping_words
 
     _, _, result, _ = _attack(0, ratio=20, restarts=1)
     words = result.verdict_words()
-    assert words.startswith("loss at tolerance") and "evidence of recovery only above p ≈ n(d+1)" in words
-    assert "p/(dn) = 20" in words and "1 + 1/d = 1.05" in words and "above the limit" in words
+    assert words.startswith("loss at tolerance") and "evidence of recovery only above p = nd" in words
+    assert "p/(dn) = 20" in words and "counting limit on the sphere p/(dn) > 1, i.e. p ≥ nd + 1" in words
+    assert "p is above the limit" in words
     below = stopping_words(1e-12, 1e-10, True, "tol", p=50, d=20, n_hat=10)
     assert "p/(dn) = 0.25" in below and "no evidence of recovery" in below
     above_tol = stopping_words(1e-3, 1e-10, False, "stalled", p=4000, d=20, n_hat=10)
@@ -197,13 +199,28 @@ def test_result_records_p_and_d_for_the_counting_limit():
 
 
 def test_stopping_words_use_the_multi_output_counting_limit():
-    """With C outputs the counting limit is p/(dn) ≥ 1/d + 1/C: at p/(dn) = 0.5, d = 10, the words say
-    'above' for C = 4 (limit 0.35) and 'below ... no evidence' for C = 1 (limit 1.1)."""
+    """With C outputs the counting limit on the sphere is p/(dn) > 1/d + (d − 1)/(dC): at p/(dn) = 0.5,
+    d = 10, the words say 'above' for C = 4 (limit 0.325) and 'below ... no evidence' for C = 1 (limit 1)."""
     from rftheory.attack.reconstruct import stopping_words
 
     n, d = 6, 10
     p = n * d // 2
     four = stopping_words(1e-11, 1e-10, True, "tol", p, d, n, outputs=4)
     one = stopping_words(1e-11, 1e-10, True, "tol", p, d, n)
-    assert "1/d + 1/C with C = 4 = 0.35" in four and "p is above the limit" in four
-    assert "1 + 1/d = 1.1" in one and "no evidence of recovery" in one
+    assert "p/(dn) > 1/d + (d − 1)/(dC) = 0.325 with C = 4" in four and "p is above the limit" in four
+    assert "p = n + n(d − 1)/C" in four
+    assert "p/(dn) > 1, i.e. p ≥ nd + 1" in one and "no evidence of recovery" in one
+
+
+def test_stopping_words_put_the_one_output_limit_at_nd_plus_one():
+    """Counting on the sphere (n = 2, d = 4: wrong zero-loss X̂ measured up to p = nd = 8, none from 9):
+    p = 8 is at the limit, no evidence; p = 9 is above it.  The R^d count n(d + 1) = 10 would say below."""
+    from rftheory.attack.reconstruct import stopping_words
+
+    at = stopping_words(1e-12, 1e-10, True, "tol", p=8, d=4, n_hat=2)
+    above = stopping_words(1e-12, 1e-10, True, "tol", p=9, d=4, n_hat=2)
+    assert "at or below the limit" in at and "no evidence of recovery" in at
+    assert "p is above the limit" in above and "no evidence" not in above
+    # C = 3, n = 2, d = 4: C(p − n) > n(d − 1) = 6 from p = 5 (the boundary p = 4 is at the limit)
+    assert "no evidence" in stopping_words(1e-12, 1e-10, True, "tol", p=4, d=4, n_hat=2, outputs=3)
+    assert "above the limit" in stopping_words(1e-12, 1e-10, True, "tol", p=5, d=4, n_hat=2, outputs=3)

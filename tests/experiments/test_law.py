@@ -441,7 +441,7 @@ def test_plot_writes_png_and_svg(tiny_serial, tmp_path, suffix, magic):
     legends = [[t.get_text() for t in a.get_texts()] for a in ax_s.get_children() if isinstance(a, Legend)]
     assert ["n=2, d=4", "n=3, d=4"] in legends  # one colour per (n, d)
     # the styles: the attack, the probe at each angle, the counting limit
-    assert ["attack", "probe 30°", "probe 60°", "counting 1/C + 1/d"] in legends
+    assert ["attack", "probe 30°", "probe 60°", "counting 1/d + (d−1)/(dC)"] in legends
     with pytest.raises(ValueError, match="must end in"):
         plot_phase_diagram(tiny_serial.rows, tmp_path / "law.jpg")
 

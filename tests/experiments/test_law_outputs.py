@@ -16,8 +16,10 @@ def test_outputs_is_a_key_column_and_an_axis():
     assert [c.outputs for c in cells] == [1, 2] and cells[0].key() != cells[1].key()
     with pytest.raises(ValueError):
         make_grid(sizes=[(3, 4)], ratios=[1.0], seeds=[0], outputs=[0])
-    assert counting_ratio(20, 1) == pytest.approx(1.05) and counting_ratio(20, 4) == pytest.approx(0.3)
-    assert span_ratio(12, 40) * 12 * 40 == pytest.approx(53)
+    # counting on the sphere: p/(dn) > 1/d + (d − 1)/(dC); spurious span zeros up to p = n + d − 1
+    assert counting_ratio(20, 1) == pytest.approx(1.0) and counting_ratio(20, 4) == pytest.approx(0.2875)
+    assert span_ratio(12, 40) * 12 * 40 == pytest.approx(51)
+    assert counting_ratio(40, 12) == pytest.approx(span_ratio(12, 40))  # C = n meets the span limit
 
 
 def test_run_cell_with_outputs_trains_theta_matrix():
@@ -97,7 +99,14 @@ def test_critical_ratio_per_output_and_plot(tmp_path):
     assert [c.outputs for c in crs] == [1, 4] and crs[0].estimate > crs[1].estimate
     fig = plot_phase_diagram(rows, tmp_path / "law.png", critical=crs)
     labels = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
-    assert any("counting p = n + nd/C" in t for t in labels) and any("span limit" in t for t in labels)
+    assert any("counting p = n + n(d−1)/C" in t for t in labels)
+    assert any("span limit (n+d−1)/(dn)" in t for t in labels)
+    ax_c = fig.axes[-1]  # the counting curve at C = 1 and C = 4, and the span limit, for d = 8, n = 4
+    curve = next(line for line in ax_c.get_lines() if line.get_label().startswith("counting"))
+    c, r = curve.get_data()
+    assert np.interp([1.0, 4.0], c, r) == pytest.approx([1.0, 1 / 8 + 7 / 32], rel=1e-2)
+    span = next(line for line in ax_c.get_lines() if line.get_label().startswith("span limit"))
+    assert span.get_ydata()[0] == pytest.approx(11 / 32)
     assert (tmp_path / "law.png").stat().st_size > 0
 
 
@@ -108,6 +117,11 @@ def test_cli_law_outputs(tmp_path, capsys):
     assert main(["law", "--outputs", "1", "3", "--sizes", "3x4", "--ratios", "0.5", "2", "--seeds", "0",
                  "--restarts", "1", "--workers", "1", "--no-progress", "--out", str(out), "--n-boot", "10"]) == 0
     text = capsys.readouterr().out
-    assert "C=1" in text and "C=3" in text and "counting: 1/d + 1/C" in text
+    assert "C=1" in text and "C=3" in text
+    # n = 3, d = 4: 1/d + (d − 1)/(dC) = 1 at C = 1 and 0.5 at C = 3, span limit (n + d − 1)/(dn) = 0.5
+    assert "counting on the sphere: 1/d + (d − 1)/(dC) = 1 (p = n + n(d − 1)/C)" in text
+    assert "counting on the sphere: 1/d + (d − 1)/(dC) = 0.5 (p = n + n(d − 1)/C)" in text
+    assert "span limit (n + d − 1)/(dn) = 0.5" in text
+    assert "C(p − n) > n(d − 1)" in text and "p ≥ n + d whatever C" in text
     assert sorted({r["outputs"] for r in read_table(out)}) == [1, 3]
     assert np.isfinite(counting_ratio(4, 3))

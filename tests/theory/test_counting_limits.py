@@ -13,7 +13,7 @@ from rftheory.attack.metrics import reconstruction_errors
 from rftheory.attack.reconstruct import reconstruct
 from rftheory.data.synthetic import synthetic_sphere
 from rftheory.models.random_features import RandomFeatures
-from rftheory.theory.identifiability import SPURIOUS_ZERO, counting_limits, spurious_gap
+from rftheory.theory.identifiability import SPURIOUS_ZERO, counting_limits, counting_ratio, span_ratio, spurious_gap
 
 SEEDS = (0, 1, 2)
 
@@ -26,6 +26,18 @@ def test_counting_limits_reduce_to_each_other():
         ok = [p for p in range(n, 40) if (c := counting_limits(n, d, p, C))["equations"] > c["unknowns"]]
         assert ok[0] == first
     assert counting_limits(10, 20, 100, 4)["equations"] == 360 and counting_limits(10, 20, 100, 4)["unknowns"] == 190
+
+
+@pytest.mark.parametrize("n, d", [(2, 4), (3, 4), (5, 9), (12, 40)])
+def test_the_ratios_are_the_same_limits(n, d):
+    """counting_ratio and span_ratio are counting_limits as p/(dn): the first p above the ratio is the first
+    p the counts call identifiable, and ``boundary`` is the ratio times dn."""
+    for C in (1, 2, 3, n, 2 * n):
+        first = next(p for p in range(n, 4 * n * d) if (c := counting_limits(n, d, p, C))["equations"] > c["unknowns"])
+        assert first == next(p for p in range(n, 4 * n * d) if p / (d * n) > counting_ratio(d, C) + 1e-12)
+        assert counting_limits(n, d, first, C)["boundary"] == pytest.approx(counting_ratio(d, C) * d * n)
+    assert counting_ratio(d, 1) == 1.0 and counting_limits(n, d, 0)["theta"] == n * d + 1
+    assert next(p for p in range(n, 4 * n * d) if p / (d * n) > span_ratio(n, d) + 1e-12) == n + d
 
 
 @pytest.fixture(scope="module")

@@ -99,4 +99,4 @@ def test_attack_starts_seed_the_search_below_the_law():
     X = synthetic_sphere(3, 5, seed=0).X
     rows = attack_starts(X, RandomFeatures(8, 5, seed=1000), seed=0)
     assert rows.shape[1] == 5 and len(rows) >= 1
-    assert attack_starts(X, RandomFeatures(18, 5, seed=1000)).shape == (0, 5)  # p ≥ n(d + 1): no attack
+    assert attack_starts(X, RandomFeatures(18, 5, seed=1000)).shape == (0, 5)  # p ≥ nd + 1 = 16: no attack

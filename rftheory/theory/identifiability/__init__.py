@@ -30,8 +30,9 @@ The package's modules:
   norms, rank and the sign lemma;
 * :mod:`.report` — :func:`identifiability_checks`, the verdict table of
   ``rftheory check`` (the size hypotheses as measured ratios, the counting
-  limits on the sphere n + d and nd + 1, and the verdicts), and its
-  thresholds.
+  limits on the sphere n + d and nd + 1, and the verdicts), its
+  thresholds, and the counting limits themselves (:func:`counting_limits`,
+  as ratios p/(dn) :func:`counting_ratio` and :func:`span_ratio`).
 """
 from __future__ import annotations
 
@@ -54,6 +55,8 @@ from .report import (
     SPURIOUS_ZERO,
     Hypothesis,
     counting_limits,
+    counting_ratio,
+    span_ratio,
     ROUNDOFF_RESIDUAL,
     SIGN_VISIBLE,
     CheckReport,
@@ -113,6 +116,8 @@ __all__ = [
     "LEVEL",
     "Hypothesis",
     "counting_limits",
+    "counting_ratio",
+    "span_ratio",
     "attack_starts",
     "bernstein_deviation",
     "MISMATCH_FLOOR",

@@ -32,6 +32,8 @@ __all__ = [
     "Hypothesis",
     "identifiability_checks",
     "counting_limits",
+    "counting_ratio",
+    "span_ratio",
     "ROUNDOFF_RESIDUAL",
     "SPURIOUS_ZERO",
     "MISMATCH_FLOOR",
@@ -82,10 +84,36 @@ def counting_limits(n: int, d: int, p: int, outputs: int = 1) -> dict:
     p = nd + 1.  With C outputs Θ = Φ̂ᵀA is Cp equations in n(d − 1) + nC
     unknowns: ``equations`` = C(p − n) against ``unknowns`` = n(d − 1),
     identifiable by counting when equations > unknowns, i.e.
-    p > n + n(d − 1)/C (C = 1: p > nd; C = n: p > n + d − 1).
+    p > ``boundary`` = n + n(d − 1)/C (C = 1: p > nd; C = n: p > n + d − 1).
+    As ratios p/(dn) the same limits are :func:`counting_ratio` and
+    :func:`span_ratio`.  For x̂ in R^d instead of on the sphere (d freedoms
+    a row) each count is one feature per row higher: n + d + 1, n(d + 1) and
+    C(p − n) ≥ nd; the package's data and candidates live on the sphere.
     """
-    return dict(span=n + d, theta=n * d + 1, outputs=int(outputs), equations=int(outputs) * (p - n),
-                unknowns=n * (d - 1))
+    C = int(outputs)
+    return dict(span=n + d, theta=n * d + 1, outputs=C, equations=C * (p - n), unknowns=n * (d - 1),
+                boundary=n + n * (d - 1) / C)
+
+
+def counting_ratio(d: int, outputs: int = 1) -> float:
+    """θ identifiability's counting limit with C outputs, as p/(dn), on the √d-sphere.
+
+    C(p − n) > n(d − 1) ⇔ p > n + n(d − 1)/C ⇔ p/(dn) > 1/d + (d − 1)/(dC)
+    (:func:`counting_limits`; n cancels).  Wrong X̂ with Θ in their span exist
+    by counting at and below the returned ratio and not above it.  C = 1: 1
+    (wrong X̂ up to p = nd, none from nd + 1, i.e. p/(dn) ≥ 1 + 1/(nd));
+    C = n: :func:`span_ratio`, the span limit.
+    """
+    return (1.0 + (d - 1) / outputs) / d
+
+
+def span_ratio(n: int, d: int) -> float:
+    """Span identifiability's counting limit, as p/(dn), on the √d-sphere: (n + d − 1)/(dn).
+
+    Spurious zeros exist by counting at and below it (p ≤ n + d − 1) and not
+    above it (from p = n + d, ``counting_limits(...)["span"]``).
+    """
+    return (n + d - 1) / (d * n)
 
 
 @dataclass
