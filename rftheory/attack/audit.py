@@ -29,19 +29,14 @@ import numpy as np
 from ..backend import to_numpy
 from .loss import feature_map_loss
 from .metrics import DEFAULT_THRESHOLD, reconstruction_errors
-from .options import AttackOptions
+from .options import NETWORK_OPTIONS, AttackOptions
 from .reconstruct import ReconstructionResult, reconstruct
 from .unified import (FORMS, Formulation, KKTHead, SubspaceEstimate, SubspaceMap,
                       data_subspace, model_at, span_state, target_matrix)
 from .verdict import Verdict, judge
 
-__all__ = ["AUDIT_OPTIONS", "AuditResult", "audit", "choose_form", "WEAK_ROW"]
+__all__ = ["AuditResult", "audit", "choose_form", "WEAK_ROW"]
 
-# The attack's settings for trained networks.  The loss has a floor above 0 (the body's
-# drift), so tol is never met and every restart runs until it stalls: plain restarts with
-# re-seeding, and a cap of 1000 iterations (the span-init attacks that recovered stalled
-# after 200-600).
-AUDIT_OPTIONS = AttackOptions(strategy="restarts", restarts=4, max_iter=1000)
 WEAK_ROW = 0.05
 RANDOM_TRIALS = 8  # random candidate sets whose median loss is the verdict's reference
 
@@ -145,18 +140,18 @@ def audit(model, n: int, form="auto", options: AttackOptions | None = None, *, p
         Number of samples to reconstruct.
     form : "auto", a name in :data:`~rftheory.attack.unified.FORMS`, or a Formulation
     options : AttackOptions, optional
-        Default :data:`AUDIT_OPTIONS`; ``**overrides`` replace fields.
+        Default :data:`rftheory.attack.options.NETWORK_OPTIONS`; ``**overrides`` replace fields.
     progress : callable, optional
         ``progress(r, loss)`` after each restart, r = 0 … 2·restarts − 1 over the two searches.
     """
     start = time.perf_counter()
-    options = AUDIT_OPTIONS if options is None else options
+    options = NETWORK_OPTIONS if options is None else options
     if overrides:
         options = options.replace(**overrides)
     name, formulation, why = choose_form(model, form)
     if n > model.p:
         raise ValueError(f"n = {n} > p_L = {model.p} head features: the features of more than p_L samples are "
-                         "linearly dependent, θ cannot single out n samples (counting needs p_L ≥ n + n·d/C)")
+                         "linearly dependent, θ cannot single out n samples (counting needs p_L > n + n(d − 1)/C)")
     notes = []
     sub = None
     c = 1.0

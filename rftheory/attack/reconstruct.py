@@ -59,7 +59,7 @@ from ..optim.lbfgs import riemannian_lbfgs, stalled
 from ..optim.sphere import random_sphere, retract_to_sphere, riemannian_gradient, step_on_sphere
 from .loss import PreparedProjectionLoss, blas_for, projection_loss  # blas_for: the engine's thread rule
 from . import moves as _moves
-from .options import OPTIMIZERS, AttackOptions
+from .options import NETWORK_OPTIONS, OPTIMIZERS, AttackOptions
 from ..validation import check_count, check_finite, check_matrix, check_vector
 
 __all__ = ["ReconstructionResult", "reconstruct", "random_sphere", "OPTIMIZERS", "stopping_words"]
@@ -323,7 +323,9 @@ def reconstruct(theta, model, n: int, options: AttackOptions | None = None, *, i
     n : int
         Number of samples to reconstruct (the attacker's n or guess n̂).
     options : AttackOptions, optional
-        The attack's settings (default ``AttackOptions()``): restarts, max_iter,
+        The attack's settings (default ``AttackOptions()`` for a random-features model,
+        :data:`rftheory.attack.options.NETWORK_OPTIONS` for a network adapter, whose
+        products run in the model's own dtype whatever ``dtype`` says): restarts, max_iter,
         tol, optimizer, lr, momentum, reseed, reseed_candidates, seed,
         derivative, stop_at_tol, dtype, batch_restarts, strategy, extra_rows,
         moves, merge_cos; see
@@ -351,7 +353,8 @@ def reconstruct(theta, model, n: int, options: AttackOptions | None = None, *, i
     the gradient's product with V, run in ``options.dtype``; the Gram matrix, α, r and L are float64, and
     the reported ``loss`` is re-evaluated in the model's own dtype at the end.
     """
-    options = AttackOptions() if options is None else options
+    if options is None:  # networks (no V, no engine) have their own record: see NETWORK_OPTIONS
+        options = AttackOptions() if hasattr(model, "weight_blocks") else NETWORK_OPTIONS
     if overrides:
         options = options.replace(**overrides)
     check_count(n, "n")

@@ -14,10 +14,12 @@ Three figures, each compared with a stated cut:
   rows have found what θ determines; searches that end at different inputs with similar
   losses show that θ does not pin the inputs down (at least :data:`AGREEMENT_HOLDS` of the
   rows agreeing holds, none agreeing is violated);
-* counting: the head has p_L features and each candidate k free coordinates (k = d, or
-  the data subspace's dimension), so θ determines the n candidates only if
-  p_L ≥ n(k + 1) (one multiplier per sample and output besides the k coordinates; with
-  C outputs C(p_L − n) ≥ n·k).  Below it a zero loss is reached by wrong inputs too.
+* counting: the head has p_L features and each candidate lies on a sphere in k
+  coordinates (k = d, or the data subspace's dimension), so k − 1 free directions.  The
+  C·p_L equations of Θ against n(k − 1) directions and n·C multipliers determine the
+  candidates only if C(p_L − n) > n(k − 1) (the sphere count of
+  :func:`rftheory.theory.identifiability.counting_limits`).  Below it a zero loss is
+  reached by wrong inputs too.
 
 The levels: "assumptions hold" (every figure holds), "violated: recovered samples are
 unlikely" (any figure violated), otherwise "doubtful".  A loss at tolerance alone is
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..theory.identifiability import counting_limits
 from .unified import SubspaceEstimate, span_state
 
 __all__ = ["Verdict", "judge", "RATIO_HOLDS", "RATIO_VIOLATED", "LEVELS"]
@@ -122,11 +125,12 @@ def judge(loss: float, loss_random: float, *, p: int, n: int, k: int, outputs: i
         else:
             states.append(1)
             reasons.append(f"a second independent search{other} agrees on only {agreement:.0%} of the rows")
-    needed = n * k / outputs + n
+    needed = counting_limits(n, k, p, outputs)["boundary"]
     fig["counting_margin"] = p / needed
-    if p < needed:
+    if not p > needed:
         states.append(2)
-        reasons.append(f"p_L = {p} features < n + n·k/C = {needed:.0f} (counting): wrong inputs also reach loss 0")
+        reasons.append(f"p_L = {p} features < n + n(k − 1)/C = {needed:.4g} (counting): wrong inputs also reach "
+                       "loss 0")
     else:
         states.append(0)
     return Verdict(LEVELS[max(states)], reasons, fig)

@@ -25,7 +25,7 @@ DEFAULT_OUT = "rftheory_audit.npz"
 
 
 def add_parser(sub):
-    from ..attack.audit import AUDIT_OPTIONS  # noqa: PLC0415
+    from ..attack.options import NETWORK_OPTIONS  # noqa: PLC0415
 
     p = sub.add_parser(
         "audit",
@@ -65,8 +65,8 @@ def add_parser(sub):
                    help="with --data and an image shape: write a PNG grid of originals and reconstructions")
     p.add_argument("--threshold", type=positive_float, default=DEFAULT_THRESHOLD,
                    help="a sample counts as recovered when its sign-aware relative error is at most this")
-    p.add_argument("--seed", type=int, default=AUDIT_OPTIONS.seed, help="seed of the attack's random starts")
-    add_attack_options(p, AUDIT_OPTIONS)
+    p.add_argument("--seed", type=int, default=NETWORK_OPTIONS.seed, help="seed of the attack's random starts")
+    add_attack_options(p, NETWORK_OPTIONS)
     p.set_defaults(func=run)
     return p
 
@@ -118,6 +118,7 @@ def _load_model(args):
 
 def run(args) -> int:
     from ..attack.audit import audit  # noqa: PLC0415
+    from ..theory.identifiability import counting_limits  # noqa: PLC0415
 
     start = time.perf_counter()
     if args.save_images is not None:
@@ -157,9 +158,9 @@ def run(args) -> int:
         for note in s.notes:
             print(f"              {note}")
     k = res.attack.X_hat.shape[1]
-    needed = n + n * k / C
-    print(f"  counting    p_L = {model.p} features, n = {n}, {k} free coordinates per sample, C = {C}: identifiable "
-          f"by counting from p_L ≥ n + n·k/C = {needed:.0f} (p_L/(n + n·k/C) = {model.p / needed:.3g})")
+    needed = counting_limits(n, k, model.p, C)["boundary"]
+    print(f"  counting    p_L = {model.p} features, n = {n}, candidates on a sphere in {k} coordinates, C = {C}: "
+          f"identifiable by counting when p_L > n + n(k − 1)/C = {needed:.4g} (margin {model.p / needed:.3g}×)")
     print(f"  attack      {options.describe()}")
     print(f"  loss        {res.loss:.3e} (random candidates: {res.loss_random:.3e}); {res.attack.iterations} iterations, "
           f"stopped: {res.attack.stop_reason}")

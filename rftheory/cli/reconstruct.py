@@ -325,6 +325,7 @@ def _run_network(args, ds, start) -> int:
     """--model mlp|resnet: train the adapter by GD, attack ΔW_L, print as the RF case."""
     from ..models.adapters import SmallResNet, TwoLayerMLP, one_hot_targets  # noqa: PLC0415
     from ..attack.loss import projection_loss  # noqa: PLC0415
+    from ..attack.options import network_options  # noqa: PLC0415
 
     if getattr(args, "subspace", "none") != "none":
         raise ValueError("--subspace applies to --model rf only")
@@ -349,8 +350,11 @@ def _run_network(args, ds, start) -> int:
         targets = f"one-hot, C={Y.shape[1]} classes"
     else:
         Y, targets = ds.y[:, None], "y, C=1 output"
-    # re-seeding is off for networks unless --reseed (see its help); --no-reseed keeps it off
-    options = attack_options(args, reseed=bool(args.net_reseed) and args.reseed)
+    # networks take NETWORK_OPTIONS (the API's record for them) for every option left at its default;
+    # re-seeding is off there unless --reseed (see its help)
+    options = network_options(attack_options(args))
+    if args.net_reseed:
+        options = options.replace(reseed=True)
     dtype = np.dtype(options.dtype)
     seed = args.seed + 1000
     if args.model == "mlp":

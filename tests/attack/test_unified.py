@@ -193,7 +193,7 @@ def test_audit_recovers_a_gd_trained_mlp_and_says_the_assumptions_hold():
     from rftheory.attack.metrics import reconstruction_errors
 
     ds, model = _gd_mlp()
-    res = audit(model, 8, restarts=1)
+    res = audit(model, 8, restarts=2)
     assert res.form_name == "span-init" and res.subspace.usable
     assert reconstruction_errors(ds.X, res.X_hat).recovered.all()
     assert res.verdict.holds, res.verdict.words()
@@ -222,3 +222,29 @@ def test_choose_form_follows_the_initialisation():
         choose_form(model, "span-init")
     with pytest.raises(ValueError, match="form must be"):
         choose_form(model, "ntk")
+
+
+def test_subspace_loss_gradient_matches_torch_autograd():
+    """The projection loss through SubspaceMap and the initial body, differentiated by torch."""
+    torch = pytest.importorskip("torch", reason="autograd cross-check needs torch")
+    rng = np.random.default_rng(2)
+    model = TwoLayerMLP(10, 40, 2, "relu+tanh", seed=3)
+    for k in model.params:
+        model.params[k] = model.params[k] + 0.1 * rng.standard_normal(model.params[k].shape)
+    B = np.linalg.qr(rng.standard_normal((10, 4)))[0]
+    sub = SubspaceMap(model_at(model, "init"), B)
+    G = rng.standard_normal((3, 4))
+    Theta = rng.standard_normal((40, 2))
+    ours = feature_map_loss(G, Theta, sub)
+
+    Gt = torch.tensor(G, requires_grad=True)
+    W0 = torch.tensor(model.init_params["hidden.weight"])
+    b0 = torch.tensor(model.init_params["hidden.bias"])
+    Z = (np.sqrt(10 / 4) * Gt @ torch.tensor(B).T) @ W0.T + b0
+    F = torch.relu(Z) + torch.tanh(Z)
+    T = torch.tensor(Theta)
+    alpha = torch.linalg.solve(F @ F.T, F @ T)
+    loss = ((T - F.T @ alpha) ** 2).sum() / (T ** 2).sum()
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx(ours.loss, rel=1e-10)
+    np.testing.assert_allclose(ours.grad, Gt.grad.numpy(), rtol=1e-7, atol=1e-12)

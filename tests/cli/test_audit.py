@@ -30,8 +30,8 @@ def files(gd_mlp, tmp_path):
     return weights, data, tmp_path
 
 
-def _run(capsys, *argv):
-    code = main(["audit", *map(str, argv), "--restarts", "1"])
+def _run(capsys, *argv, restarts=1):
+    code = main(["audit", *map(str, argv), "--restarts", str(restarts)])
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -130,8 +130,44 @@ def test_audit_torch_end_to_end(tmp_path, capsys):
     export_state_dict_npz(weights, net.state_dict(), init, meta={"architecture": "mlp", "activation": "relu"})
     data = tmp_path / "data.npz"
     np.savez(data, X=ds.X)
-    code, out, _ = _run(capsys, weights, "--data", data)
+    code, out, _ = _run(capsys, weights, "--data", data, restarts=3)
     assert code == 0
     recovered = int(out.split("recovered   ")[1].split("/")[0])
     assert recovered >= 5, out
     assert "verdict     assumptions hold" in out
+
+
+def test_audit_folds_a_batchnorm_and_judges_the_broken_span(gd_mlp, tmp_path, capsys):
+    """A BatchNorm after the hidden layer (eval mode) is folded on import; its per-neuron rescaling
+    moves with training, so the first layer's rows no longer span the inputs: the verdict says so."""
+    ds, model = gd_mlp
+    rng = np.random.default_rng(1)
+    trained, init = state_dict(model), state_dict(model, "init")
+    m = trained["hidden.weight"].shape[0]
+    bn_init = {"hidden_bn.weight": np.ones(m), "hidden_bn.bias": np.zeros(m),
+               "hidden_bn.running_mean": np.zeros(m), "hidden_bn.running_var": np.ones(m)}
+    bn_trained = {"hidden_bn.weight": rng.uniform(0.5, 1.5, m), "hidden_bn.bias": 0.1 * rng.standard_normal(m),
+                  "hidden_bn.running_mean": 0.1 * rng.standard_normal(m),
+                  "hidden_bn.running_var": rng.uniform(0.5, 2.0, m)}
+    path = tmp_path / "bn.npz"
+    export_state_dict_npz(path, {**trained, **bn_trained}, {**init, **bn_init},
+                          meta={"architecture": "mlp", "activation": "relu"})
+    code, out, _ = _run(capsys, path, "--n", 8, "--out", tmp_path / "x.npz", "--max-iter", 100)
+    assert code == 0
+    assert "BatchNorm layers folded" in out or "BatchNorm layer folded" in out
+    assert "verdict     violated" in out and "BatchNorm" in out
+
+
+@pytest.mark.slow
+def test_audit_recovers_the_package_gd_mlp_on_20_digits(tmp_path, capsys):
+    """The package's own full-batch-GD MLP (digits n = 20, 4 classes, width 8·dn, all layers)."""
+    ds = digits(20, seed=0)
+    Y, _ = one_hot_targets(ds.y)
+    model = TwoLayerMLP(64, 8 * 64 * 20, Y.shape[1], "relu", seed=1000)
+    model.fit(ds.X, Y, train="all", tol=1e-8, max_steps=20000)
+    weights, data = tmp_path / "mlp.npz", tmp_path / "data.npz"
+    export_npz(model, weights)
+    np.savez(data, X=ds.X)
+    code, out, _ = _run(capsys, weights, "--data", data, restarts=3)
+    assert code == 0 and "recovered   20/20" in out and "verdict     assumptions hold" in out
+
