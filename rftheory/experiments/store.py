@@ -170,28 +170,30 @@ class SweepStore:
                              "choose another file")
         if "rftheory_store" in tables:
             self._check_marker(allow_legacy=True)
+        if "cells" not in tables:
+            # The first write of a new file creates the marker and the tables in one transaction, before
+            # the switch to WAL: a second sweep opening the same file meanwhile sees either an empty file
+            # or a complete store, never an SQLite header without the marker (which it would refuse).
+            columns = ", ".join(f"{self._q(name)} {_SQL_TYPES[kind]}" for name, kind in self.columns)
+            key = ", ".join(self._q(k) for k in self.key_columns)
+
+            def create():
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    con.execute("CREATE TABLE IF NOT EXISTS rftheory_store (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                    con.execute("INSERT OR IGNORE INTO rftheory_store VALUES ('format', ?)", (FORMAT,))
+                    con.execute("INSERT OR IGNORE INTO rftheory_store VALUES ('columns', ?)", (SIGNATURE,))
+                    con.execute(f"CREATE TABLE IF NOT EXISTS cells ({columns}, PRIMARY KEY ({key}))")
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+
+            self._retry(create)
         self._retry(lambda: con.execute("PRAGMA journal_mode=WAL").fetchall())
         if "rftheory_store" in tables and "cells" in tables:
             self._retry(self._migrate)
         con.execute("PRAGMA synchronous=FULL")  # a committed cell survives a power cut, not just a kill
-        if "cells" in tables:
-            return
-        columns = ", ".join(f"{self._q(name)} {_SQL_TYPES[kind]}" for name, kind in self.columns)
-        key = ", ".join(self._q(k) for k in self.key_columns)
-
-        def create():
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                con.execute("CREATE TABLE IF NOT EXISTS rftheory_store (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                con.execute("INSERT OR IGNORE INTO rftheory_store VALUES ('format', ?)", (FORMAT,))
-                con.execute("INSERT OR IGNORE INTO rftheory_store VALUES ('columns', ?)", (SIGNATURE,))
-                con.execute(f"CREATE TABLE IF NOT EXISTS cells ({columns}, PRIMARY KEY ({key}))")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-
-        self._retry(create)
         self._check_marker()
 
     def _check_marker(self, allow_legacy: bool = False):
