@@ -126,12 +126,15 @@ def run(args) -> int:
     print()
     print("  counting limits on the √d-sphere (numbers of features; a row has d − 1 freedoms)")
     span_above = p >= lim["span"]
-    print(f"    span identifiability   n + d  = {lim['span']:<8d} p = {p} is {'above' if span_above else 'below'}: "
+    print(f"    span identifiability   n + d  = {lim['span']:<8d} (n + d + 1 = {lim['span'] + 1} for inputs free in R^d)")
+    print(f"                                             p = {p} is {'above' if span_above else 'below'}: "
           + ("no far x̂ has φ(x̂) in span Φ by counting" if span_above else
              "p equations ≤ d − 1 + n unknowns: far x̂ with φ(x̂) in span Φ exist by counting"
              + (" (isolated at p = n + d − 1, where real ones need not exist)" if p == lim["span"] - 1 else "")))
     theta_above = p >= lim["theta"]
-    print(f"    θ identifiability      nd + 1 = {lim['theta']:<8d} p = {p} is {'above' if theta_above else 'below'}: "
+    print(f"    θ identifiability      nd + 1 = {lim['theta']:<8d} (n(d + 1) = {lim['theta'] + n - 1} for inputs free in "
+          "R^d)")
+    print(f"                                             p = {p} is {'above' if theta_above else 'below'}: "
           + ("θ alone pins X by counting" if theta_above else "wrong X̂ with θ in their span exist by counting"))
     if lim["outputs"] > 1:
         ok = lim["equations"] > lim["unknowns"]
@@ -143,7 +146,9 @@ def run(args) -> int:
     print("  the conclusions below are measured whatever the ratio)")
     hw = max(len(h.statement) for h in report.hypotheses)
     for h in report.hypotheses:
-        print(f"    {h.statement.ljust(hw)}  {h.detail} = {_fmt(h.measured)}")
+        # whatever the constant of ≫, a ratio ≤ 1 is not "much greater"
+        note = "  (≤ 1: not met, whatever the constant)" if h.measured <= 1 else ""
+        print(f"    {h.statement.ljust(hw)}  {h.detail} = {_fmt(h.measured)}{note}")
     rows = [(c.quantity, _fmt(c.measured), f"{c.relation} {_fmt(c.threshold)}", c.verdict, c.detail)
             for c in report.checks]
     headers = ("quantity", "measured", "threshold", "verdict", "how the threshold is set")
