@@ -25,6 +25,20 @@ def load_benchmark(name: str):
     return module
 
 
+def assert_one_line_cli_error(argv, msg, out_path, capsys):
+    """``rftheory ARGV --out OUT`` refuses with exit status 2, one line naming ``msg``, and writes nothing."""
+    from rftheory.cli import main
+
+    try:
+        status = main(list(argv) + ["--out", str(out_path)])
+    except SystemExit as exc:  # refused by argparse while parsing
+        status = exc.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1
+    assert not out_path.exists()
+
+
 def sphere_rows(rng, n, d):
     X = rng.standard_normal((n, d))
     return X * (np.sqrt(d) / np.linalg.norm(X, axis=1, keepdims=True))

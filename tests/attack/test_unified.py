@@ -63,6 +63,18 @@ def _small_mlp(rng, d=12, m=64, C=3):
     return model
 
 
+def _assert_loss_gradient_matches_fd(X, Theta, model, entries, rel, h=1e-6):
+    """The projection loss's gradient at the given entries of X against central differences."""
+    res = feature_map_loss(X, Theta, model)
+    for i, j in entries:
+        E = np.zeros_like(X)
+        E[i, j] = h
+        fd = (feature_map_loss(X + E, Theta, model, with_grad=False).loss
+              - feature_map_loss(X - E, Theta, model, with_grad=False).loss) / (2 * h)
+        assert res.grad[i, j] == pytest.approx(fd, rel=rel, abs=1e-9)
+    return res
+
+
 def test_subspace_map_lift_project_and_gradient_match_finite_differences():
     rng = np.random.default_rng(3)
     model = _small_mlp(rng)
@@ -71,15 +83,7 @@ def test_subspace_map_lift_project_and_gradient_match_finite_differences():
     G = rng.standard_normal((4, 5))
     np.testing.assert_allclose(sub.project(sub.lift(G)), G, atol=1e-12)
     assert np.allclose(np.linalg.norm(sub.lift(G), axis=1) / np.linalg.norm(G, axis=1), np.sqrt(12 / 5))
-    Theta = rng.standard_normal((64, 3))
-    res = feature_map_loss(G, Theta, sub)
-    h = 1e-6
-    for i, j in [(0, 0), (1, 3), (3, 4)]:
-        E = np.zeros_like(G)
-        E[i, j] = h
-        fd = (feature_map_loss(G + E, Theta, sub, with_grad=False).loss
-              - feature_map_loss(G - E, Theta, sub, with_grad=False).loss) / (2 * h)
-        assert res.grad[i, j] == pytest.approx(fd, rel=1e-5, abs=1e-10)
+    _assert_loss_gradient_matches_fd(G, rng.standard_normal((64, 3)), sub, [(0, 0), (1, 3), (3, 4)], rel=1e-5)
 
 
 def _in_kkt_cone(alpha, atol=1e-12):
@@ -123,16 +127,9 @@ def test_kkt_head_loss_gradient_matches_finite_differences():
     rng = np.random.default_rng(6)
     model = KKTHead(_small_mlp(rng))
     X = rng.standard_normal((4, 12))
-    Theta = rng.standard_normal((64, 3))
-    res = feature_map_loss(X, Theta, model)
+    res = _assert_loss_gradient_matches_fd(X, rng.standard_normal((64, 3)), model, [(0, 1), (2, 7), (3, 11)],
+                                           rel=1e-4)
     assert _in_kkt_cone(res.alpha)
-    h = 1e-6
-    for i, j in [(0, 1), (2, 7), (3, 11)]:
-        E = np.zeros_like(X)
-        E[i, j] = h
-        fd = (feature_map_loss(X + E, Theta, model, with_grad=False).loss
-              - feature_map_loss(X - E, Theta, model, with_grad=False).loss) / (2 * h)
-        assert res.grad[i, j] == pytest.approx(fd, rel=1e-4, abs=1e-9)
 
 
 def test_model_at_init_uses_the_initial_body_and_keeps_the_head():

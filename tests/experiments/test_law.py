@@ -37,6 +37,7 @@ from rftheory.experiments.law import (
 from rftheory.attack.metrics import reconstruction_errors
 from rftheory.models.random_features import RandomFeatures
 from rftheory.attack.reconstruct import reconstruct
+from conftest import assert_one_line_cli_error
 
 TINY = dict(sizes=[(2, 4), (3, 4)], ratios=[0.2, 0.5, 3.0], seeds=[0, 1], restarts=2, max_iter=150)
 N_TINY = 2 * 3 * 2
@@ -484,16 +485,7 @@ def test_cli_help_documents_every_option(capsys):
     (["law", "--activation", "nope"], "nope"),
 ])
 def test_cli_bad_input_is_one_line_error(argv, msg, tmp_path, capsys):
-    from rftheory.cli import main
-
-    try:
-        status = main(argv + ["--out", str(tmp_path / "x.csv")])
-    except SystemExit as exc:  # refused by argparse while parsing
-        status = exc.code
-    assert status == 2
-    err = capsys.readouterr().err
-    assert msg in err and err.count("\n") == 1
-    assert not (tmp_path / "x.csv").exists()
+    assert_one_line_cli_error(argv, msg, tmp_path / "x.csv", capsys)
 
 
 @pytest.mark.slow

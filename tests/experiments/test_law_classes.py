@@ -24,6 +24,7 @@ from rftheory.experiments.table import is_table, read_table
 from rftheory.models.random_features import RandomFeatures
 
 from test_law_outputs import legacy_csv, legacy_store  # tests/experiments is on sys.path (rootdir imports)
+from conftest import assert_one_line_cli_error
 
 SHORT = AttackOptions(restarts=1, max_iter=300)  # enough for these small cells
 CRIPPLED = AttackOptions(restarts=1, max_iter=1, strategy="restarts", reseed=False)
@@ -252,14 +253,5 @@ def test_cli_law_prints_both_critical_ratios_and_the_classes(tmp_path, capsys):
 
 @pytest.mark.parametrize("angles, msg", [(["10", "20", "30"], "at most 2"), (["0"], "--probe-angles")])
 def test_cli_law_refuses_bad_probe_angles(angles, msg, tmp_path, capsys):
-    from rftheory.cli import main
-
-    try:
-        status = main(["law", "--sizes", "2x3", "--ratios", "1", "--seeds", "0", "--probe-angles", *angles,
-                       "--out", str(tmp_path / "x.csv")])
-    except SystemExit as exc:  # refused by argparse while parsing
-        status = exc.code
-    assert status == 2
-    err = capsys.readouterr().err
-    assert msg in err and err.count("\n") == 1
-    assert not (tmp_path / "x.csv").exists()
+    assert_one_line_cli_error(["law", "--sizes", "2x3", "--ratios", "1", "--seeds", "0", "--probe-angles", *angles],
+                              msg, tmp_path / "x.csv", capsys)
