@@ -394,17 +394,46 @@ def _reconstruct_local(theta, model):
     return local
 
 
-def pursuit_search(theta, model, n: int, *, moves: int = 1000, drop=None, tol: float = 1e-10, max_iter: int = 3000,
+def pursuit_search(theta, model, n: int, *, moves: int = 50, drop=None, tol: float = 1e-10, max_iter: int = 3000,
                    seed: int = 0, callback=None, local=None, progress=None, **start_options) -> PursuitResult:
     """The attack from a pursuit start: :func:`pursuit_start`, a joint refit, then re-growth moves.
 
-    Moves (:func:`pursuit_move`) run while L > ``tol``, at most ``moves`` of
-    them, each kept when it lowers L, until ``callback(X, L)`` returns True
-    (checked after the first refit and after every move).  ``local`` is the
-    joint refit (default: one restart of :func:`~rftheory.attack.reconstruct.reconstruct`
-    from the rows, without re-seeding, ``max_iter`` iterations, in its working
-    precision); ``progress(move, m, L, L_trial)`` is called after each move.
-    ``start_options`` go to :func:`pursuit_start`.
+    Parameters
+    ----------
+    theta : array (p,)
+        The attacked vector θ (or Δθ).
+    model : RandomFeatures
+        The attacker's model (V, σ).
+    n : int
+        Rows to reconstruct (n̂).
+    moves : int
+        At most this many re-growth moves (:func:`pursuit_move`); they run while
+        L > ``tol``, and each is kept only when it lowers L.
+    drop : int, optional
+        Rows dropped per move; None: drawn per move by :func:`random_drop`.
+    tol : float
+        Stop once L ≤ tol.
+    max_iter : int
+        Iteration cap of every joint refit.
+    seed : int
+        Seed of all random draws (starting points, m).
+    callback : callable, optional
+        ``callback(X, L)`` after the first joint refit and after every move;
+        True stops the search (a move under way is finished first).
+    local : callable, optional
+        The joint refit ``local(X, iters) -> (X, L, iterations, stop reason)``;
+        default: one restart of :func:`~rftheory.attack.reconstruct.reconstruct`
+        from X without re-seeding, in its working precision.
+    progress : callable, optional
+        ``progress(move, m, L, L_trial)`` after every move.
+    **start_options
+        Passed to :func:`pursuit_start` (starts, iters, refit_iter, polish_iter, block, deflate).
+
+    Returns
+    -------
+    PursuitResult
+        The rows (model dtype), their loss L, the moves tried and kept, and L
+        after the first refit and after every move.
     """
     theta = _check(theta, model, n)
     rng = np.random.default_rng(seed)
