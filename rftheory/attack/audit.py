@@ -31,7 +31,7 @@ from .loss import feature_map_loss
 from .metrics import DEFAULT_THRESHOLD, reconstruction_errors
 from .options import NETWORK_OPTIONS, AttackOptions
 from .reconstruct import ReconstructionResult, reconstruct
-from .unified import (FORMS, Formulation, KKTHead, SubspaceEstimate, SubspaceMap,
+from .unified import (FORMS, Formulation, KKTHead, DataSubspace, SubspaceMap,
                       data_subspace, model_at, span_state, target_matrix)
 from .verdict import Verdict, judge
 
@@ -58,7 +58,7 @@ class AuditResult:
     form : Formulation
     why_form : str
         Why this form was chosen.
-    subspace : SubspaceEstimate or None
+    subspace : DataSubspace or None
         The first layer's data subspace (dense first layers only).
     c : float
         Decay factor of the initialisation used in the target (1: no weight decay).
@@ -83,7 +83,7 @@ class AuditResult:
     form_name: str
     form: Formulation
     why_form: str
-    subspace: SubspaceEstimate | None
+    subspace: DataSubspace | None
     c: float
     body_moved: float | None
     alpha_norms: np.ndarray

@@ -25,8 +25,10 @@ The rank r̂ is chosen from the singular values s_1 ≥ s_2 ≥ … ≥ s_K of �
   above the ε‖W₁_0‖ rounding left by the subtraction);
 * or a rank given by the caller.
 
-Weight decay (W₁ ← (1 − ηκ)W₁ − η∇) breaks the identity: the decayed
-initialisation leaves a full-rank component −(1 − (1 − ηκ)^T) W₁_0 in ΔW₁.
+Weight decay (W₁ ← (1 − ηκ)W₁ − η∇) breaks the identity for ΔW₁: the decayed
+initialisation leaves a full-rank component −(1 − (1 − ηκ)^T) W₁_0 in it.  The
+identity holds for W₁_T − c·W₁_0 with one scalar c, which
+:func:`rftheory.attack.unified.decay_factor` fits.
 
 Principal angles between the estimate and a known subspace are computed by
 :func:`rftheory.theory.span.principal_angles` (sine-based for small angles, so an

@@ -57,8 +57,9 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..linalg import gram_solve
+from .subspace_estimate import estimate_subspace
 
-__all__ = ["Formulation", "FORMS", "SubspaceEstimate", "data_subspace", "decay_factor", "SubspaceMap",
+__all__ = ["Formulation", "FORMS", "DataSubspace", "data_subspace", "decay_factor", "SubspaceMap",
            "model_at", "target_matrix", "span_state", "kkt_multipliers", "KKTHead"]
 
 TARGETS = ("delta", "trained")
@@ -124,8 +125,10 @@ FORMS = {
 
 
 @dataclass
-class SubspaceEstimate:
-    """The training inputs' subspace read from a dense first layer (:func:`data_subspace`).
+class DataSubspace:
+    """The training inputs' subspace read from a dense first layer (:func:`data_subspace`), with the
+    decay factor c and the figures the verdict reads (the SVD itself is
+    :func:`rftheory.attack.subspace_estimate.estimate_subspace`'s).
 
     Attributes
     ----------
@@ -184,7 +187,7 @@ def decay_factor(trained, init, k: int, *, max_iter: int = 100) -> float:
     return c
 
 
-def data_subspace(model, n: int) -> SubspaceEstimate:
+def data_subspace(model, n: int) -> DataSubspace:
     """Estimate span{x_i} from the first layer of a dense network (module docstring).
 
     ``model`` must have ``params["hidden.weight"]`` and ``init_params["hidden.weight"]``
@@ -194,14 +197,15 @@ def data_subspace(model, n: int) -> SubspaceEstimate:
     W = to_numpy(model.params["hidden.weight"]).astype(np.float64)
     W0 = to_numpy(model.init_params["hidden.weight"]).astype(np.float64)
     m, d = W.shape
-    k = min(int(n), d)
+    k = min(int(n), d, m)
     notes = []
     if np.array_equal(W, W0):
         s = np.zeros(min(m, d))
-        return SubspaceEstimate(np.eye(d), 1.0, s, 1.0, 0.0, 0, False,
+        return DataSubspace(np.eye(d), 1.0, s, 1.0, 0.0, 0, False,
                                 ["the first layer did not move (trained head only, or init equal to trained)"])
     c = decay_factor(W, W0, k) if k < d else 1.0
-    _, s, Vt = np.linalg.svd(W - c * W0, full_matrices=False)
+    est = estimate_subspace(W - c * W0, rank=k)  # the top-k right singular vectors of the update
+    s = est.singular_values
     s_rel = s / s[0]
     beyond = float((s[k:] ** 2).sum())
     tail = beyond / float((s * s).sum())
@@ -211,10 +215,10 @@ def data_subspace(model, n: int) -> SubspaceEstimate:
     usable = k < d
     if not usable:
         notes.append(f"n = {n} ≥ d = {d}: the training inputs span all of R^d, the first layer adds no constraint")
-    return SubspaceEstimate(Vt[:k].T.copy(), float(c), s_rel, tail, tail_w, signal, usable, notes)
+    return DataSubspace(np.asarray(est.basis), float(c), s_rel, tail, tail_w, signal, usable, notes)
 
 
-def span_state(sub: SubspaceEstimate) -> int:
+def span_state(sub: DataSubspace) -> int:
     """0 (holds), 1 (doubtful) or 2 (violated) for the first layer's span identity (cuts above)."""
     if sub.tail_energy <= SPAN_HOLDS or sub.tail_weights <= ROUNDING_LEVEL:
         return 0

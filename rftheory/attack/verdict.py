@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..theory.identifiability import counting_limits
-from .unified import SubspaceEstimate, span_state
+from .unified import DataSubspace, span_state
 
 __all__ = ["Verdict", "judge", "RATIO_HOLDS", "RATIO_VIOLATED", "LEVELS"]
 
@@ -72,7 +72,7 @@ class Verdict:
 
 
 def judge(loss: float, loss_random: float, *, p: int, n: int, k: int, outputs: int = 1,
-          subspace: SubspaceEstimate | None = None, agreement: float | None = None,
+          subspace: DataSubspace | None = None, agreement: float | None = None,
           second_loss: float | None = None) -> Verdict:
     """The verdict from the attacker's figures (module docstring for the cuts).
 
@@ -82,7 +82,7 @@ def judge(loss: float, loss_random: float, *, p: int, n: int, k: int, outputs: i
         Best loss reached, and the median loss of random candidates.
     p, n, k, outputs : int
         Head features p_L, samples, free coordinates per candidate, outputs C.
-    subspace : SubspaceEstimate or None
+    subspace : DataSubspace or None
         The first layer's span identity (None: no dense first layer).
     agreement, second_loss : float or None
         Fraction of rows a second independent search found too, and its loss.

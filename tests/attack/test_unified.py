@@ -4,7 +4,7 @@ import pytest
 
 from rftheory.attack.audit import audit, choose_form
 from rftheory.attack.loss import feature_map_loss
-from rftheory.attack.unified import (FORMS, Formulation, KKTHead, SubspaceEstimate, SubspaceMap, data_subspace,
+from rftheory.attack.unified import (FORMS, Formulation, KKTHead, DataSubspace, SubspaceMap, data_subspace,
                                      decay_factor, kkt_multipliers, model_at, span_state, target_matrix)
 from rftheory.attack.verdict import LEVELS, judge
 from rftheory.data.digits import digits
@@ -154,7 +154,7 @@ def test_formulation_refuses_gradients_at_init_without_init():
 
 
 def _sub(tail, tail_w):
-    return SubspaceEstimate(np.eye(3), 1.0, np.ones(3), tail, tail_w, 3, True)
+    return DataSubspace(np.eye(3), 1.0, np.ones(3), tail, tail_w, 3, True)
 
 
 def test_span_state_reads_rounding_as_holding_and_a_large_tail_as_violated():
