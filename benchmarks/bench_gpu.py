@@ -70,7 +70,7 @@ def matmul_peak(xp, size: int, min_time: float = 0.3) -> float:
 def iteration_time(model, theta, n: int, iterations: int) -> tuple[float, float]:
     """(seconds per L-BFGS iteration, evaluations per iteration): steady state over ``iterations``
     iterations of ``reconstruct`` (float32, one restart), after a warm-up run."""
-    kw = dict(restarts=1, max_iter=iterations, reseed=False, tol=0.0, dtype=np.float32)
+    kw = dict(restarts=1, max_iter=iterations, reseed=False, tol=0.0, dtype=np.float32, strategy="restarts")
     reconstruct(theta, model, n, **kw)
     stamps = []
     res = reconstruct(theta, model, n, callback=lambda X, L: stamps.append(time.perf_counter()), **kw)

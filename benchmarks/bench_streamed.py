@@ -46,7 +46,8 @@ def main(argv=None) -> int:
     res = projection_loss(ds.X.astype("float32"), model.theta, work)
     print(f"one float32 evaluation at the truth: {time.perf_counter() - start:.1f} s, loss {res.loss:.1e}")
     start = time.perf_counter()
-    out = reconstruct(model.theta, model, args.n, restarts=1, max_iter=args.iterations, reseed=False, tol=0.0)
+    out = reconstruct(model.theta, model, args.n, restarts=1, max_iter=args.iterations, reseed=False, tol=0.0,
+                      strategy="restarts")
     t = time.perf_counter() - start
     print(f"attack: {out.iterations} L-BFGS iterations, {out.evaluations} evaluations in {t:.1f} s "
           f"({t / max(out.evaluations, 1):.1f} s/evaluation), loss {out.loss_history[0]:.3f} -> {out.loss:.3f}")

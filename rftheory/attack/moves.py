@@ -79,7 +79,9 @@ def near_duplicate_pair(X, merge_cos: float):
 
 
 def leave_one_out_losses(fun, X, stacked: bool) -> np.ndarray:
-    """L(X̂ without row i) for every row i (float64 host array)."""
+    """L(X̂ without row i) for every row i (float64 host array); 1 for a single row (no rows explain nothing)."""
+    if X.shape[0] == 1:
+        return np.ones(1)
     reduced = [delete_row(X, i) for i in range(X.shape[0])]
     if stacked:
         xp = array_namespace(X)
@@ -105,7 +107,7 @@ def row_to_drop(fun, X, merge_cos: float, stacked: bool) -> int:
 def delete_row(X, i):
     """X̂ without row i."""
     xp = array_namespace(X)
-    return X[xp.asarray([j for j in range(X.shape[0]) if j != i])]
+    return X[xp.asarray([j for j in range(X.shape[0]) if j != i], dtype=np.int64)]
 
 
 def prune(fun, local, X, n: int, merge_cos: float, stacked: bool, iters: int = PRUNE_ITERATIONS):

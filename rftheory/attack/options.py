@@ -16,7 +16,7 @@ import numpy as np
 __all__ = ["AttackOptions", "NETWORK_OPTIONS", "network_options", "OPTIMIZERS", "DERIVATIVES", "STRATEGIES"]
 
 OPTIMIZERS = ("lbfgs", "momentum")
-STRATEGIES = ("restarts", "overparam", "birthdeath")
+STRATEGIES = ("restarts", "overparam", "birthdeath", "pursuit")
 DERIVATIVES = ("true", "relu")
 _DTYPES = {"float32": np.float32, "float64": np.float64, "model": None}
 
@@ -31,9 +31,9 @@ class AttackOptions:
         Independent random initialisations; the lowest final loss wins.
     max_iter : int
         Iteration cap of a restart's local search (all re-seeding rounds together).  The
-        birth-death moves of strategy "birthdeath" come on top: each re-optimises for at most
-        min(max_iter, :data:`rftheory.attack.moves.MOVE_ITERATIONS`) iterations, so a restart
-        runs at most max_iter + moves·min(max_iter, MOVE_ITERATIONS) iterations.
+        moves come on top: a birth-death move re-optimises for at most min(max_iter,
+        :data:`rftheory.attack.moves.MOVE_ITERATIONS`) iterations, a pursuit start or re-growth
+        move for at most max_iter (plus the pursuit's own deflated refits).
     tol : float
         A restart stops once the projection loss L ≤ tol.  L ≤ tol is evidence of
         recovery only above the counting limit on the sphere, p ≥ nd + 1 (p > n +
@@ -58,18 +58,23 @@ class AttackOptions:
         The Gram matrix, α, r and L are accumulated in float64 either way.
     batch_restarts : bool
         Run the restarts together, sharing each pass over V (random-features models, L-BFGS).
-    strategy : "birthdeath", "restarts" or "overparam"
-        The global search around the local optimiser (:mod:`rftheory.attack.moves`): random
-        starts, each followed, while L > tol, by up to ``moves`` birth-death moves (default:
-        on benchmarks/bench_threshold.py it recovers at least every cell plain restarts recover);
-        independent random starts only (the behaviour before the moves); or each start
-        over-parameterised with n̂ + k rows, optimised, then pruned to n̂ rows.  A restart
-        that reaches tol is the same run under "birthdeath" and "restarts".
+    strategy : "pursuit", "birthdeath", "restarts" or "overparam"
+        The global search around the local optimiser, run by a restart that ends above tol:
+        "pursuit" grows a fresh start row by row by matching pursuit on θ, refits it jointly,
+        then makes up to ``moves`` re-growth moves (drop the m least useful rows, grow them
+        back by pursuit, refit) (:mod:`rftheory.attack.pursuit`; random-features models with a
+        vector θ, otherwise birth-death moves); "birthdeath" makes up to ``moves`` birth-death
+        moves (add a random row, refit, drop the least useful; :mod:`rftheory.attack.moves`);
+        "restarts" runs independent random starts only; "overparam" starts each restart with
+        n̂ + k rows and prunes them to n̂.  Every proposal is kept only if it lowers L.  A restart
+        that reaches tol is the same run under every strategy but "overparam" (the moves draw
+        after all starts are drawn).
     extra_rows : int
         k of "overparam"; 0 picks it from the counting limit (see :func:`rftheory.attack.moves.extra_rows_for`).
     moves : int
-        Birth-death moves per restart ("birthdeath"), each accepted only if it lowers L; they come
-        on top of ``max_iter``, each re-optimisation capped at min(300, max_iter) iterations.
+        Moves per restart ("pursuit": re-growth moves, each refit capped at ``max_iter``
+        iterations; "birthdeath": birth-death moves, each refit capped at min(300, max_iter)),
+        each accepted only if it lowers L; they come on top of ``max_iter``.
     merge_cos : float
         Two rows with |cos| above this are a near-duplicate pair (a derivative feature, not two
         samples): the moves drop one of them first and never accept a state holding one.
@@ -88,7 +93,7 @@ class AttackOptions:
     stop_at_tol: bool = True
     dtype: str = "float32"
     batch_restarts: bool = False
-    strategy: str = "birthdeath"
+    strategy: str = "pursuit"
     extra_rows: int = 0
     moves: int = 30
     merge_cos: float = 0.99

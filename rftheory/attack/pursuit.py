@@ -261,14 +261,15 @@ class DeflatedFeatures:
         return (G * self.model.activation.deriv(X @ self.V.T)) @ self.V
 
 
-def _deflated_refit(X, theta_B, feats, iters):
-    """The package's Riemannian L-BFGS on the deflated loss from X: (X, L)."""
+def _deflated_refit(X, theta_B, feats, iters, stop=None):
+    """The package's Riemannian L-BFGS on the deflated loss from X: (X, L); ``stop()`` True ends it early."""
 
     def objective(Xs):
         res = feature_map_loss(Xs[0], theta_B, feats)
         return (res.loss,), riemannian_gradient(Xs[0], res.grad)[None]
 
-    res = riemannian_lbfgs(objective, X[None], max_iter=iters, tol=0.0, memory=20)
+    res = riemannian_lbfgs(objective, X[None], max_iter=iters, tol=0.0, memory=20,
+                           callback=None if stop is None else (lambda k, Xk, fk: bool(stop())))
     return res.X[0], float(res.f[0])
 
 
@@ -284,7 +285,7 @@ def _check(theta, model, n):
 
 def pursuit_start(theta, model, n: int, *, keep=None, starts: int = STARTS, iters: int = ASCENT_ITERATIONS,
                   refit_iter: int = REFIT_ITERATIONS, polish_iter: int = POLISH_ITERATIONS, block: int = 1,
-                  seed: int = 0, rng=None, deflate: bool = True):
+                  seed: int = 0, rng=None, deflate: bool = True, stop=None):
     """A start X̂ (n, d) for the attack, grown row by row by matching pursuit (module docstring).
 
     Parameters
@@ -311,6 +312,9 @@ def pursuit_start(theta, model, n: int, *, keep=None, starts: int = STARTS, iter
     deflate : bool
         Project off the degree-0 and degree-1 directions B (:func:`low_order_basis`);
         False scores and refits against θ itself.
+    stop : callable, optional
+        ``stop()`` is asked after every added row and every refit iteration; True ends the
+        growth at once (the missing rows are random sphere points, the polish is skipped).
 
     Returns
     -------
@@ -330,16 +334,21 @@ def pursuit_start(theta, model, n: int, *, keep=None, starts: int = STARTS, iter
         S = retract_to_sphere(xp.asarray(check_matrix(keep, "keep", cols=model.d, cols_name="d"), dtype=np.float64))
         if S.shape[0] >= n:
             raise ValueError(f"keep has {S.shape[0]} rows; give fewer than n = {n}")
+    stopped = False
     while S.shape[0] < n:
+        if stop is not None and stop():
+            stopped = True
+            S = xp.concatenate([S, random_sphere(n - S.shape[0], model.d, rng, xp, np.float64)], axis=0)
+            break
         rows, _ = best_rows(theta, model, S, B if deflate else None, min(block, n - S.shape[0]), rng,
                             starts=starts, iters=iters)
         if rows.shape[0] == 0:  # nothing left to explain: fill with random rows
             rows = random_sphere(n - S.shape[0], model.d, rng, xp, np.float64)
         S = xp.concatenate([S, rows], axis=0)
         if refit_iter > 0:
-            S, _ = _deflated_refit(S, theta_B, feats, refit_iter)
-    if polish_iter > 0:
-        S, _ = _deflated_refit(S, theta_B, feats, polish_iter)
+            S, _ = _deflated_refit(S, theta_B, feats, refit_iter, stop)
+    if polish_iter > 0 and not stopped:
+        S, _ = _deflated_refit(S, theta_B, feats, polish_iter, stop)
     return retract_to_sphere(S.astype(model.dtype))
 
 

@@ -27,14 +27,19 @@ L-BFGS on that row alone (the loss as a function of one row).  It uses only
 what the attacker knows (θ, V, σ, n̂).  A restart gives up after
 MAX_FRUITLESS_RESEEDS consecutive re-seeds that lower its loss by less than 0.1 %.
 
-Global strategy (``options.strategy``, moves in :mod:`rftheory.attack.moves`):
-``"birthdeath"`` (default) follows each restart that ends above tol by up to
-``moves`` birth-death moves (add a random row, re-optimise jointly, drop the
-least useful row or one of a near-duplicate pair, accept if L falls);
-``"restarts"`` runs the above from independent random starts only;
-``"overparam"`` starts each restart from n̂ + k rows optimised jointly and
-pruned to n̂.  The moves draw after all starts are drawn, so a restart that
-reaches tol is the same run under "birthdeath" and "restarts".
+Global strategy (``options.strategy``), for a restart that ends above tol:
+``"pursuit"`` grows a fresh start row by row by matching pursuit on θ and
+refits it jointly, then makes up to ``moves`` re-growth moves (drop the m
+least useful rows, grow them back by pursuit, refit;
+:mod:`rftheory.attack.pursuit`; a vector θ of a random-features model, else
+birth-death moves); ``"birthdeath"`` makes up to ``moves`` birth-death moves
+(add a random row, re-optimise jointly, drop the least useful row or one of a
+near-duplicate pair; :mod:`rftheory.attack.moves`); ``"restarts"`` does
+nothing more (independent random starts only); ``"overparam"`` starts each
+restart from n̂ + k rows optimised jointly and pruned to n̂.  A proposal is
+kept only if L falls.  The moves draw after all starts are drawn, so a
+restart that reaches tol is the same run under "pursuit", "birthdeath" and
+"restarts".
 
 Stopping words: ``loss_at_tol`` says only that L ≤ tol; ``stop_reason`` says
 why the optimiser stopped; :meth:`ReconstructionResult.verdict_words` states
@@ -59,6 +64,7 @@ from ..optim.lbfgs import riemannian_lbfgs, stalled
 from ..optim.sphere import random_sphere, retract_to_sphere, riemannian_gradient, step_on_sphere
 from .loss import PreparedProjectionLoss, blas_for, projection_loss  # blas_for: the engine's thread rule
 from . import moves as _moves
+from . import pursuit as _pursuit
 from .options import NETWORK_OPTIONS, OPTIMIZERS, AttackOptions
 from ..validation import check_count, check_finite, check_matrix, check_vector
 
@@ -102,14 +108,15 @@ class ReconstructionResult:
     stop_reason : str
         Why the best restart's last optimiser round stopped: one of
         :data:`rftheory.optim.lbfgs.STOP_REASONS` ("tol", "stalled", "max_iter",
-        "line_search", "callback", ...), or "moves" when the birth-death moves
-        of strategy "birthdeath" ran out above tol.
+        "line_search", "callback", ...), or "moves" when the moves of strategy
+        "pursuit" or "birthdeath" ran out above tol.
     p, d : int
         Features and input dimension of the attacked model (for :meth:`verdict_words`).
     outputs : int
         C, the columns of the attacked Θ (1 for a vector θ).
     moves : int
-        Accepted birth-death moves in the best restart (strategy "birthdeath").
+        Accepted proposals of the global strategy in the best restart (pursuit start
+        and re-growth moves, or birth-death moves).
     """
 
     X_hat: object
@@ -214,6 +221,43 @@ class _Counter:
         if self.callback(X, L):
             self.stopped = True
         return self.stopped
+
+
+def _pursue(fun, local, theta, model, X, L, rng, o: AttackOptions, history):
+    """Strategy "pursuit" after a restart that ended above tol: (X, L, iterations, accepted).
+
+    First a fresh pursuit start (:func:`rftheory.attack.pursuit.pursuit_start`, rows grown one at
+    a time against what the others leave unexplained) refitted jointly by ``local``; then up to
+    ``o.moves`` re-growth moves (:func:`rftheory.attack.pursuit.pursuit_move`: drop the m least
+    useful rows, grow them back by pursuit, refit).  Each proposal replaces X only if it lowers L
+    and holds no near-duplicate pair; the moves start from the better of the restart and the
+    pursuit start.
+    """
+    iters = accepted = 0
+    # max_iter caps the pursuit's own deflated refits as well (a short run stays short)
+    caps = dict(refit_iter=min(_pursuit.REFIT_ITERATIONS, o.max_iter),
+                polish_iter=min(_pursuit.POLISH_ITERATIONS, o.max_iter))
+
+    def stop():  # the user's callback, asked with the best state so far while the pursuit grows rows
+        if not fun.stopped and fun.callback is not None and fun.callback(X, L):
+            fun.stopped = True
+        return fun.stopped
+
+    Y = _pursuit.pursuit_start(theta, model, X.shape[0], rng=rng, stop=stop, **caps)
+    Y, LY, it, _ = local(Y, o.max_iter)
+    iters += it
+    if LY < L and _moves.near_duplicate_pair(Y, o.merge_cos) is None:
+        X, L, accepted = Y, LY, accepted + 1
+        history.append(L)
+    for _ in range(o.moves):
+        if L <= o.tol or fun.stopped:
+            break
+        Y, LY, it, ok = _pursuit.pursuit_move(fun, local, theta, model, X, rng, max_iter=o.max_iter, stop=stop, **caps)
+        iters += it
+        if ok and LY < L:
+            X, L, accepted = Y, LY, accepted + 1
+            history.append(L)
+    return X, L, iters, accepted
 
 
 def _lbfgs(fun, X, max_iter, tol, history):
@@ -395,6 +439,7 @@ def _reconstruct(theta, model, n, options: AttackOptions, init, progress, callba
     histories = [None] * len(starts)
     reasons = [""] * len(starts)
     stacked = hasattr(model, "weight_blocks")  # the loss takes stacks (k, m, d): leave-one-out in one evaluation
+    pursuable = stacked and getattr(theta, "ndim", 1) == 1  # pursuit scores one θ against V (else: birth-death)
     if o.strategy == "overparam":
         k_extra = _moves.extra_rows_for(n, model.d, model.p, o.extra_rows)
         starts = [None] * o.restarts  # made per restart below (their draws follow the previous restart's)
@@ -455,7 +500,11 @@ def _reconstruct(theta, model, n, options: AttackOptions, init, progress, callba
         if best_X is not None and best_round < L:
             X, L = best_X, best_round
             history.append(L)  # the returned X̂ is the best round's, not the last
-        if o.strategy == "birthdeath" and o.optimizer == "lbfgs" and L > o.tol and not fun.stopped:
+        if o.strategy == "pursuit" and o.optimizer == "lbfgs" and L > o.tol and not fun.stopped and pursuable:
+            X, L, it, accepted_moves = _pursue(fun, local, theta, model, X, L, rng, o, history)
+            total_iters += it
+            reason = "tol" if L <= o.tol else ("callback" if fun.stopped else "moves")
+        elif o.strategy in ("birthdeath", "pursuit") and o.optimizer == "lbfgs" and L > o.tol and not fun.stopped:
             for _ in range(o.moves):
                 Z, LZ, it, ok = _moves.birth_death_move(fun, local, model, X, rng, o.merge_cos, stacked,
                                                         iters=min(_moves.MOVE_ITERATIONS, o.max_iter))

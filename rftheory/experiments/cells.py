@@ -408,6 +408,8 @@ def rotated_start(X, angle: float, seed: int):
     from ..optim.sphere import riemannian_gradient  # noqa: PLC0415
 
     X = np.asarray(X, dtype=np.float64)
+    if X.shape[1] < 2:
+        raise ValueError("d = 1: the sphere is two points, a row cannot be rotated by an angle")
     rng = np.random.default_rng([int(seed), PROBE_STREAM])
     U = riemannian_gradient(X, rng.standard_normal(X.shape))
     U = U / np.linalg.norm(U, axis=1, keepdims=True)
@@ -438,12 +440,14 @@ def run_probe(theta, model, X, angle: float, attack: AttackOptions, threshold: f
 
     Returns ``success`` (every sample recovered, sign-aware error ≤ ``threshold``),
     ``recovered_fraction``, ``loss`` (final L) and ``iterations``; a diverged run
-    (FloatingPointError) is a failure with NaN loss.
+    (FloatingPointError) is a failure with NaN loss, and so is d = 1 (no rotation exists).
     """
     from ..attack.metrics import reconstruction_errors  # noqa: PLC0415
     from ..attack.reconstruct import reconstruct  # noqa: PLC0415
 
     n = X.shape[0]
+    if X.shape[1] < 2:
+        return dict(success=False, recovered_fraction=0.0, loss=_nan(), iterations=0)
     try:
         res = reconstruct(theta, model, n, probe_options(attack), init=rotated_start(X, angle, seed))
     except FloatingPointError:

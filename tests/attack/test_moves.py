@@ -133,12 +133,64 @@ def test_birth_death_recovers_a_near_limit_cell_that_plain_restarts_miss():
     assert moved.loss_at_tol and np.all(reconstruction_errors(ds.X, moved.X_hat).recovered)
 
 
-def test_default_strategy_is_birth_death_and_equals_restarts_when_the_first_restart_reaches_tol():
-    assert AttackOptions().strategy == "birthdeath"
+def test_default_strategy_is_pursuit_and_equals_restarts_when_the_first_restart_reaches_tol():
+    assert AttackOptions().strategy == "pursuit"
     ds = synthetic_sphere(10, 20, seed=0)
     model = RandomFeatures(4000, 20, "relu+tanh", seed=1000, dtype=np.float64).fit(ds.X, ds.y)
     a = reconstruct(model.theta, model, 10)
     b = reconstruct(model.theta, model, 10, strategy="restarts")
+    c = reconstruct(model.theta, model, 10, strategy="birthdeath")
     assert a.loss_at_tol and a.moves == 0
+    for other in (b, c):
+        np.testing.assert_array_equal(a.X_hat, other.X_hat)
+        assert a.loss == other.loss and a.loss_history == other.loss_history
+
+
+def test_pursuit_recovers_a_near_limit_cell_that_restarts_and_birth_death_miss():
+    """n=8, d=16, p/(dn) = 1.25 (p = 160, seed 0): plain restarts and birth-death moves stop above
+    1e-5 with 0/8 samples; the pursuit start and its re-growth moves recover all 8."""
+    ds = synthetic_sphere(8, 16, seed=0, noise=0.1)
+    model = RandomFeatures(160, 16, "relu+tanh", seed=1000, dtype=np.float64).fit(ds.X, ds.y)
+    for strategy in ("restarts", "birthdeath"):
+        missed = reconstruct(model.theta, model, 8, strategy=strategy)
+        assert not missed.loss_at_tol and not np.any(reconstruction_errors(ds.X, missed.X_hat).recovered)
+    found = reconstruct(model.theta, model, 8, strategy="pursuit")
+    assert found.loss_at_tol and found.moves >= 1 and found.stop_reason == "tol"
+    assert np.all(reconstruction_errors(ds.X, found.X_hat).recovered)
+
+
+def test_pursuit_honours_the_callback_while_it_grows_rows():
+    """A callback that asks to stop is obeyed inside the pursuit (not only between L-BFGS iterations):
+    the attack returns after the first question once the restart is over, with stop reason "callback"."""
+    ds = synthetic_sphere(8, 16, seed=1, noise=0.1)
+    model = RandomFeatures(192, 16, "relu+tanh", seed=1001, dtype=np.float64).fit(ds.X, ds.y)
+    plain = reconstruct(model.theta, model, 8, strategy="restarts", restarts=1)
+    calls = []
+
+    def cb(X, L):
+        calls.append(L)
+        return len(calls) > len(plain.loss_history) + 5  # let the restart finish, then stop at once
+
+    res = reconstruct(model.theta, model, 8, strategy="pursuit", restarts=1, callback=cb)
+    assert res.stop_reason == "callback" and not res.loss_at_tol
+    assert len(calls) <= len(plain.loss_history) + 7
+
+
+def test_pursuit_falls_back_to_birth_death_for_a_multi_output_theta():
+    ds = synthetic_sphere(4, 8, seed=2)
+    Y = np.stack([ds.y, -ds.y, ds.y ** 2], axis=1)
+    model = RandomFeatures(40, 8, "relu+tanh", seed=1002, dtype=np.float64).fit(ds.X, Y)
+    short = dict(restarts=1, moves=2, max_iter=30, reseed=False)  # stops above tol, so the moves run
+    a = reconstruct(model.theta, model, 4, strategy="pursuit", **short)
+    b = reconstruct(model.theta, model, 4, strategy="birthdeath", **short)
+    assert a.moves == 2 and a.stop_reason == "moves"
     np.testing.assert_array_equal(a.X_hat, b.X_hat)
-    assert a.loss == b.loss and a.loss_history == b.loss_history
+    assert a.loss == b.loss
+
+
+def test_one_row_has_leave_one_out_loss_one_and_deletes_to_an_empty_set():
+    ds, model, fun, local = _problem()
+    X = random_sphere(1, 6, np.random.default_rng(2))
+    assert moves.delete_row(X, 0).shape == (0, 6)
+    np.testing.assert_array_equal(moves.leave_one_out_losses(fun, X, True), [1.0])
+    assert moves.least_useful_row(fun, X, True) == 0

@@ -118,7 +118,8 @@ def test_threaded_attack_is_reproducible():
     runs = []
     for _ in range(2):
         with threadpool_limits(limits=2, user_api="blas"):  # the kernels follow the BLAS limit
-            runs.append(reconstruct(model.theta, model, 8, restarts=1, max_iter=30, reseed=False, tol=0.0, seed=4))
+            runs.append(reconstruct(model.theta, model, 8, restarts=1, max_iter=30, reseed=False, tol=0.0, seed=4,
+                                       strategy="restarts"))
     assert runs[0].loss == runs[1].loss and np.array_equal(runs[0].X_hat, runs[1].X_hat)
 
 

@@ -255,3 +255,17 @@ def test_cli_law_prints_both_critical_ratios_and_the_classes(tmp_path, capsys):
 def test_cli_law_refuses_bad_probe_angles(angles, msg, tmp_path, capsys):
     assert_one_line_cli_error(["law", "--sizes", "2x3", "--ratios", "1", "--seeds", "0", "--probe-angles", *angles],
                               msg, tmp_path / "x.csv", capsys)
+
+
+def test_probe_at_d_1_is_a_stated_failure_not_a_nan_start():
+    """At d = 1 the sphere is {−1, +1}: no row can be rotated, so rotated_start refuses and the probe
+    reports a failure with NaN loss (a law sweep over a 1×1 shape still runs)."""
+    X = np.ones((2, 1))
+    with pytest.raises(ValueError, match="d = 1"):
+        rotated_start(X, 30.0, seed=0)
+    ds = synthetic_sphere(1, 1, seed=0)
+    from rftheory.models.random_features import RandomFeatures
+
+    model = RandomFeatures(3, 1, "relu+tanh", seed=1000, dtype=np.float64).fit(ds.X, ds.y)
+    out = run_probe(model.theta, model, ds.X, 30.0, AttackOptions(), 0.05, 0)
+    assert out["success"] is False and math.isnan(out["loss"])
