@@ -59,12 +59,14 @@ class AttackOptions:
     batch_restarts : bool
         Run the restarts together, sharing each pass over V (random-features models, L-BFGS).
     strategy : "pursuit", "birthdeath", "restarts" or "overparam"
-        The global search around the local optimiser, run by a restart that ends above tol:
-        "pursuit" grows a fresh start row by row by matching pursuit on θ, refits it jointly,
-        then makes up to ``moves`` re-growth moves (drop the m least useful rows, grow them
-        back by pursuit, refit) (:mod:`rftheory.attack.pursuit`; random-features models with a
-        vector θ, otherwise birth-death moves); "birthdeath" makes up to ``moves`` birth-death
-        moves (add a random row, refit, drop the least useful; :mod:`rftheory.attack.moves`);
+        The global search around the local optimiser.  "pursuit": once every restart has ended
+        above tol, from the best one, a fresh start grown row by row by matching pursuit on θ and
+        refitted jointly, then up to ``moves`` re-growth moves (drop the m least useful rows, grow
+        them back by pursuit, refit), ending after 10 rejected in a row
+        (:mod:`rftheory.attack.pursuit`; random-features models with a vector θ, otherwise
+        birth-death moves per restart); "birthdeath": each restart that ends above tol makes up
+        to ``moves`` birth-death moves (add a random row, refit, drop the least useful;
+        :mod:`rftheory.attack.moves`);
         "restarts" runs independent random starts only; "overparam" starts each restart with
         n̂ + k rows and prunes them to n̂.  Every proposal is kept only if it lowers L.  A restart
         that reaches tol is the same run under every strategy but "overparam" (the moves draw
@@ -72,8 +74,9 @@ class AttackOptions:
     extra_rows : int
         k of "overparam"; 0 picks it from the counting limit (see :func:`rftheory.attack.moves.extra_rows_for`).
     moves : int
-        Moves per restart ("pursuit": re-growth moves, each refit capped at ``max_iter``
-        iterations; "birthdeath": birth-death moves, each refit capped at min(300, max_iter)),
+        Most moves ("pursuit": re-growth moves of the one global search, each refit capped at
+        ``max_iter`` iterations; "birthdeath": birth-death moves per restart, each refit capped
+        at min(300, max_iter)),
         each accepted only if it lowers L; they come on top of ``max_iter``.
     merge_cos : float
         Two rows with |cos| above this are a near-duplicate pair (a derivative feature, not two

@@ -27,17 +27,19 @@ L-BFGS on that row alone (the loss as a function of one row).  It uses only
 what the attacker knows (θ, V, σ, n̂).  A restart gives up after
 MAX_FRUITLESS_RESEEDS consecutive re-seeds that lower its loss by less than 0.1 %.
 
-Global strategy (``options.strategy``), for a restart that ends above tol:
-``"pursuit"`` grows a fresh start row by row by matching pursuit on θ and
-refits it jointly, then makes up to ``moves`` re-growth moves (drop the m
-least useful rows, grow them back by pursuit, refit;
-:mod:`rftheory.attack.pursuit`; a vector θ of a random-features model, else
-birth-death moves); ``"birthdeath"`` makes up to ``moves`` birth-death moves
-(add a random row, re-optimise jointly, drop the least useful row or one of a
-near-duplicate pair; :mod:`rftheory.attack.moves`); ``"restarts"`` does
-nothing more (independent random starts only); ``"overparam"`` starts each
-restart from n̂ + k rows optimised jointly and pruned to n̂.  A proposal is
-kept only if L falls.  The moves draw after all starts are drawn, so a
+Global strategy (``options.strategy``): ``"pursuit"``, once every restart
+has ended above tol, takes the best one, grows a fresh start row by row by
+matching pursuit on θ and refits it jointly, then makes up to ``moves``
+re-growth moves (drop the m least useful rows, grow them back by pursuit,
+refit), ending after MAX_FRUITLESS_MOVES rejected proposals in a row
+(:mod:`rftheory.attack.pursuit`; a vector θ of a random-features model,
+else birth-death moves per restart); ``"birthdeath"`` follows each restart
+that ends above tol by up to ``moves`` birth-death moves (add a random row,
+re-optimise jointly, drop the least useful row or one of a near-duplicate
+pair; :mod:`rftheory.attack.moves`); ``"restarts"`` does nothing more
+(independent random starts only); ``"overparam"`` starts each restart from
+n̂ + k rows optimised jointly and pruned to n̂.  A proposal is kept only if
+L falls.  The moves draw after all starts are drawn, so a
 restart that reaches tol is the same run under "pursuit", "birthdeath" and
 "restarts".
 
@@ -74,6 +76,7 @@ MAX_FRUITLESS_RESEEDS = 4  # stop a restart after this many re-seeds in a row th
 LBFGS_MEMORY = 20  # curvature pairs: enough for the n̂·d-dimensional problems here, cheap next to an evaluation
 MOMENTUM_STALL_WINDOW = 200  # momentum creeps: judge a stall over many more steps than L-BFGS's 10
 REFIT_ITERATIONS = 100  # L-BFGS iterations polishing a re-seeded row (a d-dimensional problem)
+MAX_FRUITLESS_MOVES = 10  # rejected moves in a row that end the pursuit: successes near the limit followed runs of up to 8
 
 
 @dataclass
@@ -115,8 +118,8 @@ class ReconstructionResult:
     outputs : int
         C, the columns of the attacked Θ (1 for a vector θ).
     moves : int
-        Accepted proposals of the global strategy in the best restart (pursuit start
-        and re-growth moves, or birth-death moves).
+        Accepted proposals of the global strategy (the pursuit start and re-growth
+        moves, or the best restart's birth-death moves).
     """
 
     X_hat: object
@@ -223,16 +226,20 @@ class _Counter:
         return self.stopped
 
 
-def _pursue(fun, local, theta, model, X, L, rng, o: AttackOptions, history):
-    """Strategy "pursuit" after a restart that ended above tol: (X, L, iterations, accepted).
+def _pursue(fun, theta, model, X, L, rng, o: AttackOptions, history):
+    """Strategy "pursuit" once every restart ended above tol, from the best one: (X, L, iterations, accepted).
 
     First a fresh pursuit start (:func:`rftheory.attack.pursuit.pursuit_start`, rows grown one at
-    a time against what the others leave unexplained) refitted jointly by ``local``; then up to
+    a time against what the others leave unexplained) refitted jointly by L-BFGS; then up to
     ``o.moves`` re-growth moves (:func:`rftheory.attack.pursuit.pursuit_move`: drop the m least
-    useful rows, grow them back by pursuit, refit).  Each proposal replaces X only if it lowers L
-    and holds no near-duplicate pair; the moves start from the better of the restart and the
-    pursuit start.
+    useful rows, grow them back by pursuit, refit), ending early after MAX_FRUITLESS_MOVES
+    rejected proposals in a row.  Each proposal replaces X only if it lowers L and holds no
+    near-duplicate pair; the moves start from the better of the restart and the pursuit start.
     """
+
+    def local(Y, iters):  # the proposals' refits: their losses are not the attack's history
+        return _lbfgs(fun, Y, iters, o.tol, [])
+
     iters = accepted = 0
     # max_iter caps the pursuit's own deflated refits as well (a short run stays short)
     caps = dict(refit_iter=min(_pursuit.REFIT_ITERATIONS, o.max_iter),
@@ -249,14 +256,17 @@ def _pursue(fun, local, theta, model, X, L, rng, o: AttackOptions, history):
     if LY < L and _moves.near_duplicate_pair(Y, o.merge_cos) is None:
         X, L, accepted = Y, LY, accepted + 1
         history.append(L)
+    fruitless = 0
     for _ in range(o.moves):
-        if L <= o.tol or fun.stopped:
+        if L <= o.tol or fun.stopped or fruitless >= MAX_FRUITLESS_MOVES:
             break
         Y, LY, it, ok = _pursuit.pursuit_move(fun, local, theta, model, X, rng, max_iter=o.max_iter, stop=stop, **caps)
         iters += it
         if ok and LY < L:
-            X, L, accepted = Y, LY, accepted + 1
+            X, L, accepted, fruitless = Y, LY, accepted + 1, 0
             history.append(L)
+        else:
+            fruitless += 1
     return X, L, iters, accepted
 
 
@@ -500,11 +510,8 @@ def _reconstruct(theta, model, n, options: AttackOptions, init, progress, callba
         if best_X is not None and best_round < L:
             X, L = best_X, best_round
             history.append(L)  # the returned X̂ is the best round's, not the last
-        if o.strategy == "pursuit" and o.optimizer == "lbfgs" and L > o.tol and not fun.stopped and pursuable:
-            X, L, it, accepted_moves = _pursue(fun, local, theta, model, X, L, rng, o, history)
-            total_iters += it
-            reason = "tol" if L <= o.tol else ("callback" if fun.stopped else "moves")
-        elif o.strategy in ("birthdeath", "pursuit") and o.optimizer == "lbfgs" and L > o.tol and not fun.stopped:
+        if ((o.strategy == "birthdeath" or (o.strategy == "pursuit" and not pursuable)) and o.optimizer == "lbfgs"
+                and L > o.tol and not fun.stopped):
             for _ in range(o.moves):
                 Z, LZ, it, ok = _moves.birth_death_move(fun, local, model, X, rng, o.merge_cos, stacked,
                                                         iters=min(_moves.MOVE_ITERATIONS, o.max_iter))
@@ -528,6 +535,15 @@ def _reconstruct(theta, model, n, options: AttackOptions, init, progress, callba
             progress(r, float(L))
         if (o.stop_at_tol and L <= o.tol) or fun.stopped:
             break
+    if (o.strategy == "pursuit" and pursuable and o.optimizer == "lbfgs" and best.loss > o.tol
+            and not fun.stopped):  # one global search from the best restart, after every restart failed
+        X, L, it, accepted = _pursue(fun, theta, model, best.X_hat, best.loss, rng, o, best.loss_history)
+        best.X_hat, best.loss, best.moves = X, float(L), accepted
+        best.iterations += it
+        best.loss_at_tol = bool(L <= o.tol)
+        best.stop_reason = "tol" if L <= o.tol else ("callback" if fun.stopped else "moves")
+        if progress is not None:
+            progress(len(finals), float(L))
     if model is not caller_model:  # report X̂ and L in the caller's precision
         best.X_hat = retract_to_sphere(best.X_hat.astype(caller_model.dtype))
         best.loss = projection_loss(best.X_hat, theta, caller_model, with_grad=False).loss

@@ -194,3 +194,28 @@ def test_one_row_has_leave_one_out_loss_one_and_deletes_to_an_empty_set():
     assert moves.delete_row(X, 0).shape == (0, 6)
     np.testing.assert_array_equal(moves.leave_one_out_losses(fun, X, True), [1.0])
     assert moves.least_useful_row(fun, X, True) == 0
+
+
+def test_pursuit_runs_once_after_every_restart_failed_and_ends_after_fruitless_moves(monkeypatch):
+    """Strategy "pursuit" searches once, from the best restart, after all restarts ended above tol; its
+    re-growth moves stop after MAX_FRUITLESS_MOVES rejected proposals in a row (here: every one)."""
+    from rftheory.attack import pursuit, reconstruct as rec
+
+    calls = {"start": 0, "move": 0}
+    real_start = pursuit.pursuit_start
+
+    def start(*a, **k):
+        calls["start"] += 1
+        return real_start(*a, **k)
+
+    def worse(fun, local, theta, model, X, rng, **k):
+        calls["move"] += 1
+        return X, float("inf"), 1, True
+
+    monkeypatch.setattr(pursuit, "pursuit_start", start)
+    monkeypatch.setattr(pursuit, "pursuit_move", worse)
+    ds = synthetic_sphere(8, 16, seed=0, noise=0.1)
+    model = RandomFeatures(160, 16, "relu+tanh", seed=1000, dtype=np.float64).fit(ds.X, ds.y)
+    res = reconstruct(model.theta, model, 8, restarts=2, max_iter=40, tol=1e-30, moves=25)
+    assert len(res.restarts) == 2 and calls["start"] == 1
+    assert calls["move"] == rec.MAX_FRUITLESS_MOVES and res.stop_reason == "moves" and not res.loss_at_tol
