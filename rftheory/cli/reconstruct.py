@@ -206,13 +206,12 @@ def run(args) -> int:
     attack = _subspace_attack(args, ds, model, n)
     print(f"  attack      n̂={n_guess}, {options.describe()}")
 
-    def progress(r, loss):
-        print(f"    restart {r + 1}/{options.restarts}: loss {loss:.3e}", flush=True)
+    progress = _progress_printer(options)
 
     result = _diverged_is_an_error(args, lambda: attack(model.theta, model, n_guess, options=options,
                                                           progress=progress))
     print(f"  loss        {result.loss:.3e} after {result.iterations} iterations "
-          f"({result.evaluations} evaluations, {result.reseeds} re-seeds, {result.wall_time:.1f} s)")
+          f"({result.evaluations} evaluations, {result.reseeds} re-seeds, {_moves_words(result)}{result.wall_time:.1f} s)")
     print(f"  stopped     {result.stop_reason}; {result.verdict_words()}")
     if n_guess != n:
         print(f"  metrics     skipped: n̂={n_guess} ≠ n={n} (one-to-one matching needs n̂ = n)")
@@ -382,12 +381,11 @@ def _run_network(args, ds, start) -> int:
           f"(reference only: > 0 when the body moved during training)")
     print(f"  attack      n̂={n_guess}, {options.describe()}")
 
-    def progress(r, loss):
-        print(f"    restart {r + 1}/{options.restarts}: loss {loss:.3e}", flush=True)
+    progress = _progress_printer(options)
 
     result = _diverged_is_an_error(args, lambda: reconstruct(theta, model, n_guess, options, progress=progress))
     print(f"  loss        {result.loss:.3e} after {result.iterations} iterations "
-          f"({result.evaluations} evaluations, {result.reseeds} re-seeds, {result.wall_time:.1f} s)")
+          f"({result.evaluations} evaluations, {result.reseeds} re-seeds, {_moves_words(result)}{result.wall_time:.1f} s)")
     print(f"  stopped     {result.stop_reason}; {result.verdict_words()}")
     if n_guess != n:
         print(f"  metrics     skipped: n̂={n_guess} ≠ n={n} (one-to-one matching needs n̂ = n)")
@@ -395,6 +393,23 @@ def _run_network(args, ds, start) -> int:
         print_errors(ds.X, result.X_hat, args.threshold, args.seed)
     print(f"  wall time   {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _progress_printer(options):
+    """progress(r, loss) for reconstruct: one line per restart, then one for the pursuit (r = restarts)."""
+
+    def progress(r, loss):
+        what = (f"restart {r + 1}/{options.restarts}" if r < options.restarts
+                else "pursuit from the best restart (every restart ended above --tol)")
+        print(f"    {what}: loss {loss:.3e}", flush=True)
+
+    return progress
+
+
+def _moves_words(result) -> str:
+    """'k accepted <strategy> proposals, ' when the global strategy changed X̂, else ''."""
+    k = result.moves
+    return f"{k} accepted {result.options.strategy} proposal{'' if k == 1 else 's'}, " if k else ""
 
 
 def _diverged_is_an_error(args, attack):

@@ -37,6 +37,16 @@ def test_small_reconstruct_run_prints_the_report(capsys):
     assert f"attack      n̂=3, {AttackOptions(restarts=2, seed=1).describe()}" in out  # the record that ran
 
 
+def test_reconstruct_reports_the_pursuit_after_failed_restarts(capsys):
+    """n=8, d=16, p/(dn)=1.25, seed 0: all three restarts stop above tol, the pursuit recovers; the report
+    names the pursuit's line (not a fourth restart) and its accepted proposals."""
+    assert main(["reconstruct", "--n", "8", "--d", "16", "--ratio", "1.25", "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "restart 3/3" in out and "restart 4/3" not in out
+    assert "pursuit from the best restart (every restart ended above --tol): loss" in out
+    assert "accepted pursuit proposal" in out and "recovered   8/8" in out
+
+
 @pytest.mark.skipif(not numba_enabled("panel"),
                     reason="the reference numbers come from the compiled panel kernels")
 def test_default_reconstruct_prints_its_reference_numbers(capsys):
