@@ -72,7 +72,7 @@ from ..optim.lbfgs import riemannian_lbfgs
 from ..optim.sphere import random_sphere, retract_to_sphere, riemannian_gradient
 from ..validation import check_count, check_matrix, check_vector
 from . import moves as _moves
-from .loss import feature_map_loss, fused_value_and_derivative, projection_loss
+from .loss import blas_for, feature_map_loss, fused_value_and_derivative, projection_loss
 
 __all__ = ["pursuit_score", "low_order_basis", "span_basis", "best_rows", "DeflatedFeatures", "pursuit_start",
            "pursuit_move", "pursuit_search", "PursuitResult", "random_drop"]
@@ -235,7 +235,8 @@ def best_rows(theta, model, S, base, k, rng, *, starts=STARTS, iters=ASCENT_ITER
     r = theta - Q @ (Q.T @ theta)
     if float(xp.sum(r * r)) <= TINY_RESIDUAL * float(xp.sum(theta * theta)):
         return xp.zeros((0, model.d)), xp.zeros(0)
-    C, s = _ascend(r, Q, model, starts, rng, iters)
+    with blas_for(4.0 * starts * model.p * (model.d + Q.shape[1])):  # the engine's thread rule, per evaluation
+        C, s = _ascend(r, Q, model, starts, rng, iters)
     return _distinct(C, s, k, cos_max, exclude=S)
 
 
@@ -268,8 +269,10 @@ def _deflated_refit(X, theta_B, feats, iters, stop=None):
         res = feature_map_loss(Xs[0], theta_B, feats)
         return (res.loss,), riemannian_gradient(Xs[0], res.grad)[None]
 
-    res = riemannian_lbfgs(objective, X[None], max_iter=iters, tol=0.0, memory=20,
-                           callback=None if stop is None else (lambda k, Xk, fk: bool(stop())))
+    flops = 4.0 * X.shape[0] * feats.p * (feats.d + 2 * feats.B.shape[1])  # products with V and with B
+    with blas_for(flops):  # small refits on one BLAS thread: threads oversubscribe a shared machine
+        res = riemannian_lbfgs(objective, X[None], max_iter=iters, tol=0.0, memory=20,
+                               callback=None if stop is None else (lambda k, Xk, fk: bool(stop())))
     return res.X[0], float(res.f[0])
 
 
