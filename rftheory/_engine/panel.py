@@ -23,7 +23,11 @@ place, which matters when memory bandwidth is the limit):
   natural row-major layout (no transposed packing, no padding of the rows
   to a vector width); tiles of B_TILE_ROWS rows × B_TILE_COORDS coordinates
   keep one vector of lane-wise partial sums per entry, G8[i, k, :], summed
-  over the VECTOR lanes at the end.
+  over the VECTOR lanes at the end;
+* backward on the column panels Q[m, j, c] = V[j, w·m + c] (``pack_columns``,
+  a second copy, for large d where G8 outgrows the L2 cache):
+  G[:, w·m : w·m + w] += W Q[m], the forward tile with W's scalars broadcast
+  and Q[m] read as one contiguous stream (``_column_blocks``).
 
 Two register-blocked micro-kernels (the BLIS scheme) do the products: the
 forward one loads the vectors of B, broadcasts the tile's scalars of A and
@@ -58,9 +62,11 @@ __all__ = [
     "aligned_zeros",
     "panel_kernels_available",
     "pack_forward",
+    "pack_columns",
     "pack_tiles",
     "panel_matmul_forward",
     "panel_matmul_backward",
+    "column_matmul_backward",
 ]
 
 
@@ -77,6 +83,7 @@ B_TILE_COORDS = 2
 GRAM_TILE_ROWS = 4
 GRAM_TILE_COLS = 4 if VECTOR == 16 else 2
 BACKWARD_CHUNK_BLOCKS = 16  # panels per backward tile call (the tile's rows of W stay in L1)
+COLUMN_W_COLS = 16 * PANEL_WIDTH  # columns of W (features of one chunk of the loss's pass 2) in _column_blocks
 
 try:  # pragma: no cover - exercised whenever numba is installed
     from llvmlite import ir
@@ -130,6 +137,31 @@ def pack_forward(V: np.ndarray) -> np.ndarray:
     if full < blocks:  # the last panel, part-filled
         P[full, :d, :p - full * w] = V[full * w:].T
     return P
+
+
+def pack_columns(V: np.ndarray) -> np.ndarray:
+    """Q[m, j, c] = V[j, w·m + c] (w = PANEL_WIDTH), zero past d and p; shape (⌈d/w⌉, ⌈p/w⌉·w, w).
+
+    The column panels of V: pack_forward(Vᵀ), the layout of the backward product G = W V by
+    register tiles (:func:`_column_blocks`).  A tile of G (rows × w coordinates of panel m) sums
+    over the features j, and Q[m] holds exactly the w coordinates of every feature, one 128- or
+    64-byte run per feature, one after the other: the tile reads one contiguous stream, as the
+    forward tile does on P, instead of one stream per feature as on V itself.  Features run to
+    whole forward panels (zero rows past p: the loss's W is zero there too).  Copied
+    PACK_PANELS·w features at a time (no second full-size temporary).
+    """
+    p, d = V.shape
+    w = PANEL_WIDTH
+    columns, full = -(-d // w), d // w
+    p_pad = -(-p // w) * w
+    Q = aligned_zeros((columns, p_pad, w))
+    step = PACK_PANELS * w
+    for j0 in range(0, p, step):
+        j1 = min(j0 + step, p)
+        Q[:full, j0:j1, :] = V[j0:j1, :full * w].reshape(j1 - j0, full, w).transpose(1, 0, 2)
+        if full < columns:  # the last column panel, part-filled
+            Q[full, j0:j1, :d - full * w] = V[j0:j1, full * w:]
+    return Q
 
 
 def pack_tiles(X: np.ndarray) -> np.ndarray:
@@ -541,6 +573,9 @@ if _HAVE_NUMBA:
     residual_and_weights = _make_residual(True)
     # the float64 Gram of pass 1: GRAM_TILE_ROWS × GRAM_TILE_COLS sums per tile
     gram_tile = _make_gram_tile(GRAM_TILE_ROWS, GRAM_TILE_COLS)
+    # backward on the column panels Q: W (row-major, COLUMN_W_COLS columns) broadcast against the w
+    # coordinates of Q[m], sums added into G
+    _column_tile = _make_tile(TILE_ROWS, PANEL_WIDTH // VECTOR, COLUMN_W_COLS, 1, accumulate=True)
 
     @njit(nogil=True, cache=True)
     def aligned_zeros_1d(size, dtype):  # pragma: no cover - compiled
@@ -592,6 +627,28 @@ if _HAVE_NUMBA:
                                    G8, (s * d_pad + k0) * VECTOR, d_pad * VECTOR)
 
 
+if _HAVE_NUMBA:
+    @njit(nogil=True, cache=True)
+    def _column_blocks(W, Q, G, j0, count):  # pragma: no cover - compiled
+        """G[i, w·m + c] += Σ_{0 ≤ t < count} W[i, t] Q[m, j0 + t, c] for every row i of W and column
+        panel m (w = PANEL_WIDTH), that is G += W V[j0 : j0 + count] with Q = pack_columns(V).
+
+        W is row-major with COLUMN_W_COLS columns (count ≤ COLUMN_W_COLS) and a multiple of TILE_ROWS
+        rows; G is (W's rows × ≥ Q.shape[0]·w).  Tiles of TILE_ROWS rows × w coordinates keep their
+        sums in registers over all ``count`` features (loaded from G once, stored once), reading
+        Q[m, j0 : j0 + count] as one contiguous run; the row tiles are the outer loop, so each
+        tile's rows of G stay in cache over the column panels.  Each entry of G gets its terms in
+        feature order, one fused multiply–add each.
+        """
+        rows = W.shape[0]
+        panels, p_pad = Q.shape[0], Q.shape[1]
+        g_row = G.shape[1]
+        for s in range(0, rows, TILE_ROWS):
+            for m in range(panels):
+                _column_tile(W, s * COLUMN_W_COLS, Q, (m * p_pad + j0) * PANEL_WIDTH, PANEL_WIDTH,
+                             G, s * g_row + m * PANEL_WIDTH, g_row, count)
+
+
 def _require_numba():
     if not _HAVE_NUMBA:
         raise RuntimeError("the packed-panel kernels need Numba")
@@ -616,3 +673,19 @@ def panel_matmul_backward(W: np.ndarray, P: np.ndarray, d: int) -> np.ndarray:
     G8 = aligned_zeros((padded.shape[0], P.shape[1], VECTOR))
     _backward_blocks(padded, P, G8, 0, P.shape[0], 0)
     return G8[:rows, :d].sum(axis=2)
+
+
+def column_matmul_backward(W: np.ndarray, Q: np.ndarray, d: int) -> np.ndarray:
+    """W V (rows×d, float32) from the column panels Q = pack_columns(V), COLUMN_W_COLS features at a time."""
+    _require_numba()
+    rows, p = W.shape
+    w = PANEL_WIDTH
+    rows_pad = -(-rows // TILE_ROWS) * TILE_ROWS
+    G = aligned_zeros((rows_pad, Q.shape[0] * w))
+    chunk = aligned_zeros((rows_pad, COLUMN_W_COLS))
+    for j0 in range(0, p, COLUMN_W_COLS):
+        j1 = min(j0 + COLUMN_W_COLS, p)
+        chunk[:rows, :j1 - j0] = W[:, j0:j1]
+        chunk[:, j1 - j0:] = 0.0
+        _column_blocks(chunk, Q, G, j0, -(-(j1 - j0) // w) * w)
+    return G[:rows, :d]

@@ -15,16 +15,19 @@ rows (row g·n̂ + i of the stacked X̂ is sample i of set g):
     pass 2, per chunk of RESIDUAL_CHUNK_BLOCKS panels:
         r_g = θ − F_gᵀ α_g,  ‖r_g‖² accumulated               (float64)
         W = D ⊙ r_g (per row of set g), packed by rows,
-        Gᵀ += Vᵀ Wᵀ (backward micro-kernel on the same panels P; from d = NATURAL_MIN_D
-        on, natural_backward on V in its own row-major layout)
+        Gᵀ += Vᵀ Wᵀ (backward micro-kernel on the same panels P; from d = COLUMN_MIN_D
+        on, the column panels Q = pack_columns(V) instead: _column_blocks)
     L_g = ‖r_g‖²/‖θ‖²,   ∂L/∂X̂_g = −(2/‖θ‖²) diag(α_g) G_g.
 
 Every step uses a chunk while it is in cache: Z, F and D are written once
 and read back once (pass 2), W never leaves the cache, and each pass reads V
 once: pass 1 from the packed copy, pass 2 from the same copy or, at large d
 (the products are then memory-bound: each element of V meets only R·n̂ rows),
-from V itself, whose rows are contiguous along the coordinates that pass 2
-sums into.
+from a second copy packed by columns, Q (:func:`rftheory._engine.panel.pack_columns`):
+the packed backward's lane-wise sums (rows × d × VECTOR floats) outgrow the L2
+cache there, and Q serves the same register tiles as the forward product
+(sums over the features in registers, one contiguous stream of Q per tile;
+on V itself a tile would walk one stream per feature).
 
 Threads: the features are cut into fixed pieces (:func:`piece_bounds`:
 PIECE_BLOCKS panels each, shrinking towards the end so that the threads
@@ -42,8 +45,9 @@ BLAS pin are settled by :class:`PanelLoss` (:mod:`rftheory._engine.threads`).
 
 Arrays reach the compiled code as one record, :class:`Workspace` (buffers of
 one shape of X̂, θ, the panels and σ's coefficients), plus the per-call
-control counters.  The packed panels are cached per model, weakly
-(:func:`packed_panels`): nothing is stored on the model, and the copy goes
+control counters.  The packed panels (and the column panels, made
+on first use at d ≥ COLUMN_MIN_D) are cached per model, weakly
+(:func:`packed_panels`): nothing is stored on the model, and the copies go
 with it.
 """
 from __future__ import annotations
@@ -58,29 +62,29 @@ import numpy as np
 from ..backend import numba_enabled
 from ..linalg import cholesky_condition_limit, gram_solve
 from .panel import (
+    COLUMN_W_COLS,
     GRAM_TILE_COLS,
     GRAM_TILE_ROWS,
     PANEL_WIDTH,
     TILE_ROWS,
     VECTOR,
     aligned_zeros,
+    pack_columns,
     pack_forward,
     panel_kernels_available,
 )
 from .threads import SMALL_PROBLEM_FLOPS, blas_limit, serial_blas
 
 __all__ = ["panel_coefficients", "PanelLoss", "Workspace", "packed_panels", "padded_theta", "piece_bounds",
-           "panel_bytes_allowed", "NATURAL_MIN_D"]
+           "panel_bytes_allowed", "COLUMN_MIN_D"]
 
-PANEL_MEMORY_SHARE = 0.5  # the packed copy of V may take at most this share of the memory available when it is made
+PANEL_MEMORY_SHARE = 0.5  # the packed copies of V may take at most this share of the memory available when made
 PANEL_FALLBACK_BYTES = 2**30  # the packed copy's limit where the available memory cannot be read (/proc/meminfo)
-NATURAL_MIN_D = 1024  # from this d on, pass 2 reads V in its own row-major layout (natural_backward): the packed
-# backward's lane-wise sums (rows × d × VECTOR floats) outgrow the L2 cache there
-NATURAL_ROWS = 16  # features (rows of V) per step of natural_backward: few enough rows that the hardware follows
-# their streams, enough that each tile's sums are loaded and stored once per 16 multiply–add steps
-NATURAL_PREFETCH = 256  # floats ahead in a row of V that natural_backward asks the cache for (8 tiles of 32)
+COLUMN_MIN_D = 1024  # from this d on, pass 2 reads the column panels Q = pack_columns(V) (a second copy of V's
+# size): the packed backward's lane-wise sums (rows × d × VECTOR floats) outgrow the L2 cache there
 FORWARD_CHUNK_BLOCKS = 16  # panels (PANEL_WIDTH = 16 or 32 features each) per cache-resident chunk of pass 1
 RESIDUAL_CHUNK_BLOCKS = 16  # panels per cache-resident chunk of pass 2
+assert RESIDUAL_CHUNK_BLOCKS * PANEL_WIDTH == COLUMN_W_COLS  # pass 2's W is the column backward's operand
 PIECE_BLOCKS = 128  # panels (2048 or 4096 features) per piece of work handed to a thread (see piece_bounds)
 TAIL_PIECE_BLOCKS = 16  # the smallest piece (one chunk: 256 or 512 features), at the end of a pass
 TAIL_SHARE = 4  # a piece is at most 1/TAIL_SHARE of the panels left: the pieces shrink towards the end
@@ -100,8 +104,8 @@ if panel_kernels_available():
 
     from .panel import (
         _backward_blocks,
+        _column_blocks,
         _forward_blocks,
-        _make_tile,
         _pack_tiles_into,
         aligned_zeros_1d,
         gram_tile,
@@ -111,39 +115,6 @@ if panel_kernels_available():
         sigma_row_surrogate,
     )
     from .spin import atomic_add, atomic_load, atomic_store, cpu_relax, yield_processor
-
-    # pass 2's product on V's own layout: W (rows × RESIDUAL_CHUNK_BLOCKS·PANEL_WIDTH, row-major) broadcast
-    # against PANEL_WIDTH columns of NATURAL_ROWS rows of V, the sums added into G
-    _natural_tile = _make_tile(TILE_ROWS, PANEL_WIDTH // VECTOR, RESIDUAL_CHUNK_BLOCKS * PANEL_WIDTH, 1,
-                               accumulate=True, prefetch=NATURAL_PREFETCH)
-
-    @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
-    def natural_backward(W, V, G, j0, j1):  # pragma: no cover - compiled
-        """G[i, k] += Σ_{j0 ≤ j < j1} W[i, j − j0] V[j, k] for all rows i of W and k < d, V (p × d) row-major.
-
-        Steps of NATURAL_ROWS features; in each, tiles of TILE_ROWS rows × PANEL_WIDTH columns keep
-        their sums in registers over the step's features (scalars of W broadcast, vectors of a row
-        of V), so each element of V is loaded once per tile of rows and no lane sums are needed.
-        Columns past the last whole tile: a plain loop.  The order of the sums is fixed by the
-        arguments only.  W has a multiple of TILE_ROWS rows and RESIDUAL_CHUNK_BLOCKS·PANEL_WIDTH
-        columns, G (W's rows × ≥ d).
-        """
-        rows, width = W.shape
-        d, g_row = V.shape[1], G.shape[1]
-        cols = d - d % PANEL_WIDTH
-        for s0 in range(j0, j1, NATURAL_ROWS):
-            count = min(NATURAL_ROWS, j1 - s0)
-            for k0 in range(0, cols, PANEL_WIDTH):
-                for s in range(0, rows, TILE_ROWS):
-                    _natural_tile(W, s * width + (s0 - j0), V, s0 * d + k0, d, G, s * g_row + k0, g_row, count)
-        if cols < d:
-            for i in range(rows):
-                g = G[i]
-                for j in range(j0, j1):
-                    w = W[i, j - j0]
-                    v = V[j]
-                    for k in range(cols, d):
-                        g[k] += w * v[k]
 
     # (loops index 1-D row slices: LLVM vectorises those, not 2-D indexing)
     @njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
@@ -238,17 +209,18 @@ if panel_kernels_available():
 
         r and W come from :func:`rftheory._engine.panel.residual_and_weights` over whole panels (past p,
         F = θ = 0, so r = W = 0).  W lives only chunk by chunk, row-major (rows of F, zero rows
-        past R·n̂), in cache.  The backward kernel
+        past R·n̂), in cache.  On the forward panels the backward kernel
         keeps VECTOR lane-wise partial sums per entry of G over the whole range;
-        they are added (lanes in order) into G[k] (rows × d_pad) at the end.
+        they are added (lanes in order) into G[k] (rows × d_pad) at the end.  On the column
+        panels Q (ws.columns) every chunk adds W V into G[k] directly (:func:`_column_blocks`).
         """
         F, D, theta, alpha, P, G, r_sq = ws.F, ws.D, ws.theta, ws.alpha, ws.P, ws.G[k], ws.r_sq[k]
         groups, n_hat = alpha.shape
         block_lo, block_hi = ws.bounds[k], ws.bounds[k + 1]
         width = RESIDUAL_CHUNK_BLOCKS * PANEL_WIDTH
         W = aligned_zeros_1d(F.shape[0] * width, np.float32).reshape((F.shape[0], width))
-        natural, p = ws.natural, ws.V.shape[0]
-        lanes_d = 0 if natural else P.shape[1]  # the packed backward's lane-wise sums (none on V's own layout)
+        columns = ws.columns
+        lanes_d = 0 if columns else P.shape[1]  # the packed backward's lane-wise sums (none on the column panels)
         G8 = aligned_zeros_1d(F.shape[0] * lanes_d * VECTOR, np.float32).reshape((F.shape[0], lanes_d, VECTOR))
         z_cols, lanes = F.shape[1], VECTOR // 2
         for b0 in range(block_lo, block_hi, RESIDUAL_CHUNK_BLOCKS):
@@ -265,11 +237,11 @@ if panel_kernels_available():
                     r_sq[g] += residual_row_sums(F, D, f, z_cols, alpha, g * n_hat, n_hat, theta, c0,
                                                  W, g * n_hat * width, width, vectors)
             if with_grad:
-                if natural:
-                    natural_backward(W, ws.V, G, c0, min(b1 * PANEL_WIDTH, p))
+                if columns:
+                    _column_blocks(W, ws.Q, G, c0, (b1 - b0) * PANEL_WIDTH)
                 else:
                     _backward_blocks(W, P, G8, b0, b1, c0)
-        if with_grad and not natural:
+        if with_grad and not columns:
             for i in range(groups * n_hat):
                 for k in range(P.shape[1]):
                     s = np.float32(0.0)
@@ -555,8 +527,8 @@ class Workspace(NamedTuple):
 
     Xt: np.ndarray  # (⌈R·n̂/TILE_ROWS⌉, d, TILE_ROWS) float32: X̂ packed for the forward kernel
     P: np.ndarray  # the panels of V (packed_panels)
-    V: np.ndarray  # V itself (p × d float32, row-major)
-    natural: bool  # pass 2 on V's own layout (natural_backward) instead of the panels
+    Q: np.ndarray  # the column panels of V (pack_columns), or an empty (0, 0, PANEL_WIDTH) array
+    columns: bool  # pass 2 on the column panels Q (_column_blocks) instead of the panels P
     theta: np.ndarray  # θ as float64, zero-padded to whole panels (padded_theta)
     bounds: np.ndarray  # int64 panel bounds of the pieces (piece_bounds)
     F: np.ndarray  # (rows, features) float32: Z, then σ(Z), in place
@@ -566,7 +538,7 @@ class Workspace(NamedTuple):
     v_total: np.ndarray  # (R, n̂): v summed in piece order
     A_total: np.ndarray  # (R, n̂, n̂): A summed in piece order
     alpha: np.ndarray  # (R, n̂): A⁻¹v
-    G: np.ndarray  # (pieces, R·n̂, d_pad) float32: W V per piece
+    G: np.ndarray  # (pieces, R·n̂, d_pad or Q's columns) float32: W V per piece
     r_sq: np.ndarray  # (pieces, R) float64: ‖r‖² per piece
     a: np.float32  # σ = a·relu + b·tanh
     b: np.float32
@@ -574,9 +546,9 @@ class Workspace(NamedTuple):
     limit: float  # the Cholesky rule's bound on κ̂ (cholesky_condition_limit(n̂))
 
 
-def _workspace(P, theta, shape, a, b, relu_surrogate: bool, V=None, natural: bool | None = None) -> Workspace:
+def _workspace(P, theta, shape, a, b, relu_surrogate: bool, Q=None) -> Workspace:
     """A new workspace for X̂ of ``shape`` (R, n̂, d) on the panels P of V, with θ from :func:`padded_theta`;
-    pass 2 on V's own layout when ``natural`` (default: d ≥ NATURAL_MIN_D and V given)."""
+    pass 2 on the column panels Q when given (:func:`pack_columns` of the same V)."""
     R, n_hat, d = shape
     rows = R * n_hat
     tiles = -(-rows // TILE_ROWS)
@@ -584,18 +556,16 @@ def _workspace(P, theta, shape, a, b, relu_surrogate: bool, V=None, natural: boo
     bounds = piece_bounds(blocks)
     pieces = bounds.size - 1
     F = aligned_zeros((tiles * TILE_ROWS, blocks * PANEL_WIDTH))
-    if natural is None:
-        natural = V is not None and d >= NATURAL_MIN_D
-    if V is None:
-        if natural:
-            raise ValueError("pass 2 on V's own layout needs V")
-        V = np.zeros((0, d), dtype=np.float32)
+    columns = Q is not None
+    if not columns:
+        Q = np.zeros((0, 0, PANEL_WIDTH), dtype=np.float32)
+    g_cols = max(P.shape[1], Q.shape[0] * PANEL_WIDTH)
     return Workspace(
-        Xt=np.zeros((tiles, d, TILE_ROWS), dtype=np.float32), P=P, V=V, natural=bool(natural), theta=theta,
+        Xt=np.zeros((tiles, d, TILE_ROWS), dtype=np.float32), P=P, Q=Q, columns=columns, theta=theta,
         bounds=bounds,
         F=F, D=aligned_zeros(F.shape), v=np.zeros((pieces, R, n_hat)), A=np.zeros((pieces, R, n_hat, n_hat)),
         v_total=np.empty((R, n_hat)), A_total=np.empty((R, n_hat, n_hat)), alpha=np.empty((R, n_hat)),
-        G=np.zeros((pieces, rows, P.shape[1]), dtype=np.float32), r_sq=np.zeros((pieces, R)),
+        G=np.zeros((pieces, rows, g_cols), dtype=np.float32), r_sq=np.zeros((pieces, R)),
         a=np.float32(a), b=np.float32(b), relu_surrogate=bool(relu_surrogate), limit=float(cholesky_condition_limit(n_hat)),
     )
 
@@ -604,14 +574,26 @@ PLANS_KEPT = 4  # workspaces kept per evaluator (and per model and thread): the 
 
 
 class _Packed:
-    """What the engine keeps for one model: its panels, and the workspaces of one-shot evaluations."""
+    """What the engine keeps for one model: its panels, its column panels (made on first use), and the
+    workspaces of one-shot evaluations."""
 
-    __slots__ = ("V", "P", "shared", "__weakref__")
+    __slots__ = ("V", "P", "Q", "shared", "__weakref__")
 
     def __init__(self, V):
         self.V = V
         self.P = pack_forward(V)
+        self.Q = None
         self.shared: dict = {}  # (thread id, shape) -> Workspace, for PanelLoss(..., one_shot=True)
+
+    def pass_2_panels(self):
+        """Q = pack_columns(V) where pass 2 reads it (d ≥ COLUMN_MIN_D; made once), else None."""
+        if self.V.shape[1] < COLUMN_MIN_D:
+            return None
+        if self.Q is None:
+            with _PACKED_LOCK:
+                if self.Q is None:
+                    self.Q = pack_columns(self.V)
+        return self.Q
 
 
 _PACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> _Packed; goes with the model
@@ -642,7 +624,8 @@ def panel_coefficients(model, dtype=None):
 
     Needs: Numba, the "panel" kernel enabled (RFTHEORY_NUMBA, see
     :mod:`rftheory._engine.kernels`), a random-features model on NumPy with V stored
-    (its packed copy already made, or room for it: :func:`panel_bytes_allowed`), float32 and σ = a·relu + b·tanh
+    (its packed copies already made, or room for them: :func:`panel_bytes_allowed`; two copies of V
+    from d = COLUMN_MIN_D on), float32 and σ = a·relu + b·tanh
     as the activation states it (``Activation.relu_tanh``).  Everything
     else (float64, CuPy, streamed V, other activations, adapters) takes the
     BLAS path of :mod:`rftheory.attack.loss`.
@@ -653,7 +636,8 @@ def panel_coefficients(model, dtype=None):
             and numba_enabled("panel")):
         return None
     entry = _PACKED.get(model)
-    if not ((entry is not None and entry.V is V) or V.size * 4 <= panel_bytes_allowed()):
+    copies = 2 if V.shape[1] >= COLUMN_MIN_D else 1  # P, and Q where pass 2 reads it
+    if not ((entry is not None and entry.V is V) or copies * V.size * 4 <= panel_bytes_allowed()):
         return None
     return getattr(getattr(model, "activation", None), "relu_tanh", None)
 
@@ -721,7 +705,8 @@ class PanelLoss:
             shared = self._entry.shared
             ws = shared.get(key)
             if ws is None:
-                ws = _workspace(self.P, self.theta64, shape, self.a, self.b, self.relu_surrogate, self._entry.V)
+                ws = _workspace(self.P, self.theta64, shape, self.a, self.b, self.relu_surrogate,
+                                self._entry.pass_2_panels())
                 with _PACKED_LOCK:  # other threads may add theirs meanwhile
                     shared[key] = ws
                     while len(shared) > PLANS_KEPT:
@@ -729,7 +714,8 @@ class PanelLoss:
             else:
                 ws = ws._replace(theta=self.theta64, a=self.a, b=self.b, relu_surrogate=self.relu_surrogate)
         else:
-            ws = _workspace(self.P, self.theta64, shape, self.a, self.b, self.relu_surrogate, self._entry.V)
+            ws = _workspace(self.P, self.theta64, shape, self.a, self.b, self.relu_surrogate,
+                                self._entry.pass_2_panels())
         R, n_hat, d = shape
         small = self._automatic and 4.0 * R * n_hat * d * self.p < SMALL_PROBLEM_FLOPS
         plan = (ws, 1 if small else min(self.threads, ws.bounds.size - 1))

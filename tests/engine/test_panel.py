@@ -305,17 +305,17 @@ def test_panel_loss_with_a_singular_gram_falls_back_like_the_blas_path(blas_path
 
 @needs_numba
 @pytest.mark.parametrize("R", [1, 3])
-def test_natural_and_packed_pass_2_agree_with_the_blas_path(R, monkeypatch, blas_path):
-    """The loss with pass 2 on V's own layout (large d) equals the packed one up to float32 rounding,
+def test_column_and_packed_pass_2_agree_with_the_blas_path(R, monkeypatch, blas_path):
+    """The loss with pass 2 on the column panels (large d) equals the packed one up to float32 rounding,
     and both the BLAS path; pass 1 is shared, so L and α agree bitwise."""
     from rftheory._engine import panel_loss
 
     model = _model(300, 70)
     X = np.stack([random_sphere(6, 70, np.random.default_rng(k)) for k in range(R)]).astype(np.float32)
     results = {}
-    for natural_min_d in (1, 10**9):
-        monkeypatch.setattr(panel_loss, "NATURAL_MIN_D", natural_min_d)
-        results[natural_min_d] = engine_loss(model, X, threads=2)
+    for column_min_d in (1, 10**9):
+        monkeypatch.setattr(panel_loss, "COLUMN_MIN_D", column_min_d)
+        results[column_min_d] = engine_loss(model, X, threads=2)
     (L1, G1, a1), (L2, G2, a2) = results[1], results[10**9]
     assert np.array_equal(L1, L2) and np.array_equal(a1, a2)
     np.testing.assert_allclose(G1, G2, rtol=1e-5, atol=1e-5 * np.abs(G2).max())

@@ -220,20 +220,41 @@ def test_residual_step_matches_numpy(with_grad):
         assert np.isnan(W).all()
 
 
+@pytest.mark.parametrize("p, d", [(1, 1), (PANEL_WIDTH, 2 * PANEL_WIDTH), (3 * PANEL_WIDTH + 5, 2 * PANEL_WIDTH + 7)])
+def test_pack_columns_holds_the_columns_in_panels(p, d, monkeypatch):
+    from rftheory._engine import panel
+
+    monkeypatch.setattr(panel, "PACK_PANELS", 1)  # several steps of features
+    V = np.random.default_rng(p + d).standard_normal((p, d)).astype(np.float32)
+    Q = panel.pack_columns(V)
+    w = PANEL_WIDTH
+    assert Q.shape == (-(-d // w), -(-p // w) * w, w) and Q.ctypes.data % 64 == 0
+    ref = np.zeros((Q.shape[1], Q.shape[0] * w), np.float32)
+    ref[:p, :d] = V
+    np.testing.assert_array_equal(Q, ref.reshape(Q.shape[1], Q.shape[0], w).transpose(1, 0, 2))
+
+
 @needs_numba
-@pytest.mark.parametrize("rows, p, d", [(10, 40, 64), (20, 37, 1030), (5, 3, 21)])
-def test_natural_backward_matches_float64(rows, p, d):
-    """pass 2's product on V's own layout: G += W V[j0:j1] (whole tiles of columns and the tail)."""
-    from rftheory._engine import panel_loss
+@pytest.mark.parametrize("rows, p, d", [(10, 40, 64), (20, 37, 1030), (5, 3, 21), (40, 700, 100)])
+def test_column_backward_matches_float64(rows, p, d):
+    """pass 2's product on the column panels: G += W V[j0 : j0 + count] (one chunk), and W V over
+    several chunks (column_matmul_backward), against float64 NumPy."""
+    from rftheory._engine.panel import COLUMN_W_COLS, _column_blocks, column_matmul_backward, pack_columns
 
     rng = np.random.default_rng(rows + p + d)
+    V = rng.standard_normal((p + PANEL_WIDTH, d)).astype(np.float32)
+    Q = pack_columns(V)
     rows_pad = -(-rows // TILE_ROWS) * TILE_ROWS
-    width = panel_loss.RESIDUAL_CHUNK_BLOCKS * PANEL_WIDTH
-    V = rng.standard_normal((p + 7, d)).astype(np.float32)
-    W = aligned_zeros((rows_pad, width))
-    W[:rows, :p] = rng.standard_normal((rows, p))
-    G = np.ones((rows_pad, d + 2), np.float32)
-    panel_loss.natural_backward(W, V, G, 3, 3 + p)
-    expected = 1.0 + W[:, :p].astype(np.float64) @ V[3:3 + p].astype(np.float64)
-    np.testing.assert_allclose(G[:, :d], expected, rtol=1e-4, atol=1e-4 * np.sqrt(p))
-    assert np.all(G[:, d:] == 1.0)  # past d: untouched
+    count = min(p, COLUMN_W_COLS - PANEL_WIDTH)
+    W = aligned_zeros((rows_pad, COLUMN_W_COLS))
+    W[:rows, :count] = rng.standard_normal((rows, count))
+    G = np.ones((rows_pad, Q.shape[0] * PANEL_WIDTH + 3), np.float32)
+    j0 = PANEL_WIDTH  # a whole-panel offset, as the loss's chunks start
+    _column_blocks(W, Q, G, j0, -(-count // PANEL_WIDTH) * PANEL_WIDTH)
+    expected = 1.0 + W[:, :count].astype(np.float64) @ V[j0:j0 + count].astype(np.float64)
+    np.testing.assert_allclose(G[:, :d], expected, rtol=1e-4, atol=1e-4 * np.sqrt(count))
+    assert np.all(G[:, d:] == 1.0)  # past d: zero columns of Q add nothing
+    W2 = rng.standard_normal((rows, p)).astype(np.float32)
+    got = column_matmul_backward(W2, Q, d)
+    expected = W2.astype(np.float64) @ V[:p].astype(np.float64)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.sqrt(p))
