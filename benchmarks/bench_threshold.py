@@ -22,7 +22,7 @@ at p/(dn) = 1.5 and ≥ 2 of 4 at 1.25, every attack under 60 s on 2 cores.
 The PASS/FAIL line judges only the ratios and seeds that were run.
 
     python benchmarks/bench_threshold.py [--quick] [--strategy NAME] [--seeds 0 1 2 3]
-        [--ratios 1.1 1.25 1.5 2 3] [--time-limit 60] [--restarts R] [--shapes 20x40 10x100]
+        [--ratios 1.1 1.25 1.5 2 3] [--time-limit 60] [--restarts R] [--moves M] [--shapes 20x40 10x100]
 """
 from __future__ import annotations
 
@@ -86,6 +86,7 @@ def main(argv=None) -> int:
     ap.add_argument("--shapes", nargs="+", default=["20x40", "10x100"], help="n x d")
     ap.add_argument("--time-limit", type=float, default=TIME_TARGET, help="seconds after which an attack is stopped")
     ap.add_argument("--restarts", type=int, default=None, help="restarts of the attack (default: the package's)")
+    ap.add_argument("--moves", type=int, default=None, help="moves of the global strategy (default: the package's)")
     args = ap.parse_args(argv)
     ratios = args.ratios or ([1.25, 1.5, 2.0] if args.quick else [1.1, 1.25, 1.5, 2.0, 3.0])
     seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2, 3])
@@ -95,6 +96,8 @@ def main(argv=None) -> int:
         changes["strategy"] = args.strategy
     if args.restarts is not None:
         changes["restarts"] = args.restarts
+    if args.moves is not None:
+        changes["moves"] = args.moves
     options = AttackOptions().replace(**changes)
     print(machine_line())
     print(f"options: {options.describe()}; time limit {args.time_limit:g} s per attack; "

@@ -62,7 +62,7 @@ class AttackOptions:
         The global search around the local optimiser.  "pursuit": once every restart has ended
         above tol, from the best one, a fresh start grown row by row by matching pursuit on θ and
         refitted jointly, then up to ``moves`` re-growth moves (drop the m least useful rows, grow
-        them back by pursuit, refit), ending after 10 rejected in a row
+        them back by pursuit, refit), ending after 25 rejected in a row
         (:mod:`rftheory.attack.pursuit`; random-features models with a vector θ, otherwise
         birth-death moves per restart); "birthdeath": each restart that ends above tol makes up
         to ``moves`` birth-death moves (add a random row, refit, drop the least useful;

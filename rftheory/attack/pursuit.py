@@ -68,11 +68,12 @@ import numpy as np
 
 
 from ..backend import array_namespace, to_numpy
+from ..linalg import gram_solve
 from ..optim.lbfgs import riemannian_lbfgs
 from ..optim.sphere import random_sphere, retract_to_sphere, riemannian_gradient
 from ..validation import check_count, check_matrix, check_vector
 from . import moves as _moves
-from .loss import blas_for, feature_map_loss, fused_value_and_derivative, projection_loss
+from .loss import blas_for, fused_value_and_derivative, projection_loss
 
 __all__ = ["pursuit_score", "low_order_basis", "span_basis", "best_rows", "DeflatedFeatures", "pursuit_start",
            "pursuit_move", "pursuit_search", "PursuitResult", "random_drop"]
@@ -261,15 +262,33 @@ class DeflatedFeatures:
         G = G - (G @ self.B) @ self.B.T
         return (G * self.model.activation.deriv(X @ self.V.T)) @ self.V
 
+    def loss(self, X, theta_B):
+        """(L, ∂L/∂X) of :func:`rftheory.attack.loss.feature_map_loss` on this map, with three products.
+
+        With F = σ(XVᵀ), C = FB and θ_B ⟂ B: the Gram of the deflated features is
+        A = FFᵀ − CCᵀ, and F_Bθ_B = Fθ_B, so α = A⁻¹Fθ_B; r = θ_B − Fᵀα + B(Cᵀα) is ⟂ B,
+        L = ‖r‖²/‖θ_B‖², and since P_B⊥r = r the gradient is
+        ∂L/∂X = ((−2/‖θ_B‖²) αrᵀ ⊙ σ'(XVᵀ)) V.  Products XVᵀ, FB and (·)V, against seven
+        through ``features``/``features_vjp`` (the refits' hot spot).
+        """
+        Z = X @ self.V.T
+        F, D = fused_value_and_derivative(self.model.activation, Z)
+        C = F @ self.B
+        alpha = gram_solve(F @ F.T - C @ C.T, F @ theta_B)
+        r = theta_B - F.T @ alpha + self.B @ (C.T @ alpha)
+        theta_sq = float(theta_B @ theta_B)
+        grad = ((-2.0 / theta_sq) * alpha[:, None] * r[None, :] * D) @ self.V
+        return float(r @ r) / theta_sq, grad
+
 
 def _deflated_refit(X, theta_B, feats, iters, stop=None):
     """The package's Riemannian L-BFGS on the deflated loss from X: (X, L); ``stop()`` True ends it early."""
 
     def objective(Xs):
-        res = feature_map_loss(Xs[0], theta_B, feats)
-        return (res.loss,), riemannian_gradient(Xs[0], res.grad)[None]
+        loss, grad = feats.loss(Xs[0], theta_B)
+        return (loss,), riemannian_gradient(Xs[0], grad)[None]
 
-    flops = 4.0 * X.shape[0] * feats.p * (feats.d + 2 * feats.B.shape[1])  # products with V and with B
+    flops = 2.0 * X.shape[0] * feats.p * (2 * feats.d + feats.B.shape[1])  # products with V (two) and with B
     with blas_for(flops):  # small refits on one BLAS thread: threads oversubscribe a shared machine
         res = riemannian_lbfgs(objective, X[None], max_iter=iters, tol=0.0, memory=20,
                                callback=None if stop is None else (lambda k, Xk, fk: bool(stop())))

@@ -76,7 +76,7 @@ MAX_FRUITLESS_RESEEDS = 4  # stop a restart after this many re-seeds in a row th
 LBFGS_MEMORY = 20  # curvature pairs: enough for the n̂·d-dimensional problems here, cheap next to an evaluation
 MOMENTUM_STALL_WINDOW = 200  # momentum creeps: judge a stall over many more steps than L-BFGS's 10
 REFIT_ITERATIONS = 100  # L-BFGS iterations polishing a re-seeded row (a d-dimensional problem)
-MAX_FRUITLESS_MOVES = 10  # rejected moves in a row that end the pursuit: successes near the limit followed runs of up to 8
+MAX_FRUITLESS_MOVES = 25  # rejected moves in a row that end the pursuit (runs of 8 preceded successes; 10 cut some)
 
 
 @dataclass

@@ -216,6 +216,6 @@ def test_pursuit_runs_once_after_every_restart_failed_and_ends_after_fruitless_m
     monkeypatch.setattr(pursuit, "pursuit_move", worse)
     ds = synthetic_sphere(8, 16, seed=0, noise=0.1)
     model = RandomFeatures(160, 16, "relu+tanh", seed=1000, dtype=np.float64).fit(ds.X, ds.y)
-    res = reconstruct(model.theta, model, 8, restarts=2, max_iter=40, tol=1e-30, moves=25)
+    res = reconstruct(model.theta, model, 8, restarts=2, max_iter=40, tol=1e-30, moves=rec.MAX_FRUITLESS_MOVES + 5)
     assert len(res.restarts) == 2 and calls["start"] == 1
     assert calls["move"] == rec.MAX_FRUITLESS_MOVES and res.stop_reason == "moves" and not res.loss_at_tol

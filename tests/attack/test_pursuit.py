@@ -115,6 +115,25 @@ def test_deflated_loss_is_the_projection_off_B_and_the_features():
     assert loss == pytest.approx((ref @ ref) / (theta_B @ theta_B), rel=1e-8)
 
 
+def test_deflated_loss_with_three_products_equals_the_feature_map_loss_and_finite_differences():
+    """DeflatedFeatures.loss (Gram FFᵀ − CCᵀ, r ⟂ B) gives feature_map_loss's value and gradient, and its
+    gradient matches central differences of its own value."""
+    rng = np.random.default_rng(6)
+    _, model = _problem(4, 6, 80)
+    B = pursuit.low_order_basis(model)
+    feats = pursuit.DeflatedFeatures(model, B)
+    theta_B = model.theta - B @ (B.T @ model.theta)
+    X = random_sphere(4, 6, rng)
+    loss, grad = feats.loss(X, theta_B)
+    ref = feature_map_loss(X, theta_B, feats)
+    assert loss == pytest.approx(ref.loss, rel=1e-9)
+    np.testing.assert_allclose(grad, ref.grad, rtol=1e-7, atol=1e-12 * np.abs(ref.grad).max())
+    Xi = rng.standard_normal(X.shape)
+    h = 1e-6
+    fd = (feats.loss(X + h * Xi, theta_B)[0] - feats.loss(X - h * Xi, theta_B)[0]) / (2 * h)
+    assert np.sum(grad * Xi) == pytest.approx(fd, rel=1e-6)
+
+
 def test_best_rows_are_distinct_and_off_the_kept_rows():
     rng = np.random.default_rng(5)
     ds, model = _problem(6, 10, 400)
