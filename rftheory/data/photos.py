@@ -43,6 +43,7 @@ PHOTOS = {
     "immunohistochemistry": "ihc.png",
     "hubble_deep_field": "hubble_deep_field.jpg",
     "retina": "retina.jpg",
+    "motorcycle": "motorcycle_left.png",  # the left view only: the right one is nearly the same picture
 }
 DEFAULT_SIZE = 32  # CIFAR's side: d = 3·32² = 3072
 DEFAULT_CROP = 128  # pixels per side of a random crop: about a quarter of the photographs' shorter side (≥ 300)

@@ -35,7 +35,7 @@ def test_crops_when_n_exceeds_the_photographs_are_seeded():
     assert a.X.shape == (9, 192) and a.image_shape == (8, 8, 3)
     assert np.array_equal(a.X, b.X) and np.array_equal(a.y, b.y)
     assert not np.allclose(a.X, c.X)
-    assert a.y[0] == a.y[len(PHOTOS)] == -1.0  # crop i comes from photograph i mod 7
+    assert a.y[0] == a.y[len(PHOTOS)] == -1.0  # crop i comes from photograph i mod len(PHOTOS)
 
 
 def test_standardised_pool_has_zero_mean_unit_variance(monkeypatch):
