@@ -261,6 +261,7 @@ def test_packed_panels_are_cached_weakly_per_model(monkeypatch):
     assert model.astype(np.float32) is model  # same dtype: the same model, the same panels
     alive = weakref.ref(P1)
     del P1, P3
+    gc.collect()  # models of earlier tests awaiting collection must not be counted here
     count = len(panel_loss._PACKED)
     del model
     gc.collect()
