@@ -102,13 +102,16 @@ def test_deflated_features_vjp_matches_finite_differences():
     assert np.sum(feats.features_vjp(X, G) * Xi) == pytest.approx(fd, rel=1e-6)
 
 
-def test_deflated_loss_is_the_projection_off_B_and_the_features():
-    rng = np.random.default_rng(4)
-    _, model = _problem(3, 5, 50)
+def _deflated(n, d, p):
+    """(model, B, DeflatedFeatures, θ_B) of a small fitted problem."""
+    _, model = _problem(n, d, p)
     B = pursuit.low_order_basis(model)
-    feats = pursuit.DeflatedFeatures(model, B)
-    theta_B = model.theta - B @ (B.T @ model.theta)
-    X = random_sphere(3, 5, rng)
+    return model, B, pursuit.DeflatedFeatures(model, B), model.theta - B @ (B.T @ model.theta)
+
+
+def test_deflated_loss_is_the_projection_off_B_and_the_features():
+    model, B, feats, theta_B = _deflated(3, 5, 50)
+    X = random_sphere(3, 5, np.random.default_rng(4))
     M = np.concatenate([np.ones((50, 1)), model.weights, model.features(X).T], axis=1)
     ref = _residual_off(M, model.theta)
     loss = feature_map_loss(X, theta_B, feats, with_grad=False).loss
@@ -119,10 +122,7 @@ def test_deflated_loss_with_three_products_equals_the_feature_map_loss_and_finit
     """DeflatedFeatures.loss (Gram FFᵀ − CCᵀ, r ⟂ B) gives feature_map_loss's value and gradient, and its
     gradient matches central differences of its own value."""
     rng = np.random.default_rng(6)
-    _, model = _problem(4, 6, 80)
-    B = pursuit.low_order_basis(model)
-    feats = pursuit.DeflatedFeatures(model, B)
-    theta_B = model.theta - B @ (B.T @ model.theta)
+    model, B, feats, theta_B = _deflated(4, 6, 80)
     X = random_sphere(4, 6, rng)
     loss, grad = feats.loss(X, theta_B)
     ref = feature_map_loss(X, theta_B, feats)
