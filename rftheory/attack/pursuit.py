@@ -42,7 +42,7 @@ rows jointly on the *deflated* loss ‖P⊥_{[B, Φ̂]}θ‖²/‖P_B⊥θ‖²,
 of θ_B = P_B⊥θ against the features P_B⊥φ (:class:`DeflatedFeatures`).  Finally
 all n rows are polished on the same deflated loss.
 
-**Re-growth** (:func:`pursuit_move`, :func:`pursuit_search`).  The rows found
+**Re-growth** (:func:`pursuit_move`, :func:`regrow`, :func:`pursuit_search`).  The rows found
 last are often not true rows: by then the residual is dominated by the error
 of the earlier, approximate rows.  After the joint refit on the true loss, a
 move drops the m rows of least leave-one-out cost
@@ -76,7 +76,7 @@ from . import moves as _moves
 from .loss import blas_for, fused_value_and_derivative, projection_loss
 
 __all__ = ["pursuit_score", "low_order_basis", "span_basis", "best_rows", "DeflatedFeatures", "pursuit_start",
-           "pursuit_move", "pursuit_search", "PursuitResult", "random_drop"]
+           "pursuit_move", "regrow", "pursuit_search", "PursuitResult", "random_drop"]
 
 STARTS = 64  # candidate points per pursuit ascent (most of them reach the same few maxima)
 ASCENT_ITERATIONS = 60  # gradient-ascent iterations per pursuit ascent
@@ -401,6 +401,35 @@ def pursuit_move(fun, local, theta, model, X, rng, *, drop=None, max_iter: int =
     return Y, L, it, _moves.near_duplicate_pair(Y, 0.99) is None
 
 
+def regrow(fun, local, theta, model, X, L, rng, *, moves: int, tol: float, max_iter: int, drop=None,
+           max_fruitless=None, halt=None, on_move=None, **start_options):
+    """Re-growth moves from X (loss L): (X, L, iterations, moves made, moves kept).
+
+    While L > tol, fewer than ``moves`` were made, fewer than ``max_fruitless`` (None: no
+    limit) were rejected in a row and ``halt(X, L)`` is not True: draw m (``drop``, or
+    :func:`random_drop`), make :func:`pursuit_move` and keep its rows if they are acceptable
+    and lower L.  ``on_move(done, m, X, L, L_trial, kept)`` follows every move (X, L: the
+    state after it).  ``fun``, ``local``, ``max_iter`` and ``start_options`` go to
+    :func:`pursuit_move`.
+    """
+    n = X.shape[0]
+    iterations = done = kept_moves = fruitless = 0
+    while (L > tol and done < moves and (max_fruitless is None or fruitless < max_fruitless)
+           and not (halt is not None and halt(X, L))):
+        done += 1
+        m = random_drop(n, rng) if drop is None else int(drop)
+        Y, LY, it, ok = pursuit_move(fun, local, theta, model, X, rng, drop=m, max_iter=max_iter, **start_options)
+        iterations += it
+        kept = bool(ok and LY < L)
+        if kept:
+            X, L, kept_moves, fruitless = Y, LY, kept_moves + 1, 0
+        else:
+            fruitless += 1
+        if on_move is not None:
+            on_move(done, m, X, L, LY, kept)
+    return X, L, iterations, done, kept_moves
+
+
 @dataclass
 class PursuitResult:
     """Outcome of :func:`pursuit_search`: the rows, their loss L (model dtype), moves tried and accepted, and L
@@ -476,14 +505,12 @@ def pursuit_search(theta, model, n: int, *, moves: int = 50, drop=None, tol: flo
     X = pursuit_start(theta, model, n, rng=rng, **start_options)
     X, L, _, _ = local(X, max_iter)
     history = [L]
-    done = accepted = 0
-    while L > tol and done < moves and not (callback is not None and callback(X, L)):
-        done += 1
-        m = random_drop(n, rng) if drop is None else int(drop)
-        Y, LY, _, ok = pursuit_move(fun, local, theta, model, X, rng, drop=m, max_iter=max_iter, **start_options)
-        if ok and LY < L:
-            X, L, accepted = Y, LY, accepted + 1
+
+    def on_move(done, m, X, L, LY, kept):
         history.append(L)
         if progress is not None:
             progress(done, m, L, LY)
+
+    X, L, _, done, accepted = regrow(fun, local, theta, model, X, L, rng, moves=moves, tol=tol, max_iter=max_iter,
+                                     drop=drop, halt=callback, on_move=on_move, **start_options)
     return PursuitResult(X_hat=X, loss=float(L), moves=done, accepted=accepted, history=history)

@@ -240,34 +240,32 @@ def _pursue(fun, theta, model, X, L, rng, o: AttackOptions, history):
     def local(Y, iters):  # the proposals' refits: their losses are not the attack's history
         return _lbfgs(fun, Y, iters, o.tol, [])
 
-    iters = accepted = 0
     # max_iter caps the pursuit's own deflated refits as well (a short run stays short)
     caps = dict(refit_iter=min(_pursuit.REFIT_ITERATIONS, o.max_iter),
                 polish_iter=min(_pursuit.POLISH_ITERATIONS, o.max_iter))
+    best = [X, L]  # the state the user's callback is asked with
 
     def stop():  # the user's callback, asked with the best state so far while the pursuit grows rows
-        if not fun.stopped and fun.callback is not None and fun.callback(X, L):
+        if not fun.stopped and fun.callback is not None and fun.callback(*best):
             fun.stopped = True
         return fun.stopped
 
+    def on_move(done, m, X, L, LY, kept):
+        best[:] = X, L
+        if kept:
+            history.append(L)  # the history records the accepted states only
+
+    accepted = 0
     Y = _pursuit.pursuit_start(theta, model, X.shape[0], rng=rng, stop=stop, **caps)
-    Y, LY, it, _ = local(Y, o.max_iter)
-    iters += it
+    Y, LY, iters, _ = local(Y, o.max_iter)
     if LY < L and _moves.near_duplicate_pair(Y, o.merge_cos) is None:
-        X, L, accepted = Y, LY, accepted + 1
+        X, L, accepted = Y, LY, 1
+        best[:] = X, L
         history.append(L)
-    fruitless = 0
-    for _ in range(o.moves):
-        if L <= o.tol or fun.stopped or fruitless >= MAX_FRUITLESS_MOVES:
-            break
-        Y, LY, it, ok = _pursuit.pursuit_move(fun, local, theta, model, X, rng, max_iter=o.max_iter, stop=stop, **caps)
-        iters += it
-        if ok and LY < L:
-            X, L, accepted, fruitless = Y, LY, accepted + 1, 0
-            history.append(L)
-        else:
-            fruitless += 1
-    return X, L, iters, accepted
+    X, L, it, _, kept = _pursuit.regrow(fun, local, theta, model, X, L, rng, moves=o.moves, tol=o.tol,
+                                        max_iter=o.max_iter, max_fruitless=MAX_FRUITLESS_MOVES,
+                                        halt=lambda X, L: fun.stopped, on_move=on_move, stop=stop, **caps)
+    return X, L, iters + it, accepted + kept
 
 
 def _lbfgs(fun, X, max_iter, tol, history):
