@@ -91,7 +91,7 @@ def leave_one_out_losses(fun, X, stacked: bool) -> np.ndarray:
 
 def least_useful_row(fun, X, stacked: bool) -> int:
     """The row whose removal raises the loss least (argmin of :func:`leave_one_out_losses`); 0 for one row."""
-    return 0 if X.shape[0] == 1 else int(np.argmin(leave_one_out_losses(fun, X, stacked)))
+    return int(np.argmin(leave_one_out_losses(fun, X, stacked)))
 
 
 def row_to_drop(fun, X, merge_cos: float, stacked: bool) -> int:

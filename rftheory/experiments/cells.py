@@ -33,7 +33,6 @@ from typing import Sequence, get_type_hints
 import numpy as np
 
 from ..attack.options import AttackOptions
-from ..theory.identifiability.report import counting_ratio, span_ratio  # noqa: F401  (re-exported by .law)
 from ..validation import check_count
 
 

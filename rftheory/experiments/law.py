@@ -111,9 +111,10 @@ from typing import Callable
 
 from .cells import (ATTACK_COLUMNS, COLUMN_NAMES, COLUMNS, DEFAULT_ACTIVATIONS, DEFAULT_PROBE_ANGLES,
                     DEFAULT_RATIOS, DEFAULT_SEEDS, DEFAULT_SIZES, FAILURE_CLASSES, KEY_COLUMNS, LEGACY_SCHEMAS,
-                    TIMING_COLUMNS, CellConfig, _positive_int, counting_ratio, failure_class, make_grid, regime,
-                    rotated_start, run_cell, run_probe, span_ratio)
+                    TIMING_COLUMNS, CellConfig, _positive_int, failure_class, make_grid, regime,
+                    rotated_start, run_cell, run_probe)
 from .critical import K_MAX, OUTCOMES, CriticalRatio, critical_ratio, summarize
+from ..theory.identifiability.report import counting_ratio, span_ratio  # re-exported: law.counting_ratio, law.span_ratio
 from .store import STORE_SUFFIXES, SweepStore, is_store, remove_store
 from .table import _row_key, is_table, merge_tables, read_table, write_table
 

@@ -144,7 +144,7 @@ def plot_phase_diagram(
         ok = np.isfinite(sgn)
         ax_e.plot(x[ok], np.maximum(sgn[ok], 1e-8), color=colors[(n, d)], ls=":", lw=0.9, alpha=0.8)
     # the counting limit of θ identifiability on the sphere, p/(dn) = 1/d + (d − 1)/(dC), once per (d, C)
-    from .cells import counting_ratio  # noqa: PLC0415
+    from ..theory.identifiability.report import counting_ratio  # noqa: PLC0415
 
     for (d, C) in sorted({(k[2], k[3]) for k in curves}):
         color = colors[next(size for size in sizes if size[1] == d)] if sum(sz[1] == d for sz in sizes) == 1 else "0.3"
@@ -220,7 +220,7 @@ def plot_phase_diagram(
 def _counting_panel(ax, sizes, outputs, activations, critical, colors):
     """Measured r_c against C, with the counting curve 1/d + (d − 1)/(dC) and the span limit (n + d − 1)/(dn)
     (counting on the sphere)."""
-    from .cells import counting_ratio, span_ratio  # noqa: PLC0415
+    from ..theory.identifiability.report import counting_ratio, span_ratio  # noqa: PLC0415
 
     c_hi = max(max(outputs), max(n for n, _ in sizes), 2)
     grid = np.geomspace(1.0, c_hi * 1.2, 200)
