@@ -59,18 +59,19 @@ class AttackOptions:
     batch_restarts : bool
         Run the restarts together, sharing each pass over V (random-features models, L-BFGS).
     strategy : "pursuit", "birthdeath", "restarts" or "overparam"
-        The global search around the local optimiser.  "pursuit": once every restart has ended
-        above tol, from the best one, a fresh start grown row by row by matching pursuit on θ and
+        The global search around the local optimiser.  "pursuit": once the first restart has
+        ended above tol, from it, a fresh start grown row by row by matching pursuit on θ and
         refitted jointly, then up to ``moves`` re-growth moves (drop the m least useful rows, grow
         them back by pursuit, refit), ending after 25 rejected in a row
         (:mod:`rftheory.attack.pursuit`; random-features models with a vector θ, otherwise
-        birth-death moves per restart); "birthdeath": each restart that ends above tol makes up
+        birth-death moves per restart); the other restarts run only if the pursuit ends above
+        tol; "birthdeath": each restart that ends above tol makes up
         to ``moves`` birth-death moves (add a random row, refit, drop the least useful;
         :mod:`rftheory.attack.moves`);
         "restarts" runs independent random starts only; "overparam" starts each restart with
-        n̂ + k rows and prunes them to n̂.  Every proposal is kept only if it lowers L.  A restart
-        that reaches tol is the same run under every strategy but "overparam" (the moves draw
-        after all starts are drawn).
+        n̂ + k rows and prunes them to n̂.  Every proposal is kept only if it lowers L.  A first
+        restart that reaches tol is the same run under every strategy but "overparam" (the moves
+        draw after all starts are drawn).
     extra_rows : int
         k of "overparam"; 0 picks it from the counting limit (see :func:`rftheory.attack.moves.extra_rows_for`).
     moves : int

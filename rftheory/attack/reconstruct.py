@@ -27,19 +27,22 @@ L-BFGS on that row alone (the loss as a function of one row).  It uses only
 what the attacker knows (θ, V, σ, n̂).  A restart gives up after
 MAX_FRUITLESS_RESEEDS consecutive re-seeds that lower its loss by less than 0.1 %.
 
-Global strategy (``options.strategy``): ``"pursuit"``, once every restart
-has ended above tol, takes the best one, grows a fresh start row by row by
-matching pursuit on θ and refits it jointly, then makes up to ``moves``
-re-growth moves (drop the m least useful rows, grow them back by pursuit,
+Global strategy (``options.strategy``): ``"pursuit"``, once the first
+restart has ended above tol, grows a fresh start row by row by matching
+pursuit on θ, refits it jointly and keeps the better of it and the restart,
+then makes up to ``moves`` re-growth moves (drop the m least useful rows, grow them back by pursuit,
 refit), ending after MAX_FRUITLESS_MOVES rejected proposals in a row
 (:mod:`rftheory.attack.pursuit`; a vector θ of a random-features model,
-else birth-death moves per restart); ``"birthdeath"`` follows each restart
+else birth-death moves per restart); the other restarts run only if it too
+ends above tol.  It follows the first failure rather than the last: near the
+counting limit random restarts end on the same kind of mixed-row stationary
+point, and at image scale (d in the thousands) each one costs minutes; ``"birthdeath"`` follows each restart
 that ends above tol by up to ``moves`` birth-death moves (add a random row,
 re-optimise jointly, drop the least useful row or one of a near-duplicate
 pair; :mod:`rftheory.attack.moves`); ``"restarts"`` does nothing more
 (independent random starts only); ``"overparam"`` starts each restart from
 n̂ + k rows optimised jointly and pruned to n̂.  A proposal is kept only if
-L falls.  The moves draw after all starts are drawn, so a
+L falls.  The moves draw after all starts are drawn, so a first
 restart that reaches tol is the same run under "pursuit", "birthdeath" and
 "restarts".
 
@@ -76,6 +79,11 @@ MAX_FRUITLESS_RESEEDS = 4  # stop a restart after this many re-seeds in a row th
 LBFGS_MEMORY = 20  # curvature pairs: enough for the n̂·d-dimensional problems here, cheap next to an evaluation
 MOMENTUM_STALL_WINDOW = 200  # momentum creeps: judge a stall over many more steps than L-BFGS's 10
 REFIT_ITERATIONS = 100  # L-BFGS iterations polishing a re-seeded row (a d-dimensional problem)
+# A pursuit proposal's refit stops once L falls by less than half over 100 iterations: in the true basin L
+# halves every few iterations (8 photographs, d = 3072: 1e-10 within 160 iterations of a near start), on a
+# wrong plateau it creeps (1.4e-2 to 1.3e-2 in 600 iterations), which the default test (1e-4 over 10) lets run
+# to max_iter, minutes at image scale.  The winner is then polished with the default test.
+PROPOSAL_STALL = (100, 0.5)
 MAX_FRUITLESS_MOVES = 25  # rejected moves in a row that end the pursuit (runs of 8 preceded successes; 10 cut some)
 
 
@@ -227,7 +235,7 @@ class _Counter:
 
 
 def _pursue(fun, theta, model, X, L, rng, o: AttackOptions, history):
-    """Strategy "pursuit" once every restart ended above tol, from the best one: (X, L, iterations, accepted).
+    """Strategy "pursuit" from the first restart that ended above tol (X, loss L): (X, L, iterations, accepted).
 
     First a fresh pursuit start (:func:`rftheory.attack.pursuit.pursuit_start`, rows grown one at
     a time against what the others leave unexplained) refitted jointly by L-BFGS; then up to
@@ -238,11 +246,12 @@ def _pursue(fun, theta, model, X, L, rng, o: AttackOptions, history):
     """
 
     def local(Y, iters):  # the proposals' refits: their losses are not the attack's history
-        return _lbfgs(fun, Y, iters, o.tol, [])
+        return _lbfgs(fun, Y, iters, o.tol, [], stall=PROPOSAL_STALL)
 
     # max_iter caps the pursuit's own deflated refits as well (a short run stays short)
-    caps = dict(refit_iter=min(_pursuit.REFIT_ITERATIONS, o.max_iter),
-                polish_iter=min(_pursuit.POLISH_ITERATIONS, o.max_iter))
+    caps = _pursuit.pursuit_settings(model)  # full, or lean for a large problem
+    caps.update(refit_iter=min(caps["refit_iter"], o.max_iter), polish_iter=min(caps["polish_iter"], o.max_iter),
+                low=_pursuit.LowOrderSpan(model))  # P_B once for the start and every move
     best = [X, L]  # the state the user's callback is asked with
 
     def stop():  # the user's callback, asked with the best state so far while the pursuit grows rows
@@ -265,13 +274,24 @@ def _pursue(fun, theta, model, X, L, rng, o: AttackOptions, history):
     X, L, it, _, kept = _pursuit.regrow(fun, local, theta, model, X, L, rng, moves=o.moves, tol=o.tol,
                                         max_iter=o.max_iter, max_fruitless=MAX_FRUITLESS_MOVES,
                                         halt=lambda X, L: fun.stopped, on_move=on_move, stop=stop, **caps)
-    return X, L, iters + it, accepted + kept
+    iters += it
+    if L > o.tol and not fun.stopped:  # the proposals were refitted briefly: polish the winner to the end
+        Y, LY, it, _ = _lbfgs(fun, X, o.max_iter, o.tol, [])
+        iters += it
+        if LY < L:
+            X, L = Y, LY
+            history.append(L)
+    return X, L, iters, accepted + kept
 
 
-def _lbfgs(fun, X, max_iter, tol, history):
-    """One run of the package's L-BFGS from X; appends to ``history``; returns (X, L, iterations, stop reason)."""
+def _lbfgs(fun, X, max_iter, tol, history, stall=None):
+    """One run of the package's L-BFGS from X; appends to ``history``; returns (X, L, iterations, stop reason).
+
+    ``stall`` = (window, rtol) replaces the optimiser's own stall test (L fell by less than rtol·L over
+    the last ``window`` iterations)."""
+    extra = {} if stall is None else dict(stall_window=stall[0], stall_rtol=stall[1])
     res = riemannian_lbfgs(fun.single, X[None], max_iter=max_iter, tol=tol, memory=LBFGS_MEMORY,
-                           callback=fun.on_step if fun.callback is not None else None)
+                           callback=fun.on_step if fun.callback is not None else None, **extra)
     history.extend(res.history[0])
     return res.X[0], float(res.f[0]), int(res.iterations[0]), res.stop_reason[0]
 
@@ -442,6 +462,7 @@ def _reconstruct(theta, model, n, options: AttackOptions, init, progress, callba
     fun = _Counter(theta, model, o.derivative, callback)
     best = None
     finals = []
+    pursued = False
     starts = [init if (r == 0 and init is not None) else random_sphere(n, model.d, rng, xp, model.dtype)
               for r in range(o.restarts)]
     histories = [None] * len(starts)
@@ -520,6 +541,15 @@ def _reconstruct(theta, model, n, options: AttackOptions, init, progress, callba
                 if L <= o.tol or fun.stopped:
                     break
             reason = "tol" if L <= o.tol else ("callback" if fun.stopped else "moves")
+        pursue = (o.strategy == "pursuit" and pursuable and o.optimizer == "lbfgs" and not pursued
+                  and L > o.tol and not fun.stopped)
+        if pursue:  # the one global search, from the first restart that ended above tol
+            pursued = True
+            if progress is not None:
+                progress(r, float(L))
+            X, L, it, accepted_moves = _pursue(fun, theta, model, X, L, rng, o, history)
+            total_iters += it
+            reason = "tol" if L <= o.tol else ("callback" if fun.stopped else "moves")
         if fun.stopped and L > o.tol:
             reason = "callback"
         check_finite(X, "X_hat")
@@ -530,18 +560,9 @@ def _reconstruct(theta, model, n, options: AttackOptions, init, progress, callba
                 reseeds=reseeds, loss_at_tol=bool(L <= o.tol), stop_reason=reason, moves=accepted_moves,
             )
         if progress is not None:
-            progress(r, float(L))
+            progress(o.restarts if pursue else r, float(L))  # r = restarts: the pursuit's line
         if (o.stop_at_tol and L <= o.tol) or fun.stopped:
             break
-    if (o.strategy == "pursuit" and pursuable and o.optimizer == "lbfgs" and best.loss > o.tol
-            and not fun.stopped):  # one global search from the best restart, after every restart failed
-        X, L, it, accepted = _pursue(fun, theta, model, best.X_hat, best.loss, rng, o, best.loss_history)
-        best.X_hat, best.loss, best.moves = X, float(L), accepted
-        best.iterations += it
-        best.loss_at_tol = bool(L <= o.tol)
-        best.stop_reason = "tol" if L <= o.tol else ("callback" if fun.stopped else "moves")
-        if progress is not None:
-            progress(len(finals), float(L))
     if model is not caller_model:  # report X̂ and L in the caller's precision
         best.X_hat = retract_to_sphere(best.X_hat.astype(caller_model.dtype))
         best.loss = projection_loss(best.X_hat, theta, caller_model, with_grad=False).loss

@@ -233,10 +233,10 @@ def add_attack_options(parser, default=None) -> None:
           on="run the restarts together, sharing each pass over V (L-BFGS, random features)",
           off="run the restarts one after the other")
     parser.add_argument("--strategy", choices=STRATEGIES, default=default.strategy,
-                        help="the global search when restarts end above --tol. pursuit: once every restart has "
+                        help="the global search when restarts end above --tol. pursuit: once the first restart has "
                              "failed, a start grown row by row by matching pursuit on θ, then re-growth moves (drop "
-                             "the least useful rows, grow them back, refit all); birthdeath: after each failed "
-                             "restart, birth-death moves (add a random row, optimise all jointly, drop the least "
+                             "the least useful rows, grow them back, refit all), the other restarts only if it "
+                             "fails too; birthdeath: after each failed restart, birth-death moves (add a random row, optimise all jointly, drop the least "
                              "useful row); restarts: nothing (independent restarts only); "
                              "overparam: each restart starts with n̂ + k rows, pruned to n̂. Moves are kept only if "
                              "they lower the loss")

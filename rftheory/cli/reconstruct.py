@@ -396,11 +396,11 @@ def _run_network(args, ds, start) -> int:
 
 
 def _progress_printer(options):
-    """progress(r, loss) for reconstruct: one line per restart, then one for the pursuit (r = restarts)."""
+    """progress(r, loss) for reconstruct: one line per restart, and one for the pursuit (r = restarts)."""
 
     def progress(r, loss):
         what = (f"restart {r + 1}/{options.restarts}" if r < options.restarts
-                else "pursuit from the best restart (every restart ended above --tol)")
+                else "pursuit from the first restart that ended above --tol")
         print(f"    {what}: loss {loss:.3e}", flush=True)
 
     return progress

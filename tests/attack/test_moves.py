@@ -196,13 +196,15 @@ def test_one_row_has_leave_one_out_loss_one_and_deletes_to_an_empty_set():
     assert moves.least_useful_row(fun, X, True) == 0
 
 
-def test_pursuit_runs_once_after_every_restart_failed_and_ends_after_fruitless_moves(monkeypatch):
-    """Strategy "pursuit" searches once, from the best restart, after all restarts ended above tol; its
-    re-growth moves stop after MAX_FRUITLESS_MOVES rejected proposals in a row (here: every one)."""
+def test_pursuit_runs_once_after_the_first_failed_restart_and_ends_after_fruitless_moves(monkeypatch):
+    """Strategy "pursuit" searches once, from the first restart that ended above tol, before the next
+    restart; its re-growth moves stop after MAX_FRUITLESS_MOVES rejected proposals in a row (here: every
+    one), and the other restarts still run when it fails."""
     from rftheory.attack import pursuit, reconstruct as rec
 
     calls = {"start": 0, "move": 0}
     real_start = pursuit.pursuit_start
+    restarts_seen = []
 
     def start(*a, **k):
         calls["start"] += 1
@@ -216,6 +218,8 @@ def test_pursuit_runs_once_after_every_restart_failed_and_ends_after_fruitless_m
     monkeypatch.setattr(pursuit, "pursuit_move", worse)
     ds = synthetic_sphere(8, 16, seed=0, noise=0.1)
     model = RandomFeatures(160, 16, "relu+tanh", seed=1000, dtype=np.float64).fit(ds.X, ds.y)
-    res = reconstruct(model.theta, model, 8, restarts=2, max_iter=40, tol=1e-30, moves=rec.MAX_FRUITLESS_MOVES + 5)
+    res = reconstruct(model.theta, model, 8, restarts=2, max_iter=40, tol=1e-30, moves=rec.MAX_FRUITLESS_MOVES + 5,
+                      progress=lambda r, L: restarts_seen.append((r, calls["start"])))
     assert len(res.restarts) == 2 and calls["start"] == 1
+    assert restarts_seen == [(0, 0), (2, 1), (1, 1)]  # restart 1, its pursuit (r = restarts), restart 2
     assert calls["move"] == rec.MAX_FRUITLESS_MOVES and res.stop_reason == "moves" and not res.loss_at_tol
