@@ -251,7 +251,7 @@ def _pursue(fun, theta, model, X, L, rng, o: AttackOptions, history):
     # max_iter caps the pursuit's own deflated refits as well (a short run stays short)
     caps = _pursuit.pursuit_settings(model)  # full, or lean for a large problem
     caps.update(refit_iter=min(caps["refit_iter"], o.max_iter), polish_iter=min(caps["polish_iter"], o.max_iter),
-                low=_pursuit.LowOrderSpan(model))  # P_B once for the start and every move
+                low=_pursuit.LowOrderSpan(model, dtype=caps.pop("dtype")))  # P_B once for the start and every move
     best = [X, L]  # the state the user's callback is asked with
 
     def stop():  # the user's callback, asked with the best state so far while the pursuit grows rows

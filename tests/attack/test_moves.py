@@ -223,3 +223,55 @@ def test_pursuit_runs_once_after_the_first_failed_restart_and_ends_after_fruitle
     assert len(res.restarts) == 2 and calls["start"] == 1
     assert restarts_seen == [(0, 0), (2, 1), (1, 1)]  # restart 1, its pursuit (r = restarts), restart 2
     assert calls["move"] == rec.MAX_FRUITLESS_MOVES and res.stop_reason == "moves" and not res.loss_at_tol
+
+
+def test_pursuit_growth_is_lean_only_for_a_large_problem():
+    """pursuit_settings: the full growth while one ascent step at STARTS points costs ≤ LEAN_ABOVE_FLOPS,
+    the lean one beyond (d = 3072, p = 2dn for 8 rows) in the model's dtype."""
+    from types import SimpleNamespace
+
+    from rftheory.attack import pursuit
+
+    small = pursuit.pursuit_settings(SimpleNamespace(p=1250, d=100))
+    assert small == dict(starts=pursuit.STARTS, iters=pursuit.ASCENT_ITERATIONS, refit_iter=pursuit.REFIT_ITERATIONS,
+                         polish_iter=pursuit.POLISH_ITERATIONS, dtype=np.float64)  # float64 refits while cheap
+    assert pursuit.pursuit_settings(SimpleNamespace(p=49152, d=3072)) == pursuit.LEAN
+    edge = int(pursuit.LEAN_ABOVE_FLOPS // (4 * pursuit.STARTS * 100))
+    assert pursuit.pursuit_settings(SimpleNamespace(p=edge, d=100))["starts"] == pursuit.STARTS
+    assert pursuit.pursuit_settings(SimpleNamespace(p=edge + 1, d=100)) == pursuit.LEAN
+
+
+def test_proposal_refits_stop_on_a_creeping_plateau_and_the_winner_is_polished(monkeypatch):
+    """The pursuit's proposal refits use PROPOSAL_STALL (stop once L falls by less than half over the
+    window); the state it returns is then refitted once more with the optimiser's own stall test."""
+    from rftheory.attack import reconstruct as rec
+
+    seen = []
+    real = rec._lbfgs
+
+    def spy(fun, X, max_iter, tol, history, stall=None):
+        out = real(fun, X, max_iter, tol, history, stall=stall)
+        seen.append((stall, out[3]))
+        return out
+
+    monkeypatch.setattr(rec, "_lbfgs", spy)
+    ds = synthetic_sphere(8, 16, seed=0, noise=0.1)
+    model = RandomFeatures(160, 16, "relu+tanh", seed=1000, dtype=np.float64).fit(ds.X, ds.y)
+    reconstruct(model.theta, model, 8, restarts=1, max_iter=400, tol=1e-30, moves=2)
+    proposals = [reason for stall, reason in seen if stall == rec.PROPOSAL_STALL]
+    assert len(proposals) == 3  # the pursuit start and two moves
+    assert "stalled" in proposals  # at tol = 1e-30 only the stall test or the cap ends them
+    assert seen[-1][0] is None  # the final polish of the winner
+
+
+def test_a_lenient_stall_test_ends_a_creeping_refit_sooner():
+    """_lbfgs's stall = (window, rtol): L must fall by rtol·L over window iterations to go on."""
+    from rftheory.attack import reconstruct as rec
+
+    ds = synthetic_sphere(8, 16, seed=0, noise=0.1)
+    model = RandomFeatures(160, 16, "relu+tanh", seed=1000, dtype=np.float64).fit(ds.X, ds.y)
+    fun = rec._Counter(model.theta, model, "true")
+    X0 = random_sphere(8, 16, np.random.default_rng(3))
+    _, L_strict, it_strict, _ = rec._lbfgs(fun, X0, 3000, 1e-30, [])
+    _, L_lenient, it_lenient, why = rec._lbfgs(fun, X0, 3000, 1e-30, [], stall=(20, 0.5))
+    assert why == "stalled" and it_lenient < it_strict and L_lenient >= L_strict
