@@ -59,9 +59,10 @@ Everything here uses only what the attacker knows (θ, V, σ, n̂).  A vector θ
 (p,) of a random-features model is required (a multi-output Θ is refused).
 Memory: V in full (a model with streamed weights regenerates it whole) and
 a float32 copy of it for a float64 model, (AᵀA)⁻¹ ((d + 1)² float64), Q
-(p×n̂ float64) and the m×p features of the candidates.  The products with V
-run in float32 (the scoring and the deflated refits); the small Gram
-matrices, α and the residuals are float64.
+(p×n̂ float64) and the m×p features of the candidates.  The scoring's products
+with V run in float32, the deflated refits' in the dtype of P_B (the model's
+by default; :func:`pursuit_settings` picks float64 for small problems); the
+small Gram matrices, α and the residuals are float64.
 """
 from __future__ import annotations
 

@@ -30,20 +30,21 @@ MAX_FRUITLESS_RESEEDS consecutive re-seeds that lower its loss by less than 0.1 
 Global strategy (``options.strategy``): ``"pursuit"``, once the first
 restart has ended above tol, grows a fresh start row by row by matching
 pursuit on θ, refits it jointly and keeps the better of it and the restart,
-then makes up to ``moves`` re-growth moves (drop the m least useful rows, grow them back by pursuit,
-refit), ending after MAX_FRUITLESS_MOVES rejected proposals in a row
-(:mod:`rftheory.attack.pursuit`; a vector θ of a random-features model,
-else birth-death moves per restart); the other restarts run only if it too
-ends above tol.  It follows the first failure rather than the last: near the
-counting limit random restarts end on the same kind of mixed-row stationary
-point, and at image scale (d in the thousands) each one costs minutes; ``"birthdeath"`` follows each restart
+then makes up to ``moves`` re-growth moves (drop the m least useful rows,
+grow them back by pursuit, refit), ending after MAX_FRUITLESS_MOVES rejected
+proposals in a row (:mod:`rftheory.attack.pursuit`; a vector θ of a
+random-features model, else birth-death moves per restart); the other
+restarts run only if it too ends above tol.  It follows the first failure
+rather than the last: near the counting limit random restarts end on the
+same kind of mixed-row stationary point, and at image scale (d in the
+thousands) each one costs minutes.  ``"birthdeath"`` follows each restart
 that ends above tol by up to ``moves`` birth-death moves (add a random row,
 re-optimise jointly, drop the least useful row or one of a near-duplicate
 pair; :mod:`rftheory.attack.moves`); ``"restarts"`` does nothing more
 (independent random starts only); ``"overparam"`` starts each restart from
 n̂ + k rows optimised jointly and pruned to n̂.  A proposal is kept only if
-L falls.  The moves draw after all starts are drawn, so a first
-restart that reaches tol is the same run under "pursuit", "birthdeath" and
+L falls.  The moves draw after all starts are drawn, so a first restart
+that reaches tol is the same run under "pursuit", "birthdeath" and
 "restarts".
 
 Stopping words: ``loss_at_tol`` says only that L ≤ tol; ``stop_reason`` says

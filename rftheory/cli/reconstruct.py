@@ -17,6 +17,7 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..data import digits, photos, synthetic_sphere
+from ..data.photos import PHOTOS
 from ..attack.metrics import DEFAULT_THRESHOLD, chance_levels, reconstruction_errors
 from ..models.random_features import RandomFeatures
 from ..attack.reconstruct import reconstruct
@@ -55,7 +56,7 @@ def add_parser(sub):
                    help="synthetic: rows uniform on the √d-sphere with linear labels; digits: "
                         "scikit-learn's bundled 8×8 digits (d=64), pixel-standardised, rows on the √d-sphere; "
                         "photos: scikit-image's bundled colour photographs at 32×32×3 (d=3072; random 128-px "
-                        "crops when n > 7), pixel-standardised, rows on the √d-sphere (use a small --ratio, "
+                        f"crops when n > {len(PHOTOS)}), pixel-standardised, rows on the √d-sphere (use a small --ratio, "
                         "e.g. 2: V has p·d entries)")
     p.add_argument("--n", type=positive_int, default=10, help="number of training samples")
     p.add_argument("--d", type=positive_int, default=None,
