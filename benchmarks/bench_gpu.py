@@ -17,7 +17,12 @@ path, for checking the script without a GPU; the CPU verdict is
 bench_iteration.py's).  Without CuPy or a CUDA device, ``--backend cupy`` (the
 default) says so and exits with status 2.
 
+``--image-scale`` measures CIFAR's size instead: n = 10, d = 3072 and
+p ∈ {2dn = 61440, 100 000} (the authors' configuration; V is 0.75 and 1.2 GB
+in float32).
+
     python benchmarks/bench_gpu.py [--backend cupy] [--n 20 --d 100 --p 20000 1000000 --pairs 5]
+    python benchmarks/bench_gpu.py --image-scale
 """
 from __future__ import annotations
 
@@ -113,7 +118,11 @@ def main(argv=None) -> int:
     ap.add_argument("--iterations", type=int, default=100, help="timed L-BFGS iterations per run (default 100)")
     ap.add_argument("--size", type=int, default=None,
                     help="matmul size of the peak sample (default 8192 on the GPU, 2048 on the CPU)")
+    ap.add_argument("--image-scale", action="store_true",
+                    help="n=10, d=3072, p = 61440 and 100000 (overrides --n, --d and --p)")
     args = ap.parse_args(argv)
+    if args.image_scale:
+        args.n, args.d, args.p = 10, 3072, [2 * 3072 * 10, 100_000]
     for name in ("n", "d", "pairs", "iterations"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be at least 1")

@@ -83,7 +83,7 @@ REFIT_ITERATIONS = 100  # L-BFGS iterations polishing a re-seeded row (a d-dimen
 # A pursuit proposal's refit stops once L falls by less than half over 100 iterations: in the true basin L
 # halves every few iterations (8 photographs, d = 3072: 1e-10 within 160 iterations of a near start), on a
 # wrong plateau it creeps (1.4e-2 to 1.3e-2 in 600 iterations), which the default test (1e-4 over 10) lets run
-# to max_iter, minutes at image scale.  The winner is then polished with the default test.
+# to max_iter, minutes at image scale.  A proposal that beats the current state goes on under the default test.
 PROPOSAL_STALL = (100, 0.5)
 MAX_FRUITLESS_MOVES = 25  # rejected moves in a row that end the pursuit (runs of 8 preceded successes; 10 cut some)
 
@@ -247,7 +247,11 @@ def _pursue(fun, theta, model, X, L, rng, o: AttackOptions, history):
     """
 
     def local(Y, iters):  # the proposals' refits: their losses are not the attack's history
-        return _lbfgs(fun, Y, iters, o.tol, [], stall=PROPOSAL_STALL)
+        Y, LY, it, why = _lbfgs(fun, Y, iters, o.tol, [], stall=PROPOSAL_STALL)
+        if why == "stalled" and LY < best[1] and it < iters and not fun.stopped:  # a winner: polish it to the end
+            Y, LY, more, why = _lbfgs(fun, Y, iters - it, o.tol, [])
+            it += more
+        return Y, LY, it, why
 
     # max_iter caps the pursuit's own deflated refits as well (a short run stays short)
     caps = _pursuit.pursuit_settings(model)  # full, or lean for a large problem
@@ -275,14 +279,7 @@ def _pursue(fun, theta, model, X, L, rng, o: AttackOptions, history):
     X, L, it, _, kept = _pursuit.regrow(fun, local, theta, model, X, L, rng, moves=o.moves, tol=o.tol,
                                         max_iter=o.max_iter, max_fruitless=MAX_FRUITLESS_MOVES,
                                         halt=lambda X, L: fun.stopped, on_move=on_move, stop=stop, **caps)
-    iters += it
-    if L > o.tol and not fun.stopped:  # the proposals were refitted briefly: polish the winner to the end
-        Y, LY, it, _ = _lbfgs(fun, X, o.max_iter, o.tol, [])
-        iters += it
-        if LY < L:
-            X, L = Y, LY
-            history.append(L)
-    return X, L, iters, accepted + kept
+    return X, L, iters + it, accepted + kept
 
 
 def _lbfgs(fun, X, max_iter, tol, history, stall=None):
