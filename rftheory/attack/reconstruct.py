@@ -235,7 +235,7 @@ class _Counter:
         return self.stopped
 
 
-def _pursue(fun, theta, model, X, L, rng, o: AttackOptions, history):
+def _pursue(fun, theta, model, X, L, rng, o: AttackOptions, history, step=None):
     """Strategy "pursuit" from the first restart that ended above tol (X, loss L): (X, L, iterations, accepted).
 
     First a fresh pursuit start (:func:`rftheory.attack.pursuit.pursuit_start`, rows grown one at
@@ -244,6 +244,7 @@ def _pursue(fun, theta, model, X, L, rng, o: AttackOptions, history):
     useful rows, grow them back by pursuit, refit), ending early after MAX_FRUITLESS_MOVES
     rejected proposals in a row.  Each proposal replaces X only if it lowers L and holds no
     near-duplicate pair; the moves start from the better of the restart and the pursuit start.
+    ``step(L)`` (optional) follows the start and every move, with the loss of the state kept.
     """
 
     def local(Y, iters):  # the proposals' refits: their losses are not the attack's history
@@ -268,6 +269,8 @@ def _pursue(fun, theta, model, X, L, rng, o: AttackOptions, history):
         best[:] = X, L
         if kept:
             history.append(L)  # the history records the accepted states only
+        if step is not None:
+            step(float(L))
 
     accepted = 0
     Y = _pursuit.pursuit_start(theta, model, X.shape[0], rng=rng, stop=stop, **caps)
@@ -276,6 +279,8 @@ def _pursue(fun, theta, model, X, L, rng, o: AttackOptions, history):
         X, L, accepted = Y, LY, 1
         best[:] = X, L
         history.append(L)
+    if step is not None:
+        step(float(L))
     X, L, it, _, kept = _pursuit.regrow(fun, local, theta, model, X, L, rng, moves=o.moves, tol=o.tol,
                                         max_iter=o.max_iter, max_fruitless=MAX_FRUITLESS_MOVES,
                                         halt=lambda X, L: fun.stopped, on_move=on_move, stop=stop, **caps)
@@ -407,7 +412,9 @@ def reconstruct(theta, model, n: int, options: AttackOptions | None = None, *, i
     init : array (n, d), optional
         Starting point of the first restart (rows are put on the sphere).
     progress : callable, optional
-        Called as ``progress(restart, loss)`` after each restart.
+        Called as ``progress(restart, loss)`` after each restart; during the pursuit (strategy
+        "pursuit") as ``progress(options.restarts, loss)`` after its start and after every move,
+        with the loss of the state kept so far.
     callback : callable, optional
         ``callback(X_hat, loss)`` after every accepted iteration (X̂ in the
         working dtype; with ``batch_restarts`` also in the joint phase, for each
@@ -545,7 +552,8 @@ def _reconstruct(theta, model, n, options: AttackOptions, init, progress, callba
             pursued = True
             if progress is not None:
                 progress(r, float(L))
-            X, L, it, accepted_moves = _pursue(fun, theta, model, X, L, rng, o, history)
+            step = None if progress is None else (lambda loss: progress(o.restarts, loss))
+            X, L, it, accepted_moves = _pursue(fun, theta, model, X, L, rng, o, history, step)
             total_iters += it
             reason = "tol" if L <= o.tol else ("callback" if fun.stopped else "moves")
         if fun.stopped and L > o.tol:
@@ -557,8 +565,8 @@ def _reconstruct(theta, model, n, options: AttackOptions, init, progress, callba
                 X_hat=X, loss=float(L), loss_history=history, iterations=total_iters,
                 reseeds=reseeds, loss_at_tol=bool(L <= o.tol), stop_reason=reason, moves=accepted_moves,
             )
-        if progress is not None:
-            progress(o.restarts if pursue else r, float(L))  # r = restarts: the pursuit's line
+        if progress is not None and not pursue:  # the pursuit reports its own steps
+            progress(r, float(L))
         if (o.stop_at_tol and L <= o.tol) or fun.stopped:
             break
     if model is not caller_model:  # report X̂ and L in the caller's precision

@@ -397,11 +397,17 @@ def _run_network(args, ds, start) -> int:
 
 
 def _progress_printer(options):
-    """progress(r, loss) for reconstruct: one line per restart, and one for the pursuit (r = restarts)."""
+    """progress(r, loss) for reconstruct: one line per restart, and one per pursuit step (r = restarts): its
+    start, then every re-growth move, with the loss of the state kept."""
+    steps = [0]
 
     def progress(r, loss):
-        what = (f"restart {r + 1}/{options.restarts}" if r < options.restarts
-                else "pursuit from the first restart that ended above --tol")
+        if r < options.restarts:
+            what = f"restart {r + 1}/{options.restarts}"
+        else:
+            what = ("pursuit start (the restart ended above --tol)" if steps[0] == 0
+                    else f"pursuit move {steps[0]}/{options.moves}")
+            steps[0] += 1
         print(f"    {what}: loss {loss:.3e}", flush=True)
 
     return progress

@@ -221,7 +221,8 @@ def test_pursuit_runs_once_after_the_first_failed_restart_and_ends_after_fruitle
     res = reconstruct(model.theta, model, 8, restarts=2, max_iter=40, tol=1e-30, moves=rec.MAX_FRUITLESS_MOVES + 5,
                       progress=lambda r, L: restarts_seen.append((r, calls["start"])))
     assert len(res.restarts) == 2 and calls["start"] == 1
-    assert restarts_seen == [(0, 0), (2, 1), (1, 1)]  # restart 1, its pursuit (r = restarts), restart 2
+    # restart 1, its pursuit's start and every move (r = restarts), then restart 2
+    assert restarts_seen == [(0, 0)] + [(2, 1)] * (1 + rec.MAX_FRUITLESS_MOVES) + [(1, 1)]
     assert calls["move"] == rec.MAX_FRUITLESS_MOVES and res.stop_reason == "moves" and not res.loss_at_tol
 
 

@@ -43,7 +43,7 @@ def test_reconstruct_reports_the_pursuit_after_a_failed_restart(capsys):
     assert main(["reconstruct", "--n", "8", "--d", "16", "--ratio", "1.25", "--seed", "0"]) == 0
     out = capsys.readouterr().out
     assert "restart 1/3" in out and "restart 2/3" not in out
-    assert "pursuit from the first restart that ended above --tol: loss" in out
+    assert "pursuit start (the restart ended above --tol): loss" in out
     assert "accepted pursuit proposal" in out and "recovered   8/8" in out
 
 
