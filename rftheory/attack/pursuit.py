@@ -40,9 +40,11 @@ Riemannian gradient ascent from ``starts`` random sphere points at once (one
 step size per point, one evaluation of all points per iteration; the ascent
 follows s's numerator ⟨r, φ⟩², whose gradient costs half as much, see
 :class:`_Correlation`), add the end point of largest s (or the ``block``
-best pairwise distinct ones), and re-optimise all rows jointly on the *deflated* loss ‖P⊥_{[1, V, Φ̂]}θ‖²/‖P_B⊥θ‖², the projection loss
+best pairwise distinct ones), and re-optimise all rows jointly on the
+*deflated* loss ‖P⊥_{[1, V, Φ̂]}θ‖²/‖P_B⊥θ‖², the projection loss
 of θ_B = P_B⊥θ against the features P_B⊥φ (:class:`DeflatedFeatures`).  Finally
-all n rows are polished on the same deflated loss.
+all n rows are polished on the same deflated loss (none in the lean settings
+that :func:`pursuit_settings` gives a large problem).
 
 **Re-growth** (:func:`pursuit_move`, :func:`regrow`, :func:`pursuit_search`).  The rows found
 last are often not true rows: by then the residual is dominated by the error
@@ -121,7 +123,7 @@ class LowOrderSpan:
         G[0, 0] = p
         G[0, 1:] = G[1:, 0] = xp.sum(self.V, axis=0, dtype=np.float64)
         G[1:, 1:] = (self.V.T @ self.V).astype(np.float64)
-        G[1:, 1:] = 0.5 * (G[1:, 1:] + G[1:, 1:].T)  # one BLAS symmetric rank-k update leaves half; symmetrise
+        G[1:, 1:] = 0.5 * (G[1:, 1:] + G[1:, 1:].T)  # exactly symmetric for the Cholesky
         self.M_inv = gram_solve(G, xp.eye(d + 1), what="Gram matrix of [1, V]")
 
     @property
