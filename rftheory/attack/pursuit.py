@@ -90,7 +90,13 @@ ASCENT_ITERATIONS = 60  # gradient-ascent iterations per pursuit ascent
 REFIT_ITERATIONS = 100  # joint deflated refit after each added row
 POLISH_ITERATIONS = 2000  # joint deflated refit of the n grown rows
 DISTINCT_COS = 0.9  # an added row has |cos| ≤ this with the kept rows and the other added rows
-LEAN = dict(starts=16, iters=30, refit_iter=30, polish_iter=0, dtype=None)  # the settings of a large problem
+# The settings of a large problem.  ``stall``: a proposal's refit stops once L falls by less than half over 100
+# iterations.  In the true basin L halves every few iterations (8 photographs, d = 3072: 1e-10 within 160
+# iterations of a near start); on a wrong plateau it creeps (1.4e-2 to 1.3e-2 in 600 iterations), which the
+# optimiser's own test (1e-4 over 10) lets run to max_iter, minutes at image scale.  Small problems keep that
+# test: with the lenient one a slow true basin near the counting limit was cut short (n=5, d=40, p/(dn) = 1.25:
+# 1 of 4 seeds recovered against 2 of 4).
+LEAN = dict(starts=16, iters=30, refit_iter=30, polish_iter=0, dtype=None, stall=(100, 0.5))
 # A problem is large when one ascent iteration at STARTS points, 4·STARTS·p·d flops, exceeds this: about a second
 # of 2 cores.  Below it the full settings recover more cells at the counting limit (n=10, d=100, p/(dn) = 1.25:
 # 2 of 4 seeds against 1 of 4 lean); above it they cost minutes per row (8 photographs, d = 768: lean settings
@@ -478,7 +484,8 @@ def pursuit_start(theta, model, n: int, *, keep=None, starts: int = STARTS, iter
 
 def pursuit_settings(model) -> dict:
     """The growth settings (starts, iters, refit_iter, polish_iter) of :func:`pursuit_start` for this model,
-    and ``dtype``, the precision of its :class:`LowOrderSpan` (hence of the deflated refits).
+    ``dtype``, the precision of its :class:`LowOrderSpan` (hence of the deflated refits), and ``stall``, the
+    (window, rtol) stall test of the proposals' refits (None: the optimiser's own).
 
     The module defaults with float64 products, or :data:`LEAN` with the model's dtype when one ascent
     iteration, 4·STARTS·p·d flops, exceeds :data:`LEAN_ABOVE_FLOPS`.  Float64 below that limit because
@@ -486,7 +493,7 @@ def pursuit_settings(model) -> dict:
     the float32 polish stopped at L = 5e-9 with one row wrong, the float64 one recovered all 20 in 2.7 s.
     """
     full = dict(starts=STARTS, iters=ASCENT_ITERATIONS, refit_iter=REFIT_ITERATIONS, polish_iter=POLISH_ITERATIONS,
-                dtype=np.float64)
+                dtype=np.float64, stall=None)
     return dict(LEAN) if 4.0 * STARTS * model.p * model.d > LEAN_ABOVE_FLOPS else full
 
 

@@ -80,11 +80,6 @@ MAX_FRUITLESS_RESEEDS = 4  # stop a restart after this many re-seeds in a row th
 LBFGS_MEMORY = 20  # curvature pairs: enough for the n̂·d-dimensional problems here, cheap next to an evaluation
 MOMENTUM_STALL_WINDOW = 200  # momentum creeps: judge a stall over many more steps than L-BFGS's 10
 REFIT_ITERATIONS = 100  # L-BFGS iterations polishing a re-seeded row (a d-dimensional problem)
-# A pursuit proposal's refit stops once L falls by less than half over 100 iterations: in the true basin L
-# halves every few iterations (8 photographs, d = 3072: 1e-10 within 160 iterations of a near start), on a
-# wrong plateau it creeps (1.4e-2 to 1.3e-2 in 600 iterations), which the default test (1e-4 over 10) lets run
-# to max_iter, minutes at image scale.  A proposal that beats the current state goes on under the default test.
-PROPOSAL_STALL = (100, 0.5)
 MAX_FRUITLESS_MOVES = 25  # rejected moves in a row that end the pursuit (runs of 8 preceded successes; 10 cut some)
 
 
@@ -247,17 +242,19 @@ def _pursue(fun, theta, model, X, L, rng, o: AttackOptions, history, step=None):
     ``step(L)`` (optional) follows the start and every move, with the loss of the state kept.
     """
 
+    # max_iter caps the pursuit's own deflated refits as well (a short run stays short)
+    caps = _pursuit.pursuit_settings(model)  # full, or lean for a large problem
+    stall = caps.pop("stall")
+    caps.update(refit_iter=min(caps["refit_iter"], o.max_iter), polish_iter=min(caps["polish_iter"], o.max_iter),
+                low=_pursuit.LowOrderSpan(model, dtype=caps.pop("dtype")))  # P_B once for the start and every move
+
     def local(Y, iters):  # the proposals' refits: their losses are not the attack's history
-        Y, LY, it, why = _lbfgs(fun, Y, iters, o.tol, [], stall=PROPOSAL_STALL)
-        if why == "stalled" and LY < best[1] and it < iters and not fun.stopped:  # a winner: polish it to the end
+        Y, LY, it, why = _lbfgs(fun, Y, iters, o.tol, [], stall=stall)
+        if (stall is not None and why == "stalled" and LY < best[1] and it < iters
+                and not fun.stopped):  # a winner stopped by the lenient test: polish it to the end
             Y, LY, more, why = _lbfgs(fun, Y, iters - it, o.tol, [])
             it += more
         return Y, LY, it, why
-
-    # max_iter caps the pursuit's own deflated refits as well (a short run stays short)
-    caps = _pursuit.pursuit_settings(model)  # full, or lean for a large problem
-    caps.update(refit_iter=min(caps["refit_iter"], o.max_iter), polish_iter=min(caps["polish_iter"], o.max_iter),
-                low=_pursuit.LowOrderSpan(model, dtype=caps.pop("dtype")))  # P_B once for the start and every move
     best = [X, L]  # the state the user's callback is asked with
 
     def stop():  # the user's callback, asked with the best state so far while the pursuit grows rows
