@@ -51,6 +51,7 @@ def test_bad_arguments_are_refused():
 def test_image_scale_measures_cifar_sized_problems(capsys):
     """--image-scale: n=10, d=3072 at p = 2dn and the authors' p = 100 000 (run here on the CPU path)."""
     bench = _load()
-    assert bench.main(["--backend", "numpy", "--image-scale", "--pairs", "1", "--iterations", "2", "--size", "256"]) == 0
+    assert bench.main(["--backend", "numpy", "--image-scale", "--pairs", "1", "--iterations", "2",
+                       "--size", "256"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert "p=61440: " in line and "p=100000: " in line

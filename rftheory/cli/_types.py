@@ -236,13 +236,14 @@ def add_attack_options(parser, default=None) -> None:
                         help="the global search when restarts end above --tol. pursuit: once the first restart has "
                              "failed, a start grown row by row by matching pursuit on θ, then re-growth moves (drop "
                              "the least useful rows, grow them back, refit all), the other restarts only if it "
-                             "fails too; birthdeath: after each failed restart, birth-death moves (add a random row, optimise all jointly, drop the least "
-                             "useful row); restarts: nothing (independent restarts only); "
+                             "fails too; birthdeath: after each failed restart, birth-death moves (add a random "
+                             "row, optimise all jointly, drop the least useful row); restarts: nothing (independent restarts only); "
                              "overparam: each restart starts with n̂ + k rows, pruned to n̂. Moves are kept only if "
                              "they lower the loss")
     parser.add_argument("--moves", metavar="M", default=default.moves,
                         type=bounded_int(0, MAX_MOVES, "each move re-optimises all rows"),
-                        help="re-growth moves of --strategy pursuit, or birth-death moves per restart of --strategy birthdeath")
+                        help="re-growth moves of --strategy pursuit, or birth-death moves per restart of "
+                             "--strategy birthdeath")
     parser.add_argument("--extra-rows", metavar="K", default=default.extra_rows,
                         type=bounded_int(0, MAX_INT, "extra candidate rows"),
                         help="k extra rows of --strategy overparam (0: the largest k below the counting limit)")

@@ -56,8 +56,8 @@ def add_parser(sub):
                    help="synthetic: rows uniform on the √d-sphere with linear labels; digits: "
                         "scikit-learn's bundled 8×8 digits (d=64), pixel-standardised, rows on the √d-sphere; "
                         "photos: scikit-image's bundled colour photographs at 32×32×3 (d=3072; random 128-px "
-                        f"crops when n > {len(PHOTOS)}), pixel-standardised, rows on the √d-sphere (use a small --ratio, "
-                        "e.g. 2: V has p·d entries)")
+                        f"crops when n > {len(PHOTOS)}), pixel-standardised, rows on the √d-sphere (use a small "
+                        "--ratio, e.g. 2: V has p·d entries)")
     p.add_argument("--n", type=positive_int, default=10, help="number of training samples")
     p.add_argument("--d", type=positive_int, default=None,
                    help=f"input dimension, at least 2 (synthetic only, default {DEFAULT_D}; digits have d={DIGITS_D})")
@@ -211,9 +211,7 @@ def run(args) -> int:
 
     result = _diverged_is_an_error(args, lambda: attack(model.theta, model, n_guess, options=options,
                                                           progress=progress))
-    print(f"  loss        {result.loss:.3e} after {result.iterations} iterations "
-          f"({result.evaluations} evaluations, {result.reseeds} re-seeds, {_moves_words(result)}{result.wall_time:.1f} s)")
-    print(f"  stopped     {result.stop_reason}; {result.verdict_words()}")
+    _print_outcome(result)
     if n_guess != n:
         print(f"  metrics     skipped: n̂={n_guess} ≠ n={n} (one-to-one matching needs n̂ = n)")
         if getattr(args, "save_images", None):
@@ -385,9 +383,7 @@ def _run_network(args, ds, start) -> int:
     progress = _progress_printer(options)
 
     result = _diverged_is_an_error(args, lambda: reconstruct(theta, model, n_guess, options, progress=progress))
-    print(f"  loss        {result.loss:.3e} after {result.iterations} iterations "
-          f"({result.evaluations} evaluations, {result.reseeds} re-seeds, {_moves_words(result)}{result.wall_time:.1f} s)")
-    print(f"  stopped     {result.stop_reason}; {result.verdict_words()}")
+    _print_outcome(result)
     if n_guess != n:
         print(f"  metrics     skipped: n̂={n_guess} ≠ n={n} (one-to-one matching needs n̂ = n)")
     else:
@@ -411,6 +407,13 @@ def _progress_printer(options):
         print(f"    {what}: loss {loss:.3e}", flush=True)
 
     return progress
+
+
+def _print_outcome(result) -> None:
+    """The attack's 'loss' and 'stopped' lines (random features and networks alike)."""
+    print(f"  loss        {result.loss:.3e} after {result.iterations} iterations ({result.evaluations} evaluations, "
+          f"{result.reseeds} re-seeds, {_moves_words(result)}{result.wall_time:.1f} s)")
+    print(f"  stopped     {result.stop_reason}; {result.verdict_words()}")
 
 
 def _moves_words(result) -> str:
